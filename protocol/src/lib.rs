@@ -1,0 +1,27 @@
+//! coedit's sans-IO core: no sockets, no threads, no storage, no clocks.
+//!
+//! # Layout
+//! - [`op`]: text operations compatible with ShareDB's `text-unicode` type: apply, compose,
+//!   transform, invert, cursor transform, canonical form, JSON/MessagePack shape.
+//! - [`document`]: the server-side state of one document: text rope, revision, a bounded window
+//!   of recent ops, exactly-once state per client, snapshot and restore.
+//! - [`client`]: the classic server-ordered OT client state machine.
+//! - [`wire`]: the messages between clients and the server and their encodings.
+//! - [`error`]: one error enum per concern and the stable wire error codes.
+//!
+//! Everything above the protocol (actors, storage, HTTP) calls into this crate; nothing here
+//! calls out.
+
+pub mod client;
+pub mod document;
+pub mod error;
+pub mod op;
+pub mod wire;
+
+pub use client::{ClientStatus, OtClient, Outgoing, ServerOpOutcome};
+pub use document::{
+    ClientId, ClientRecord, Document, DocumentConfig, DocumentSnapshot, HistoryEntry, Submitted,
+};
+pub use error::{ClientError, DocError, ErrorCode, OtError, ProtocolError};
+pub use op::{transform_position, transform_selection, Component, Op, OpBuilder, Selection, Side};
+pub use wire::{ClientMsg, OpMsg, PeerPresence, RemoteOp, ServerMsg, PROTOCOL_VERSION};

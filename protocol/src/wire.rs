@@ -1,0 +1,519 @@
+//! Wire messages between clients and the server, and their two encodings.
+//!
+//! Binary WebSocket frames carry MessagePack (rmp-serde, structs as maps with field names);
+//! text frames carry JSON. Both encode the same structure: an externally tagged enum, i.e. a
+//! one-key map `{"kind": {fields…}}`. `PROTOCOL.md` documents every message, field and code.
+//!
+//! Invariants:
+//! - Decoding never panics: garbage, truncated, oversized or mistyped input is a
+//!   [`ProtocolError`].
+//! - A decoded [`ClientMsg`] has been validated ([`ClientMsg::validate`]): document and client
+//!   ids are well-formed and the version is supported. Ops in client messages are carried as
+//!   raw components and validated by [`OpMsg::checked_op`] so that a bad op gets its own code.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ProtocolError};
+use crate::op::{Component, Op, Selection};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame the decoder accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Longest document id, in bytes.
+pub const MAX_DOC_ID_LEN: usize = 128;
+/// Longest client id, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// Most components in one op.
+pub const MAX_OP_COMPONENTS: usize = 16 * 1024;
+/// Most selection ranges in one presence message.
+pub const MAX_SELECTIONS: usize = 64;
+
+/// Checks a document id: 1 to [`MAX_DOC_ID_LEN`] bytes of `[A-Za-z0-9._~-]`, not `.` or `..`.
+/// The one place document ids are validated, for WebSocket and HTTP alike.
+pub fn validate_doc_id(id: &str) -> Result<(), ProtocolError> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-');
+    if id.is_empty() || id.len() > MAX_DOC_ID_LEN {
+        return Err(ProtocolError::InvalidDocId(format!(
+            "must be 1 to {MAX_DOC_ID_LEN} bytes, got {}",
+            id.len()
+        )));
+    }
+    if !id.bytes().all(ok_char) || id == "." || id == ".." {
+        return Err(ProtocolError::InvalidDocId(format!(
+            "{id:?} has characters outside [A-Za-z0-9._~-]"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a client id: 1 to [`MAX_CLIENT_ID_LEN`] bytes of `[A-Za-z0-9_-]`.
+pub fn validate_client_id(id: &str) -> Result<(), ProtocolError> {
+    if id.is_empty()
+        || id.len() > MAX_CLIENT_ID_LEN
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ProtocolError::InvalidClientId(format!(
+            "{:?} must be 1 to {MAX_CLIENT_ID_LEN} bytes of [A-Za-z0-9_-]",
+            id.chars().take(MAX_CLIENT_ID_LEN + 8).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// An op submitted by a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpMsg {
+    /// Document id.
+    pub doc: String,
+    /// Revision the op is based on.
+    pub rev: u64,
+    /// The client's sequence number for this op (starts at 1, increases by one per op).
+    pub seq: u64,
+    /// The op's components, validated by [`OpMsg::checked_op`].
+    pub op: Vec<Component>,
+    /// Opaque client timestamp, echoed to the other clients with the op (latency measurement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<u64>,
+}
+
+impl OpMsg {
+    /// Builds the message from a validated op.
+    pub fn new(doc: impl Into<String>, rev: u64, seq: u64, op: &Op) -> Self {
+        OpMsg {
+            doc: doc.into(),
+            rev,
+            seq,
+            op: op.components().to_vec(),
+            t: None,
+        }
+    }
+
+    /// The op, validated.
+    pub fn checked_op(&self) -> Result<Op, ProtocolError> {
+        if self.op.len() > MAX_OP_COMPONENTS {
+            return Err(ProtocolError::Decode(format!(
+                "op has {} components, above the limit of {MAX_OP_COMPONENTS}",
+                self.op.len()
+            )));
+        }
+        Ok(Op::from_components(self.op.iter().cloned())?)
+    }
+}
+
+/// Messages a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// First message of a session.
+    Hello {
+        /// Protocol version the client speaks.
+        v: u32,
+        /// The client's id from an earlier session (for exactly-once resends); the server
+        /// assigns one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        /// Access token, when the server requires one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Subscribe to a document. With `rev`, the server sends the ops after it (or a snapshot if
+    /// they are no longer retained); without, a snapshot.
+    Join {
+        /// Document id.
+        doc: String,
+        /// Revision the client already has.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rev: Option<u64>,
+    },
+    /// Submit an op.
+    Op(OpMsg),
+    /// The client's selections in a document (empty: no caret shown).
+    Presence {
+        /// Document id.
+        doc: String,
+        /// Revision the selections refer to.
+        rev: u64,
+        /// `[anchor, head]` pairs in characters.
+        sel: Vec<Selection>,
+    },
+    /// Unsubscribe from a document.
+    Leave {
+        /// Document id.
+        doc: String,
+    },
+    /// Liveness check; the server answers `pong` with the same `t`.
+    Ping {
+        /// Opaque value echoed back.
+        #[serde(default)]
+        t: u64,
+    },
+}
+
+impl ClientMsg {
+    /// The document a message is about, if any.
+    pub fn doc(&self) -> Option<&str> {
+        match self {
+            ClientMsg::Join { doc, .. }
+            | ClientMsg::Presence { doc, .. }
+            | ClientMsg::Leave { doc }
+            | ClientMsg::Op(OpMsg { doc, .. }) => Some(doc),
+            ClientMsg::Hello { .. } | ClientMsg::Ping { .. } => None,
+        }
+    }
+
+    /// Checks what decoding alone cannot: ids, version, sizes.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if let Some(doc) = self.doc() {
+            validate_doc_id(doc)?;
+        }
+        match self {
+            ClientMsg::Hello { v, client, .. } => {
+                if *v != PROTOCOL_VERSION {
+                    return Err(ProtocolError::UnsupportedVersion {
+                        got: *v,
+                        supported: PROTOCOL_VERSION,
+                    });
+                }
+                if let Some(c) = client {
+                    validate_client_id(c)?;
+                }
+            }
+            ClientMsg::Presence { sel, .. } if sel.len() > MAX_SELECTIONS => {
+                return Err(ProtocolError::Decode(format!(
+                    "presence has {} selections, above the limit of {MAX_SELECTIONS}",
+                    sel.len()
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Decodes and validates a binary (MessagePack) frame.
+    pub fn from_msgpack(bytes: &[u8]) -> Result<ClientMsg, ProtocolError> {
+        let msg: ClientMsg = decode_msgpack(bytes)?;
+        msg.validate()?;
+        Ok(msg)
+    }
+
+    /// Decodes and validates a text (JSON) frame.
+    pub fn from_json(text: &str) -> Result<ClientMsg, ProtocolError> {
+        let msg: ClientMsg = decode_json(text)?;
+        msg.validate()?;
+        Ok(msg)
+    }
+}
+
+/// An op applied by the server, as sent to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteOp {
+    /// The revision this op produced.
+    pub rev: u64,
+    /// Author's client id.
+    pub client: String,
+    /// Author's sequence number.
+    pub seq: u64,
+    /// The op as applied.
+    pub op: Op,
+    /// The author's opaque timestamp, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<u64>,
+}
+
+/// One participant's presence in a document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerPresence {
+    /// The participant's client id.
+    pub client: String,
+    /// Selections, transformed to the document's current revision; empty when it left.
+    pub sel: Vec<Selection>,
+}
+
+/// Messages the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Answer to `hello`.
+    Welcome {
+        /// Protocol version of the server.
+        v: u32,
+        /// The client id to use (the one sent, or a new one).
+        client: String,
+    },
+    /// The whole document at a revision (answer to a join without a usable revision).
+    Snapshot {
+        /// Document id.
+        doc: String,
+        /// Revision of `text`.
+        rev: u64,
+        /// The full text.
+        text: String,
+    },
+    /// Ops in revision order: a join's catch-up (possibly empty) or remote ops.
+    Ops {
+        /// Document id.
+        doc: String,
+        /// The ops, consecutive revisions.
+        ops: Vec<RemoteOp>,
+    },
+    /// The client's op `seq` was applied (durably) as revision `rev`.
+    Ack {
+        /// Document id.
+        doc: String,
+        /// The client's sequence number.
+        seq: u64,
+        /// Revision the op produced.
+        rev: u64,
+    },
+    /// Presence changes in a document.
+    Presence {
+        /// Document id.
+        doc: String,
+        /// Revision the selections refer to.
+        rev: u64,
+        /// Changed participants.
+        peers: Vec<PeerPresence>,
+    },
+    /// A request was refused; nothing was changed.
+    Error {
+        /// Stable error code (see `PROTOCOL.md`).
+        code: ErrorCode,
+        /// Human-readable explanation.
+        msg: String,
+        /// The document concerned, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doc: Option<String>,
+        /// The refused op's sequence number, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The value from the ping.
+        t: u64,
+    },
+}
+
+impl ServerMsg {
+    /// Decodes a binary (MessagePack) frame (client side).
+    pub fn from_msgpack(bytes: &[u8]) -> Result<ServerMsg, ProtocolError> {
+        decode_msgpack(bytes)
+    }
+
+    /// Decodes a text (JSON) frame (client side).
+    pub fn from_json(text: &str) -> Result<ServerMsg, ProtocolError> {
+        decode_json(text)
+    }
+
+    /// An error message for `code`.
+    pub fn error(code: ErrorCode, msg: impl Into<String>) -> ServerMsg {
+        ServerMsg::Error {
+            code,
+            msg: msg.into(),
+            doc: None,
+            seq: None,
+        }
+    }
+}
+
+/// Encodes a message as MessagePack (structs as maps).
+pub fn encode_msgpack<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these types to a Vec cannot fail: every field is a plain value.
+    rmp_serde::to_vec_named(msg).unwrap_or_default()
+}
+
+/// Encodes a message as JSON.
+pub fn encode_json<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(msg).unwrap_or_default()
+}
+
+/// Decodes MessagePack, enforcing [`MAX_FRAME_BYTES`] and consuming the whole input.
+pub fn decode_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
+    check_size(bytes.len())?;
+    let mut de = rmp_serde::Deserializer::new(bytes);
+    let msg = T::deserialize(&mut de).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    let rest = de.into_inner().len();
+    if rest != 0 {
+        return Err(ProtocolError::Decode(format!(
+            "{rest} trailing bytes after the message"
+        )));
+    }
+    Ok(msg)
+}
+
+/// Decodes JSON, enforcing [`MAX_FRAME_BYTES`].
+pub fn decode_json<T: DeserializeOwned>(text: &str) -> Result<T, ProtocolError> {
+    check_size(text.len())?;
+    serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))
+}
+
+fn check_size(len: usize) -> Result<(), ProtocolError> {
+    if len > MAX_FRAME_BYTES {
+        return Err(ProtocolError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> ClientMsg {
+        ClientMsg::Hello {
+            v: PROTOCOL_VERSION,
+            client: None,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn json_shape_is_documented_shape() {
+        let m = ClientMsg::Op(OpMsg::new("notes", 4, 1, &Op::insert_at(3, "hi")));
+        assert_eq!(
+            encode_json(&m),
+            r#"{"op":{"doc":"notes","rev":4,"seq":1,"op":[3,"hi"]}}"#
+        );
+        let e = ServerMsg::error(ErrorCode::OpDoesNotFit, "x");
+        assert_eq!(encode_json(&e), r#"{"error":{"code":2002,"msg":"x"}}"#);
+        assert_eq!(
+            ClientMsg::from_json(r#"{"join":{"doc":"notes"}}"#).unwrap(),
+            ClientMsg::Join {
+                doc: "notes".into(),
+                rev: None
+            }
+        );
+    }
+
+    #[test]
+    fn msgpack_round_trip_all_messages() {
+        let client_msgs = vec![
+            hello(),
+            ClientMsg::Join {
+                doc: "d".into(),
+                rev: Some(7),
+            },
+            ClientMsg::Op(OpMsg::new("d", 1, 2, &Op::splice(1, 2, "😅"))),
+            ClientMsg::Presence {
+                doc: "d".into(),
+                rev: 3,
+                sel: vec![(1, 4)],
+            },
+            ClientMsg::Leave { doc: "d".into() },
+            ClientMsg::Ping { t: 9 },
+        ];
+        for m in client_msgs {
+            let bytes = encode_msgpack(&m);
+            assert_eq!(ClientMsg::from_msgpack(&bytes).unwrap(), m);
+            assert_eq!(ClientMsg::from_json(&encode_json(&m)).unwrap(), m);
+        }
+        let server_msgs = vec![
+            ServerMsg::Welcome {
+                v: 1,
+                client: "c1".into(),
+            },
+            ServerMsg::Snapshot {
+                doc: "d".into(),
+                rev: 3,
+                text: "héllo".into(),
+            },
+            ServerMsg::Ops {
+                doc: "d".into(),
+                ops: vec![RemoteOp {
+                    rev: 4,
+                    client: "c2".into(),
+                    seq: 1,
+                    op: Op::delete_at(2, 1),
+                    t: Some(5),
+                }],
+            },
+            ServerMsg::Ack {
+                doc: "d".into(),
+                seq: 1,
+                rev: 5,
+            },
+            ServerMsg::Presence {
+                doc: "d".into(),
+                rev: 5,
+                peers: vec![PeerPresence {
+                    client: "c2".into(),
+                    sel: vec![(0, 0)],
+                }],
+            },
+            ServerMsg::error(ErrorCode::RateLimited, "slow down"),
+            ServerMsg::Pong { t: 1 },
+        ];
+        for m in server_msgs {
+            assert_eq!(ServerMsg::from_msgpack(&encode_msgpack(&m)).unwrap(), m);
+            assert_eq!(ServerMsg::from_json(&encode_json(&m)).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b"\xc1",
+            b"\x81\xa2op",
+            b"\x81\xa5hello\x81\xa1v\xcb",
+            b"\x92\x01\x02",
+            b"\x81\xa7unknown\x80",
+        ];
+        for c in cases {
+            assert!(
+                matches!(ClientMsg::from_msgpack(c), Err(ProtocolError::Decode(_))),
+                "{c:?}"
+            );
+        }
+        let mut ok = encode_msgpack(&hello());
+        ok.push(0);
+        assert!(ClientMsg::from_msgpack(&ok).is_err());
+        let big = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert!(matches!(
+            ClientMsg::from_msgpack(&big),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+        for j in [
+            r#"{"op":{"doc":"d","rev":"1","seq":1,"op":[]}}"#,
+            r#"{"op":{"doc":"d","rev":-1,"seq":1,"op":[]}}"#,
+            r#"{"op":{"doc":"d","rev":1,"seq":1,"op":[-2]}}"#,
+            r#"{"hello":{"v":1},"ping":{}}"#,
+            r#"{"nope":{}}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(ClientMsg::from_json(j).is_err(), "{j}");
+        }
+    }
+
+    #[test]
+    fn validation_codes() {
+        let bad_doc = ClientMsg::from_json(r#"{"join":{"doc":"../etc"}}"#).unwrap_err();
+        assert_eq!(bad_doc.code(), ErrorCode::InvalidDocId);
+        let long = format!(r#"{{"join":{{"doc":"{}"}}}}"#, "a".repeat(MAX_DOC_ID_LEN + 1));
+        assert_eq!(
+            ClientMsg::from_json(&long).unwrap_err().code(),
+            ErrorCode::InvalidDocId
+        );
+        let v2 = ClientMsg::from_json(r#"{"hello":{"v":2}}"#).unwrap_err();
+        assert_eq!(v2.code(), ErrorCode::UnsupportedVersion);
+        let cid = ClientMsg::from_json(r#"{"hello":{"v":1,"client":"a b"}}"#).unwrap_err();
+        assert_eq!(cid.code(), ErrorCode::InvalidClientId);
+        let m = ClientMsg::from_json(r#"{"op":{"doc":"d","rev":1,"seq":1,"op":[0,"x"]}}"#)
+            .unwrap();
+        let ClientMsg::Op(o) = m else { panic!() };
+        assert_eq!(o.checked_op().unwrap_err().code(), ErrorCode::InvalidOp);
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::try_from(c.as_u16()), Ok(c));
+        }
+        assert!(ErrorCode::try_from(1).is_err());
+    }
+}
