@@ -1,1 +1,31 @@
+//! coedit's actix actors. They move messages and own resources; every decision about text,
+//! revisions and the wire format is made by `coedit-protocol`.
+//!
+//! # Layout
+//! - [`registry`]: the `Registry` actor: opens one `DocActor` per document on first use and
+//!   forgets it when it unloads.
+//! - [`document`]: the `DocActor`: owns one `Document`, serializes submits, fans ops and
+//!   presence out once per tick, keeps the presence table, unloads when idle.
+//! - [`session`]: the `WsSession` actor, one per WebSocket (the only file that uses
+//!   actix-web-actors).
+//! - [`store`]: the `Store` trait that documents load from and save to, and its in-memory
+//!   implementation.
+//! - [`frame`]: outbound frames and the two encodings.
+//! - [`errors`]: errors of this layer and the one mapping from error codes to WebSocket close
+//!   codes and HTTP statuses.
 
+pub mod document;
+pub mod errors;
+pub mod frame;
+pub mod registry;
+pub mod session;
+pub mod store;
+
+pub use document::{DocActor, DocActorConfig};
+pub use errors::{close_code_for, http_status_for, ActorError};
+pub use registry::{OpenDoc, Registry};
+pub use session::{SessionConfig, WsSession};
+pub use store::{MemoryStore, Store, StoreError};
+
+/// Identifies one WebSocket session for the lifetime of the process.
+pub type SessionId = u64;

@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand};
 const DEFAULT_RUNS: usize = 5;
 
 #[derive(Parser)]
-#[command(name = "coedit-loadtest", version, about = "Load generator and trace replay for coedit")]
+#[command(
+    name = "coedit-loadtest",
+    version,
+    about = "Load generator and trace replay for coedit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

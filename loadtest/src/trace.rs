@@ -75,6 +75,8 @@ impl Trace {
     pub fn name(path: &Path) -> String {
         let f = path.file_name().map(|f| f.to_string_lossy().into_owned());
         let f = f.unwrap_or_default();
-        f.trim_end_matches(".gz").trim_end_matches(".json").to_string()
+        f.trim_end_matches(".gz")
+            .trim_end_matches(".json")
+            .to_string()
     }
 }

@@ -201,6 +201,15 @@ impl Document {
             .map(move |(i, e)| (from + 1 + i as u64, e)))
     }
 
+    /// Document length in characters at a retained revision.
+    pub fn len_at(&self, rev: u64) -> Result<usize, DocError> {
+        let start = self.window_index(rev)?;
+        Ok(self
+            .history
+            .get(start)
+            .map_or(self.text.len_chars(), |e| e.len_before))
+    }
+
     /// The retained op that produced revision `rev`.
     pub fn op_at(&self, rev: u64) -> Option<&HistoryEntry> {
         if rev == 0 || rev > self.rev || rev <= self.oldest_rev() {
@@ -233,10 +242,7 @@ impl Document {
                 return self.duplicate(rec, base_rev, &op);
             }
             if seq < rec.seq {
-                return Err(DocError::StaleSeq {
-                    seq,
-                    last: rec.seq,
-                });
+                return Err(DocError::StaleSeq { seq, last: rec.seq });
             }
         }
         let len_before = self.text.len_chars();
@@ -244,6 +250,7 @@ impl Document {
             let len_after = op.fit_len(len_before)?;
             (op, len_after)
         } else {
+            // Field-level access: `known` still borrows `self.clients`.
             let start = window_index(self.rev, self.history.len(), base_rev)?;
             let len_at_base = self.history.get(start).map_or(len_before, |e| e.len_before);
             op.check_fits(len_at_base)?;
@@ -482,10 +489,19 @@ mod tests {
         let revs: Vec<u64> = d.ops_since(3).unwrap().map(|(r, _)| r).collect();
         assert_eq!(revs, vec![4, 5]);
         assert_eq!(d.ops_since(5).unwrap().len(), 0);
-        assert!(matches!(d.ops_since(1), Err(DocError::RevisionTooOld { .. })));
-        assert!(matches!(d.ops_since(6), Err(DocError::FutureRevision { .. })));
+        assert!(matches!(
+            d.ops_since(1),
+            Err(DocError::RevisionTooOld { .. })
+        ));
+        assert!(matches!(
+            d.ops_since(6),
+            Err(DocError::FutureRevision { .. })
+        ));
         assert_eq!(d.op_at(5).unwrap().op, Op::insert_at(4, "x"));
         assert!(d.op_at(2).is_none());
+        assert_eq!(d.len_at(2).unwrap(), 2);
+        assert_eq!(d.len_at(5).unwrap(), 5);
+        assert!(d.len_at(1).is_err());
     }
 
     #[test]

@@ -146,10 +146,12 @@ impl OtError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            OtError::Malformed(_) | OtError::EmptyComponent { .. } | OtError::CountOverflow { .. } => {
-                ErrorCode::InvalidOp
+            OtError::Malformed(_)
+            | OtError::EmptyComponent { .. }
+            | OtError::CountOverflow { .. } => ErrorCode::InvalidOp,
+            OtError::RetainPastEnd { .. } | OtError::DeletePastEnd { .. } => {
+                ErrorCode::OpDoesNotFit
             }
-            OtError::RetainPastEnd { .. } | OtError::DeletePastEnd { .. } => ErrorCode::OpDoesNotFit,
         }
     }
 }

@@ -52,7 +52,9 @@ pub fn validate_doc_id(id: &str) -> Result<(), ProtocolError> {
 pub fn validate_client_id(id: &str) -> Result<(), ProtocolError> {
     if id.is_empty()
         || id.len() > MAX_CLIENT_ID_LEN
-        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Err(ProtocolError::InvalidClientId(format!(
             "{:?} must be 1 to {MAX_CLIENT_ID_LEN} bytes of [A-Za-z0-9_-]",
@@ -494,7 +496,10 @@ mod tests {
     fn validation_codes() {
         let bad_doc = ClientMsg::from_json(r#"{"join":{"doc":"../etc"}}"#).unwrap_err();
         assert_eq!(bad_doc.code(), ErrorCode::InvalidDocId);
-        let long = format!(r#"{{"join":{{"doc":"{}"}}}}"#, "a".repeat(MAX_DOC_ID_LEN + 1));
+        let long = format!(
+            r#"{{"join":{{"doc":"{}"}}}}"#,
+            "a".repeat(MAX_DOC_ID_LEN + 1)
+        );
         assert_eq!(
             ClientMsg::from_json(&long).unwrap_err().code(),
             ErrorCode::InvalidDocId
@@ -503,8 +508,7 @@ mod tests {
         assert_eq!(v2.code(), ErrorCode::UnsupportedVersion);
         let cid = ClientMsg::from_json(r#"{"hello":{"v":1,"client":"a b"}}"#).unwrap_err();
         assert_eq!(cid.code(), ErrorCode::InvalidClientId);
-        let m = ClientMsg::from_json(r#"{"op":{"doc":"d","rev":1,"seq":1,"op":[0,"x"]}}"#)
-            .unwrap();
+        let m = ClientMsg::from_json(r#"{"op":{"doc":"d","rev":1,"seq":1,"op":[0,"x"]}}"#).unwrap();
         let ClientMsg::Op(o) = m else { panic!() };
         assert_eq!(o.checked_op().unwrap_err().code(), ErrorCode::InvalidOp);
     }

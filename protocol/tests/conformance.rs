@@ -71,7 +71,10 @@ fn apply_vectors() {
         let mut rope = jumprope::JumpRope::from(s);
         o.apply_rope(&mut rope).map_err(|e| e.to_string())?;
         if rope.to_string() != expected {
-            return Err(format!("apply_rope: got {:?}, want {expected:?}", rope.to_string()));
+            return Err(format!(
+                "apply_rope: got {:?}, want {expected:?}",
+                rope.to_string()
+            ));
         }
         Ok(())
     });

@@ -48,8 +48,16 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 enum Down {
-    Ack { seq: u64, rev: u64 },
-    Op { rev: u64, author: ClientId, seq: u64, op: Op },
+    Ack {
+        seq: u64,
+        rev: u64,
+    },
+    Op {
+        rev: u64,
+        author: ClientId,
+        seq: u64,
+        op: Op,
+    },
 }
 
 struct Sim {
@@ -66,7 +74,10 @@ impl Sim {
         let ids: Vec<ClientId> = (0..n).map(|i| ClientId::from(format!("c{i}"))).collect();
         Sim {
             server: Document::new(DocumentConfig::default()),
-            clients: ids.iter().map(|id| (OtClient::new(&**id, 0), String::new())).collect(),
+            clients: ids
+                .iter()
+                .map(|id| (OtClient::new(&**id, 0), String::new()))
+                .collect(),
             up: (0..n).map(|_| VecDeque::new()).collect(),
             down: (0..n).map(|_| VecDeque::new()).collect(),
             ids,
@@ -77,7 +88,13 @@ impl Sim {
     fn step(&mut self, a: &Action) -> Result<(), TestCaseError> {
         let n = self.clients.len();
         match a {
-            Action::Edit { client, insert, pos, len, text } => {
+            Action::Edit {
+                client,
+                insert,
+                pos,
+                len,
+                text,
+            } => {
                 let c = client % n;
                 let (cl, replica) = &mut self.clients[c];
                 let size = char_len(replica);
@@ -153,7 +170,12 @@ impl Sim {
             Down::Ack { seq, rev } => cl
                 .on_ack(seq, rev)
                 .map_err(|e| TestCaseError::fail(format!("client {c}: {e}")))?,
-            Down::Op { rev, author, seq, op } => {
+            Down::Op {
+                rev,
+                author,
+                seq,
+                op,
+            } => {
                 match cl
                     .on_server_op(rev, &author, seq, &op)
                     .map_err(|e| TestCaseError::fail(format!("client {c}: {e}")))?
@@ -212,7 +234,10 @@ fn clients_converge_with_reconnects_and_exactly_once() {
         failure_persistence: None,
         ..Config::default()
     });
-    let strategy = (2usize..=MAX_CLIENTS, prop::collection::vec(action(), 0..200));
+    let strategy = (
+        2usize..=MAX_CLIENTS,
+        prop::collection::vec(action(), 0..200),
+    );
     runner
         .run(&strategy, |(n, actions)| {
             let mut sim = Sim::new(n);

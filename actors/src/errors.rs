@@ -1,0 +1,110 @@
+//! Errors of the actor layer, and the one place where error codes map to WebSocket close codes
+//! and HTTP statuses.
+
+use coedit_protocol::{DocError, ErrorCode};
+use thiserror::Error;
+
+use crate::store::StoreError;
+
+/// WebSocket close code: normal closure.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// WebSocket close code: protocol error.
+pub const CLOSE_PROTOCOL: u16 = 1002;
+/// WebSocket close code: invalid payload (e.g. bad UTF-8 in a text frame).
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// WebSocket close code: policy violation (e.g. heartbeat timeout).
+pub const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code: message too big.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// WebSocket close code: internal error.
+pub const CLOSE_INTERNAL: u16 = 1011;
+/// WebSocket close code: service restart; reconnect.
+pub const CLOSE_RESTART: u16 = 1012;
+/// WebSocket close code: try again later (slow consumer, overload).
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
+
+/// A request the actor layer could not serve.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ActorError {
+    /// The document refused the request.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The document actor is unloading; open it again.
+    #[error("document {0} is unloading")]
+    Closing(String),
+    /// The session is not subscribed to the document (it never joined, or was disconnected as
+    /// a slow consumer).
+    #[error("not subscribed to document {0}")]
+    NotSubscribed(String),
+    /// The actor that should answer is gone.
+    #[error("actor unavailable: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+impl ActorError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ActorError::Doc(e) => e.code(),
+            ActorError::Store(_) => ErrorCode::Internal,
+            ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
+            ActorError::Closing(_) | ActorError::Mailbox(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// The WebSocket close code that ends a session for an error with this code, or `None` when the
+/// session survives it (the error is reported in an `error` message).
+pub fn close_code_for(code: ErrorCode) -> Option<u16> {
+    match code {
+        ErrorCode::UnsupportedVersion => Some(CLOSE_PROTOCOL),
+        ErrorCode::FrameTooLarge => Some(CLOSE_TOO_BIG),
+        ErrorCode::Internal => Some(CLOSE_INTERNAL),
+        _ => None,
+    }
+}
+
+/// The HTTP status for an error with this code.
+pub fn http_status_for(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::BadMessage
+        | ErrorCode::InvalidDocId
+        | ErrorCode::InvalidClientId
+        | ErrorCode::InvalidOp
+        | ErrorCode::InvalidSelection
+        | ErrorCode::UnsupportedVersion
+        | ErrorCode::HelloRequired
+        | ErrorCode::NotJoined => 400,
+        ErrorCode::FrameTooLarge | ErrorCode::OpTooLarge | ErrorCode::DocumentTooLarge => 413,
+        ErrorCode::OpDoesNotFit
+        | ErrorCode::FutureRevision
+        | ErrorCode::SeqReused
+        | ErrorCode::StaleSeq => 409,
+        ErrorCode::RevisionTooOld => 410,
+        ErrorCode::RateLimited | ErrorCode::TooManyDocuments => 429,
+        ErrorCode::Unavailable => 503,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_client_or_server_status() {
+        for c in ErrorCode::ALL {
+            let s = http_status_for(c);
+            assert!((400..600).contains(&s), "{c:?}");
+            if c != ErrorCode::Internal {
+                assert!(close_code_for(c) != Some(CLOSE_INTERNAL));
+            }
+        }
+        assert_eq!(http_status_for(ErrorCode::RevisionTooOld), 410);
+        assert_eq!(close_code_for(ErrorCode::OpDoesNotFit), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! The registry: one `DocActor` per open document, opened on first use.
+//!
+//! Invariants:
+//! - At most one live `DocActor` per document id is in `docs`; an unloading actor removes
+//!   itself with `DocClosed` (only if it is still the registered one) before it stops, and has
+//!   saved the document before that, so the next `OpenDoc` loads the latest state.
+//! - Document ids reaching the registry have been validated by the protocol layer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{debug, warn};
+
+use crate::document::{DocActor, DocActorConfig, Shutdown};
+use crate::errors::ActorError;
+use crate::store::Store;
+
+/// The registry actor. See the module documentation.
+pub struct Registry {
+    /// Open documents.
+    docs: HashMap<Arc<str>, Addr<DocActor>>,
+    /// Settings handed to every document actor.
+    config: DocActorConfig,
+    /// Where documents load from and save to.
+    store: Arc<dyn Store>,
+    /// Threads document actors run on, chosen by document id; empty: the registry's own.
+    arbiters: Vec<ArbiterHandle>,
+}
+
+impl Registry {
+    /// A registry opening documents from `store`, running them on `arbiters` (spread by
+    /// document id) or, if none are given, on the registry's own thread.
+    pub fn new(
+        config: DocActorConfig,
+        store: Arc<dyn Store>,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Self {
+        Registry {
+            docs: HashMap::new(),
+            config,
+            store,
+            arbiters,
+        }
+    }
+
+    fn arbiter_for(&self, id: &str) -> Option<&ArbiterHandle> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
+        id.hash(&mut h);
+        self.arbiters.get(h.finish() as usize % self.arbiters.len())
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+/// The actor of document `id`, loading it if it is not open.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<DocActor>, ActorError>")]
+pub struct OpenDoc {
+    /// A validated document id.
+    pub id: String,
+}
+
+impl Handler<OpenDoc> for Registry {
+    type Result = Result<Addr<DocActor>, ActorError>;
+
+    /// Returns the open actor or starts one from the store.
+    fn handle(&mut self, m: OpenDoc, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(addr) = self.docs.get(m.id.as_str()) {
+            if addr.connected() {
+                return Ok(addr.clone());
+            }
+        }
+        let id: Arc<str> = Arc::from(m.id);
+        let actor = DocActor::load(
+            id.clone(),
+            self.config.clone(),
+            self.store.clone(),
+            ctx.address(),
+        )?;
+        let addr = match self.arbiter_for(&id) {
+            Some(arbiter) => DocActor::start_in_arbiter(arbiter, move |_| actor),
+            None => actor.start(),
+        };
+        debug!(doc = %id, "document opened");
+        self.docs.insert(id, addr.clone());
+        Ok(addr)
+    }
+}
+
+/// Sent by a document actor that saved itself and is stopping.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DocClosed {
+    /// Its document id.
+    pub id: Arc<str>,
+    /// Its address (a newer actor for the same id is left alone).
+    pub addr: Addr<DocActor>,
+}
+
+impl Handler<DocClosed> for Registry {
+    type Result = ();
+
+    /// Forgets the actor if it is still the registered one.
+    fn handle(&mut self, m: DocClosed, _: &mut Context<Self>) {
+        if self.docs.get(&m.id) == Some(&m.addr) {
+            self.docs.remove(&m.id);
+        }
+    }
+}
+
+/// Number of open documents.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct OpenCount;
+
+impl Handler<OpenCount> for Registry {
+    type Result = usize;
+
+    /// Counts the registered document actors.
+    fn handle(&mut self, _: OpenCount, _: &mut Context<Self>) -> usize {
+        self.docs.len()
+    }
+}
+
+/// Save every open document and stop them (server shutdown). Answers with the number saved.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ShutdownAll;
+
+impl Handler<ShutdownAll> for Registry {
+    type Result = ResponseFuture<usize>;
+
+    /// Asks every document actor to save and stop, and waits for all of them.
+    fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
+        let docs: Vec<(Arc<str>, Addr<DocActor>)> = self.docs.drain().collect();
+        Box::pin(async move {
+            let mut saved = 0;
+            for (id, addr) in docs {
+                match addr.send(Shutdown).await {
+                    Ok(Ok(())) => saved += 1,
+                    Ok(Err(e)) => warn!(doc = %id, error = %e, "cannot save document at shutdown"),
+                    Err(e) => warn!(doc = %id, error = %e, "document actor gone at shutdown"),
+                }
+            }
+            saved
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! Server configuration: defaults, overridden by a TOML file, overridden by command-line flags
+//! and their `COEDIT_*` environment twins.
+//!
+//! Every limit and timeout has a named default in the crate that enforces it; this file only
+//! gathers them. Unknown keys in the file are an error, so a typo never passes silently.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use coedit_actors::{DocActorConfig, SessionConfig};
+use coedit_protocol::DocumentConfig;
+use serde::Deserialize;
+
+/// Default listening address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default time allowed for a graceful shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[server]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Listening address.
+    pub bind: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Threads for document actors (default: one per core).
+    pub doc_threads: Option<usize>,
+    /// Seconds allowed for a graceful shutdown.
+    pub shutdown_timeout_s: Option<u64>,
+}
+
+/// `[document]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSection {
+    /// Ops kept in memory per document for late ops and catch-up.
+    pub history_window: Option<usize>,
+    /// Maximum document length in characters.
+    pub max_chars: Option<usize>,
+    /// Clients whose exactly-once state is kept per document.
+    pub max_clients: Option<usize>,
+    /// Fan-out coalescing tick in milliseconds (0: send every op at once).
+    pub fanout_tick_ms: Option<u64>,
+    /// Seconds without subscribers before a document unloads.
+    pub idle_timeout_s: Option<u64>,
+}
+
+/// `[session]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// Seconds between server pings.
+    pub heartbeat_interval_s: Option<u64>,
+    /// Seconds of client silence before the session is closed.
+    pub client_timeout_s: Option<u64>,
+    /// Outbound mailbox bound, in frames.
+    pub outbound_capacity: Option<usize>,
+    /// Documents one session may join.
+    pub max_docs: Option<usize>,
+    /// Largest accepted WebSocket frame or HTTP body, in bytes.
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// The whole TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[document]`.
+    #[serde(default)]
+    pub document: DocumentSection,
+    /// `[session]`.
+    #[serde(default)]
+    pub session: SessionSection,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listening address.
+    pub bind: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Threads for document actors.
+    pub doc_threads: usize,
+    /// Time allowed for a graceful shutdown.
+    pub shutdown_timeout: Duration,
+    /// Settings of document actors.
+    pub doc: DocActorConfig,
+    /// Settings of sessions.
+    pub session: SessionConfig,
+}
+
+impl Config {
+    /// Resolves defaults ← file ← flags.
+    pub fn resolve(
+        file: FileConfig,
+        bind: Option<SocketAddr>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Config> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let d = DocActorConfig::default();
+        let dc = DocumentConfig::default();
+        let s = SessionConfig::default();
+        let secs = Duration::from_secs;
+        let f = file;
+        let default_bind: SocketAddr = DEFAULT_BIND.parse()?;
+        Ok(Config {
+            bind: bind.or(f.server.bind).unwrap_or(default_bind),
+            data_dir: data_dir
+                .or(f.server.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            workers: f.server.workers.unwrap_or(cores).max(1),
+            doc_threads: f.server.doc_threads.unwrap_or(cores).max(1),
+            shutdown_timeout: f
+                .server
+                .shutdown_timeout_s
+                .map_or(DEFAULT_SHUTDOWN_TIMEOUT, secs),
+            doc: DocActorConfig {
+                fanout_tick: f
+                    .document
+                    .fanout_tick_ms
+                    .map_or(d.fanout_tick, Duration::from_millis),
+                idle_timeout: f.document.idle_timeout_s.map_or(d.idle_timeout, secs),
+                document: DocumentConfig {
+                    history_window: f.document.history_window.unwrap_or(dc.history_window),
+                    max_chars: f.document.max_chars.unwrap_or(dc.max_chars),
+                    max_clients: f.document.max_clients.unwrap_or(dc.max_clients),
+                },
+            },
+            session: SessionConfig {
+                heartbeat_interval: f
+                    .session
+                    .heartbeat_interval_s
+                    .map_or(s.heartbeat_interval, secs),
+                client_timeout: f.session.client_timeout_s.map_or(s.client_timeout, secs),
+                outbound_capacity: f.session.outbound_capacity.unwrap_or(s.outbound_capacity),
+                max_docs: f.session.max_docs.unwrap_or(s.max_docs),
+                max_frame_bytes: f.session.max_frame_bytes.unwrap_or(s.max_frame_bytes),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let file: FileConfig =
+            toml::from_str("[server]\nbind = \"127.0.0.1:9000\"\n[document]\nfanout_tick_ms = 0\n")
+                .unwrap();
+        let c = Config::resolve(file, None, Some("/tmp/x".into())).unwrap();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert!(c.doc.fanout_tick.is_zero());
+        let c = Config::resolve(
+            FileConfig::default(),
+            Some("127.0.0.1:1".parse().unwrap()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.bind.port(), 1);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("[server]\nbnd = 1\n").is_err());
+        assert!(toml::from_str::<FileConfig>("[nope]\n").is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! HTTP routes: health, the WebSocket endpoint, and the REST API over documents.
+//!
+//! Every error is JSON `{"error": {"code": N, "msg": "…"}}` with the status from
+//! `coedit_actors::http_status_for`; document ids are validated by
+//! `coedit_protocol::wire::validate_doc_id`, the same check the WebSocket uses.
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use coedit_actors::document::{Applied, GetOps, GetSnapshot, Submit};
+use coedit_actors::registry::{OpenCount, OpenDoc};
+use coedit_actors::session::start_session;
+use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
+use coedit_protocol::wire::{validate_client_id, validate_doc_id};
+use coedit_protocol::{ClientId, ErrorCode, Op, ProtocolError};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Attempts to reach a document whose actor is unloading at that moment.
+const DOC_ATTEMPTS: usize = 3;
+/// Length of the random client id given to REST edits that bring none.
+const REST_CLIENT_ID_LEN: usize = 16;
+
+/// Shared state of the routes.
+pub struct AppState {
+    /// The document registry.
+    pub registry: Addr<Registry>,
+    /// Settings for new WebSocket sessions.
+    pub session: SessionConfig,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    msg: String,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.msg, self.code.as_u16())
+    }
+}
+
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(http_status_for(self.code))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(json!({"error": {"code": self.code, "msg": self.msg}}))
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(e: ActorError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/ws", web::get().to(websocket))
+        .route("/api/docs/{id}", web::get().to(get_doc))
+        .route("/api/docs/{id}/ops", web::get().to(get_ops))
+        .route("/api/docs/{id}/ops", web::post().to(post_op))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .json(json!({"error": {"code": ErrorCode::BadMessage, "msg": "no such route"}}))
+}
+
+async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let open = state
+        .registry
+        .send(OpenCount)
+        .await
+        .map_err(ActorError::from)?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok", "open_documents": open})))
+}
+
+async fn websocket(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    start_session(&req, stream, state.registry.clone(), state.session.clone())
+}
+
+/// Sends a message to a document's actor, reopening it if it was unloading.
+async fn call_doc<M, R>(
+    registry: &Addr<Registry>,
+    id: &str,
+    make: impl Fn() -> M,
+) -> Result<R, ApiError>
+where
+    M: Message<Result = Result<R, ActorError>> + Send + 'static,
+    R: Send + 'static,
+    DocActor: Handler<M>,
+{
+    validate_doc_id(id)?;
+    let mut last = ActorError::Closing(id.to_string());
+    for _ in 0..DOC_ATTEMPTS {
+        let addr = registry
+            .send(OpenDoc { id: id.to_string() })
+            .await
+            .map_err(ActorError::from)??;
+        match addr.send(make()).await {
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(e @ ActorError::Closing(_))) => last = e,
+            Err(e) => last = ActorError::Mailbox(e),
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    Err(last.into())
+}
+
+async fn get_doc(
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let snap = call_doc(&state.registry, &id, || GetSnapshot).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": *id, "rev": snap.rev, "text": snap.text})))
+}
+
+/// Query of `GET /api/docs/{id}/ops`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpsQuery {
+    #[serde(default)]
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn get_ops(
+    id: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: OpsQuery = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad query: {e}")))?;
+    let ops = call_doc(&state.registry, &id, || GetOps {
+        from: q.from,
+        to: q.to,
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"id": *id, "ops": ops})))
+}
+
+/// Body of `POST /api/docs/{id}/ops`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpBody {
+    base_rev: u64,
+    op: serde_json::Value,
+    /// Optional client id and sequence number for exactly-once retries.
+    client: Option<String>,
+    seq: Option<u64>,
+}
+
+async fn post_op(
+    id: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: OpBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad body: {e}")))?;
+    let op = Op::from_json(&body.op.to_string()).map_err(ProtocolError::from)?;
+    let (client, seq) = match (body.client, body.seq) {
+        (Some(c), Some(s)) => {
+            validate_client_id(&c)?;
+            (ClientId::from(c), s)
+        }
+        (None, None) => {
+            let c = format!(
+                "rest-{}",
+                Alphanumeric.sample_string(&mut rand::rng(), REST_CLIENT_ID_LEN)
+            );
+            (ClientId::from(c), 1)
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BadMessage,
+                "client and seq go together",
+            ))
+        }
+    };
+    let applied: Applied = call_doc(&state.registry, &id, || Submit {
+        session: None,
+        client: client.clone(),
+        seq,
+        base_rev: body.base_rev,
+        op: op.clone(),
+        t: None,
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "rev": applied.rev,
+        "op": applied.op,
+        "duplicate": applied.duplicate,
+    })))
+}

@@ -1,0 +1,406 @@
+//! Shared helpers for integration tests: `start_server()` runs the real `coedit` binary on
+//! `127.0.0.1:0` with a fresh data directory, and `TestClient` is a WebSocket client built on the
+//! protocol crate's `OtClient` state machine.
+//!
+//! Everything talks to 127.0.0.1 only and every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use coedit_protocol::wire::{encode_json, encode_msgpack};
+use coedit_protocol::{
+    ClientMsg, ErrorCode, Op, OpMsg, OtClient, Outgoing, Selection, ServerMsg, ServerOpOutcome,
+    PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream as TokioTcp;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long the server may take to print its address.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on any single HTTP exchange.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `coedit` child process; killed on drop.
+pub struct Server {
+    /// The address it bound.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    /// Its data directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// `ws://…/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill()?;
+        bail!("server did not exit within 10 s of SIGTERM")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts the server with default settings.
+pub fn start_server() -> Server {
+    start_server_with("")
+}
+
+/// Starts the server with extra TOML configuration.
+pub fn start_server_with(config: &str) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("coedit.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config_path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env(
+            "COEDIT_LOG",
+            std::env::var("COEDIT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn coedit");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("coedit listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(STARTUP_TIMEOUT)
+        .expect("server did not print its address")
+        .parse()
+        .expect("address");
+    Server {
+        addr,
+        child: Some(child),
+        dir,
+    }
+}
+
+/// One HTTP/1.1 exchange; returns the status and the JSON body (`Null` if none).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow!("no status in {resp:?}"))?
+        .parse()?;
+    let json = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let value = if json.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(json).with_context(|| format!("body {json:?}"))?
+    };
+    Ok((status, value))
+}
+
+/// The server's text and revision of a document, over REST.
+pub fn server_doc(addr: SocketAddr, doc: &str) -> (String, u64) {
+    let (status, v) = http(addr, "GET", &format!("/api/docs/{doc}"), None).expect("GET doc");
+    assert_eq!(status, 200, "{v}");
+    (
+        v["text"].as_str().expect("text").to_string(),
+        v["rev"].as_u64().expect("rev"),
+    )
+}
+
+/// A raw WebSocket connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TokioTcp>>;
+
+/// Opens a WebSocket to the server.
+pub async fn connect_raw(url: &str) -> Result<Ws> {
+    let (ws, _) = tokio::time::timeout(HTTP_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .context("connect timed out")??;
+    Ok(ws)
+}
+
+/// What a raw read produced.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A decoded server message.
+    Msg(ServerMsg),
+    /// The server closed the connection with this code.
+    Closed(Option<u16>),
+    /// Nothing within the timeout.
+    Timeout,
+}
+
+/// Reads the next server message (decoding either frame type).
+pub async fn read_msg(ws: &mut Ws, timeout: Duration) -> Result<Incoming> {
+    loop {
+        let next = match tokio::time::timeout(timeout, ws.next()).await {
+            Err(_) => return Ok(Incoming::Timeout),
+            Ok(None) => return Ok(Incoming::Closed(None)),
+            Ok(Some(Err(_))) => return Ok(Incoming::Closed(None)),
+            Ok(Some(Ok(m))) => m,
+        };
+        return Ok(match next {
+            Message::Binary(b) => Incoming::Msg(ServerMsg::from_msgpack(&b)?),
+            Message::Text(t) => Incoming::Msg(ServerMsg::from_json(&t)?),
+            Message::Close(frame) => Incoming::Closed(frame.map(|f| u16::from(f.code))),
+            _ => continue,
+        });
+    }
+}
+
+/// A collaborating client: a replica, the OT state machine, and a connection.
+pub struct TestClient {
+    /// The server's `ws://` URL.
+    pub url: String,
+    /// The connection, `None` while disconnected.
+    pub ws: Option<Ws>,
+    /// MessagePack (binary frames) or JSON (text frames).
+    pub binary: bool,
+    /// The OT client state machine.
+    pub ot: OtClient,
+    /// The local replica.
+    pub text: String,
+    /// The joined document.
+    pub doc: String,
+    /// Errors received, in order.
+    pub errors: Vec<(ErrorCode, String)>,
+    /// Latest known selections of other clients.
+    pub presence: HashMap<String, Vec<Selection>>,
+    /// Revisions of this client's acknowledged ops (its own op in the stream, or an `ack`).
+    pub own_acks: Vec<u64>,
+}
+
+impl TestClient {
+    /// Connects, says hello (reusing `client_id` if given) and joins `doc` with no revision.
+    pub async fn join(url: &str, doc: &str, client_id: Option<&str>, binary: bool) -> Result<Self> {
+        let mut c = TestClient {
+            url: url.to_string(),
+            ws: None,
+            binary,
+            ot: OtClient::new(client_id.unwrap_or(""), 0),
+            text: String::new(),
+            doc: doc.to_string(),
+            errors: Vec::new(),
+            presence: HashMap::new(),
+            own_acks: Vec::new(),
+        };
+        c.connect(client_id.map(str::to_string), None).await?;
+        Ok(c)
+    }
+
+    /// The client id the server knows this client by.
+    pub fn id(&self) -> String {
+        self.ot.client_id().to_string()
+    }
+
+    /// Sends one message in this client's encoding.
+    pub async fn send(&mut self, msg: &ClientMsg) -> Result<()> {
+        let frame = if self.binary {
+            Message::Binary(encode_msgpack(msg).into())
+        } else {
+            Message::Text(encode_json(msg).into())
+        };
+        let ws = self.ws.as_mut().ok_or_else(|| anyhow!("disconnected"))?;
+        ws.send(frame).await?;
+        Ok(())
+    }
+
+    /// (Re)connects: hello, then join with `rev` (or none: snapshot), then resend the op in
+    /// flight. The join's answer is handled before returning.
+    async fn connect(&mut self, client_id: Option<String>, rev: Option<u64>) -> Result<()> {
+        self.ws = Some(connect_raw(&self.url).await?);
+        self.send(&ClientMsg::Hello {
+            v: PROTOCOL_VERSION,
+            client: client_id,
+            token: None,
+        })
+        .await?;
+        match self.read().await? {
+            Incoming::Msg(ServerMsg::Welcome { client, .. }) => self.ot.set_client_id(client),
+            other => bail!("expected welcome, got {other:?}"),
+        }
+        let doc = self.doc.clone();
+        self.send(&ClientMsg::Join { doc, rev }).await?;
+        loop {
+            match self.read().await? {
+                Incoming::Msg(ServerMsg::Snapshot { rev, text, .. }) => {
+                    let id = self.id();
+                    self.ot = OtClient::new(id, rev);
+                    self.text = text;
+                    break;
+                }
+                Incoming::Msg(m @ ServerMsg::Ops { .. }) => {
+                    self.handle(m).await?;
+                    break;
+                }
+                Incoming::Msg(m) => self.handle(m).await?,
+                other => bail!("expected the join's answer, got {other:?}"),
+            }
+        }
+        if let Some(out) = self.ot.resend() {
+            self.send_op(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the connection abruptly (no close frame).
+    pub fn disconnect(&mut self) {
+        self.ws = None;
+    }
+
+    /// Reconnects under the same client id and resumes from the replica's revision.
+    pub async fn reconnect(&mut self) -> Result<()> {
+        let id = self.id();
+        let rev = self.ot.rev();
+        self.connect(Some(id), Some(rev)).await
+    }
+
+    async fn read(&mut self) -> Result<Incoming> {
+        let ws = self.ws.as_mut().ok_or_else(|| anyhow!("disconnected"))?;
+        read_msg(ws, HTTP_TIMEOUT).await
+    }
+
+    async fn send_op(&mut self, out: Outgoing) -> Result<()> {
+        let msg = ClientMsg::Op(OpMsg::new(self.doc.clone(), out.base_rev, out.seq, &out.op));
+        self.send(&msg).await
+    }
+
+    /// A local edit: applied to the replica at once, sent when nothing is in flight.
+    pub async fn edit(&mut self, op: Op) -> Result<()> {
+        self.text = op.apply_str(&self.text)?;
+        if let Some(out) = self.ot.local(op) {
+            if self.ws.is_some() {
+                self.send_op(out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets this client's selection.
+    pub async fn select(&mut self, sel: Vec<Selection>) -> Result<()> {
+        let msg = ClientMsg::Presence {
+            doc: self.doc.clone(),
+            rev: self.ot.rev(),
+            sel,
+        };
+        self.send(&msg).await
+    }
+
+    /// Handles one server message.
+    pub async fn handle(&mut self, msg: ServerMsg) -> Result<()> {
+        let next = match msg {
+            ServerMsg::Ops { ops, .. } => {
+                let mut next = None;
+                for r in ops {
+                    match self.ot.on_server_op(r.rev, &r.client, r.seq, &r.op)? {
+                        ServerOpOutcome::Apply(op) => self.text = op.apply_str(&self.text)?,
+                        ServerOpOutcome::OwnAck(n) => {
+                            self.own_acks.push(r.rev);
+                            if n.is_some() {
+                                next = n;
+                            }
+                        }
+                        ServerOpOutcome::Stale => {}
+                    }
+                }
+                next
+            }
+            ServerMsg::Ack { seq, rev, .. } => {
+                let acks_inflight = self.ot.inflight_seq() == Some(seq);
+                let next = self.ot.on_ack(seq, rev)?;
+                if acks_inflight {
+                    self.own_acks.push(rev);
+                }
+                next
+            }
+            ServerMsg::Presence { peers, .. } => {
+                for p in peers {
+                    self.presence.insert(p.client, p.sel);
+                }
+                None
+            }
+            ServerMsg::Error { code, msg, .. } => {
+                self.errors.push((code, msg));
+                None
+            }
+            ServerMsg::Snapshot { .. } | ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } => None,
+        };
+        if let Some(out) = next {
+            self.send_op(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles messages until none arrives for `quiet`. Returns the close code if the server
+    /// closed the connection.
+    pub async fn pump(&mut self, quiet: Duration) -> Result<Option<Option<u16>>> {
+        while let Some(ws) = self.ws.as_mut() {
+            match read_msg(ws, quiet).await? {
+                Incoming::Msg(m) => self.handle(m).await?,
+                Incoming::Timeout => return Ok(None),
+                Incoming::Closed(code) => {
+                    self.ws = None;
+                    return Ok(Some(code));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Pumps until the client is synchronized and quiet (bounded).
+    pub async fn settle(&mut self) -> Result<()> {
+        for _ in 0..200 {
+            self.pump(Duration::from_millis(30)).await?;
+            if self.ot.is_synchronized() {
+                return Ok(());
+            }
+        }
+        bail!("client {} did not settle", self.id())
+    }
+}
