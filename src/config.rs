@@ -146,6 +146,7 @@ impl Config {
                     history_window: f.document.history_window.unwrap_or(dc.history_window),
                     max_chars: f.document.max_chars.unwrap_or(dc.max_chars),
                     max_clients: f.document.max_clients.unwrap_or(dc.max_clients),
+                    rope_seed: None,
                 },
             },
             session: SessionConfig {

@@ -45,13 +45,11 @@ impl Registry {
     }
 
     fn arbiter_for(&self, id: &str) -> Option<&ArbiterHandle> {
-        use std::hash::{BuildHasher, Hash, Hasher};
         if self.arbiters.is_empty() {
             return None;
         }
-        let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
-        id.hash(&mut h);
-        self.arbiters.get(h.finish() as usize % self.arbiters.len())
+        let h = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(id);
+        self.arbiters.get(h as usize % self.arbiters.len())
     }
 }
 

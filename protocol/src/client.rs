@@ -225,12 +225,11 @@ impl OtClient {
     /// decide what to do with them; the client is synchronized at `rev`.
     pub fn reset(&mut self, rev: u64) -> Option<Op> {
         self.rev = rev;
-        let pending = match (self.inflight.take(), self.buffer.take()) {
+        match (self.inflight.take(), self.buffer.take()) {
             (None, _) => None,
             (Some(f), None) => Some(f.op),
             (Some(f), Some(b)) => Some(f.op.compose(&b)),
-        };
-        pending
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //!   `history.len() <= window`.
 //! - Every op in `history` fits the document at the revision before it; `text` is the result of
 //!   applying all of them.
-//! - A `(client, seq)` pair is applied at most once: `clients[client].seq` is the last applied
-//!   sequence number of that client and `clients[client].rev` the revision it produced.
+//! - A `(client, seq)` pair is applied at most once: the client table holds each client's last
+//!   applied sequence number and the revision it produced (see `clients.rs`).
 //! - A refused submit changes nothing.
 //!
 //! The text lives in a `jumprope::JumpRope`: on the automerge-paper trace it replays about three
@@ -17,10 +17,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use ahash::AHashMap;
 use jumprope::JumpRope;
 use serde::{Deserialize, Serialize};
 
+pub use crate::clients::ClientRecord;
+use crate::clients::Clients;
 use crate::error::DocError;
 use crate::op::{Op, Side};
 
@@ -44,6 +45,10 @@ pub struct DocumentConfig {
     pub max_chars: usize,
     /// Maximum number of clients whose exactly-once state is kept.
     pub max_clients: usize,
+    /// Seed for the rope's skip-list layout; `None` draws one from the OS. Benchmarks set it
+    /// so that the document and a bare rope they compare against have the same layout.
+    #[serde(default)]
+    pub rope_seed: Option<u64>,
 }
 
 impl Default for DocumentConfig {
@@ -52,30 +57,33 @@ impl Default for DocumentConfig {
             history_window: DEFAULT_HISTORY_WINDOW,
             max_chars: DEFAULT_MAX_CHARS,
             max_clients: DEFAULT_MAX_CLIENTS,
+            rope_seed: None,
         }
     }
 }
 
-/// One applied op with its author.
+/// One applied op with its author, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HistoryEntry {
+struct HistoryEntry {
     /// The op as applied (after transformation).
-    pub op: Op,
-    /// The client that submitted it.
-    pub client: ClientId,
-    /// The client's sequence number for it.
-    pub seq: u64,
+    op: Op,
+    /// The author's slot in the client table.
+    client: u32,
+    /// The author's sequence number for it.
+    seq: u64,
     /// Document length before the op, in characters.
     len_before: usize,
 }
 
-/// Exactly-once state of one client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientRecord {
-    /// Last applied sequence number.
+/// A retained op with its author.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppliedOp<'a> {
+    /// The op as applied (after transformation).
+    pub op: &'a Op,
+    /// The client that submitted it.
+    pub client: &'a ClientId,
+    /// The client's sequence number for it.
     pub seq: u64,
-    /// Revision that op produced.
-    pub rev: u64,
 }
 
 /// The result of a successful submit.
@@ -106,7 +114,7 @@ pub struct Document {
     text: JumpRope,
     rev: u64,
     history: VecDeque<HistoryEntry>,
-    clients: AHashMap<ClientId, ClientRecord>,
+    clients: Clients,
     config: DocumentConfig,
 }
 
@@ -120,10 +128,12 @@ impl Document {
     /// An empty document at revision 0.
     pub fn new(config: DocumentConfig) -> Self {
         Document {
-            text: JumpRope::new(),
+            text: config
+                .rope_seed
+                .map_or_else(JumpRope::new, JumpRope::new_from_seed),
             rev: 0,
             history: VecDeque::with_capacity(config.history_window.min(DEFAULT_HISTORY_WINDOW)),
-            clients: AHashMap::new(),
+            clients: Clients::default(),
             config,
         }
     }
@@ -132,13 +142,12 @@ impl Document {
     /// revisions before `snapshot.rev` need a resync until the store replays the log.
     pub fn from_snapshot(snapshot: DocumentSnapshot, config: DocumentConfig) -> Self {
         let mut doc = Document::new(config);
-        doc.text = JumpRope::from(snapshot.text.as_str());
+        doc.text.insert(0, &snapshot.text);
         doc.rev = snapshot.rev;
-        doc.clients = snapshot
-            .clients
-            .into_iter()
-            .map(|(c, seq, rev)| (ClientId::from(c), ClientRecord { seq, rev }))
-            .collect();
+        for (c, seq, rev) in snapshot.clients {
+            doc.clients
+                .insert(&ClientId::from(c), ClientRecord { seq, rev });
+        }
         doc
     }
 
@@ -177,9 +186,24 @@ impl Document {
         &self.config
     }
 
+    /// Number of clients whose exactly-once state is kept.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
     /// Exactly-once state of a client, if known.
     pub fn client(&self, client: &str) -> Option<ClientRecord> {
-        self.clients.get(client).copied()
+        self.clients
+            .find_str(client)
+            .map(|s| self.clients.record(s))
+    }
+
+    fn applied<'a>(&'a self, e: &'a HistoryEntry) -> AppliedOp<'a> {
+        AppliedOp {
+            op: &e.op,
+            client: self.clients.id(e.client),
+            seq: e.seq,
+        }
     }
 
     /// Oldest revision an op may be based on, or a join may catch up from.
@@ -192,13 +216,13 @@ impl Document {
     pub fn ops_since(
         &self,
         from: u64,
-    ) -> Result<impl ExactSizeIterator<Item = (u64, &HistoryEntry)>, DocError> {
+    ) -> Result<impl ExactSizeIterator<Item = (u64, AppliedOp<'_>)>, DocError> {
         let start = self.window_index(from)?;
         Ok(self
             .history
             .range(start..)
             .enumerate()
-            .map(move |(i, e)| (from + 1 + i as u64, e)))
+            .map(move |(i, e)| (from + 1 + i as u64, self.applied(e))))
     }
 
     /// Document length in characters at a retained revision.
@@ -211,11 +235,12 @@ impl Document {
     }
 
     /// The retained op that produced revision `rev`.
-    pub fn op_at(&self, rev: u64) -> Option<&HistoryEntry> {
+    pub fn op_at(&self, rev: u64) -> Option<AppliedOp<'_>> {
         if rev == 0 || rev > self.rev || rev <= self.oldest_rev() {
             return None;
         }
-        self.history.get((rev - self.oldest_rev() - 1) as usize)
+        let e = self.history.get((rev - self.oldest_rev() - 1) as usize)?;
+        Some(self.applied(e))
     }
 
     /// Index into `history` of the first op after revision `base`.
@@ -236,8 +261,8 @@ impl Document {
         base_rev: u64,
         op: Op,
     ) -> Result<Submitted<'_>, DocError> {
-        let known = self.clients.get_mut(&**client);
-        if let Some(rec) = known.as_deref().copied() {
+        let known = self.clients.find(client);
+        if let Some(rec) = known.map(|s| self.clients.record(s)) {
             if seq == rec.seq {
                 return self.duplicate(rec, base_rev, &op);
             }
@@ -250,8 +275,7 @@ impl Document {
             let len_after = op.fit_len(len_before)?;
             (op, len_after)
         } else {
-            // Field-level access: `known` still borrows `self.clients`.
-            let start = window_index(self.rev, self.history.len(), base_rev)?;
+            let start = self.window_index(base_rev)?;
             let len_at_base = self.history.get(start).map_or(len_before, |e| e.len_before);
             op.check_fits(len_at_base)?;
             let mut op = op;
@@ -269,14 +293,10 @@ impl Document {
         }
         op.apply_rope_unchecked(&mut self.text);
         self.rev += 1;
-        let rec = ClientRecord { seq, rev: self.rev };
-        match known {
-            Some(r) => *r = rec,
-            None => self.remember_client(client, rec),
-        }
+        let slot = self.record(known, client, seq);
         self.push_history(HistoryEntry {
             op,
-            client: client.clone(),
+            client: slot,
             seq,
             len_before,
         });
@@ -302,7 +322,7 @@ impl Document {
                 for e in self.history.range(start..end) {
                     resent = resent.transform(&e.op, Side::Left);
                 }
-                if resent != original.op {
+                if &resent != original.op {
                     return Err(DocError::SeqReused {
                         seq: rec.seq,
                         rev: rec.rev,
@@ -312,7 +332,7 @@ impl Document {
         }
         Ok(Submitted {
             rev: rec.rev,
-            op: original.map(|e| &e.op),
+            op: original.map(|e| e.op),
             duplicate: true,
         })
     }
@@ -336,38 +356,32 @@ impl Document {
         op.check_fits(len_before)?;
         op.apply_rope_unchecked(&mut self.text);
         self.rev = rev;
-        self.record(client, seq);
+        let known = self.clients.find(client);
+        let slot = self.record(known, client, seq);
         self.push_history(HistoryEntry {
             op,
-            client: client.clone(),
+            client: slot,
             seq,
             len_before,
         });
         Ok(())
     }
 
-    fn record(&mut self, client: &ClientId, seq: u64) {
+    /// Records that `client` (in `slot`, if known) had `seq` applied as the current revision,
+    /// and returns its slot.
+    fn record(&mut self, slot: Option<u32>, client: &ClientId, seq: u64) -> u32 {
         let rec = ClientRecord { seq, rev: self.rev };
-        match self.clients.get_mut(&**client) {
-            Some(r) => *r = rec,
-            None => self.remember_client(client, rec),
+        match slot {
+            Some(s) => {
+                self.clients.set(s, rec);
+                s
+            }
+            None => {
+                let oldest = self.oldest_rev();
+                self.clients.trim(self.config.max_clients, oldest);
+                self.clients.insert(client, rec)
+            }
         }
-    }
-
-    fn remember_client(&mut self, client: &ClientId, rec: ClientRecord) {
-        self.clients.insert(client.clone(), rec);
-        if self.clients.len() > self.config.max_clients {
-            self.forget_oldest_clients();
-        }
-    }
-
-    /// Forgets the least recently active quarter of the clients' exactly-once state.
-    fn forget_oldest_clients(&mut self) {
-        let mut revs: Vec<u64> = self.clients.values().map(|r| r.rev).collect();
-        let cut = revs.len() / 4;
-        let (_, nth, _) = revs.select_nth_unstable(cut);
-        let threshold = *nth;
-        self.clients.retain(|_, r| r.rev > threshold);
     }
 
     fn push_history(&mut self, entry: HistoryEntry) {
@@ -379,6 +393,19 @@ impl Document {
         }
         self.history.push_back(entry);
     }
+}
+
+/// Index into a history of `len` ops ending at revision `rev` of the first op after revision
+/// `base`: `FutureRevision` past the head, `RevisionTooOld` before the window.
+fn window_index(rev: u64, len: usize, base: u64) -> Result<usize, DocError> {
+    if base > rev {
+        return Err(DocError::FutureRevision { base, current: rev });
+    }
+    let oldest = rev - len as u64;
+    if base < oldest {
+        return Err(DocError::RevisionTooOld { base, oldest });
+    }
+    Ok((base - oldest) as usize)
 }
 
 #[cfg(test)]
@@ -497,7 +524,7 @@ mod tests {
             d.ops_since(6),
             Err(DocError::FutureRevision { .. })
         ));
-        assert_eq!(d.op_at(5).unwrap().op, Op::insert_at(4, "x"));
+        assert_eq!(d.op_at(5).unwrap().op, &Op::insert_at(4, "x"));
         assert!(d.op_at(2).is_none());
         assert_eq!(d.len_at(2).unwrap(), 2);
         assert_eq!(d.len_at(5).unwrap(), 5);
@@ -526,28 +553,25 @@ mod tests {
     fn client_table_is_bounded() {
         let config = DocumentConfig {
             max_clients: 8,
+            history_window: 4,
             ..DocumentConfig::default()
         };
         let mut d = Document::new(config);
         for i in 0..100u64 {
             d.submit(&id(&format!("c{i}")), 1, i, Op::insert_at(0, "x"))
                 .unwrap();
+            assert!(d.client_count() <= 9);
+            // Authors of retained ops are never forgotten.
+            for (_, e) in d.ops_since(d.oldest_rev()).unwrap() {
+                assert!(d.client(e.client).is_some());
+            }
         }
-        assert!(d.clients.len() <= 8);
         assert!(d.client("c99").is_some());
         assert!(d.client("c0").is_none());
+        // A forgotten client's very old resend cannot be placed: it is refused, not re-applied.
+        assert!(matches!(
+            d.submit(&id("c0"), 1, 0, Op::insert_at(0, "x")),
+            Err(DocError::RevisionTooOld { .. })
+        ));
     }
-}
-
-/// Index into a history of `len` ops ending at revision `rev` of the first op after revision
-/// `base`: `FutureRevision` past the head, `RevisionTooOld` before the window.
-fn window_index(rev: u64, len: usize, base: u64) -> Result<usize, DocError> {
-    if base > rev {
-        return Err(DocError::FutureRevision { base, current: rev });
-    }
-    let oldest = rev - len as u64;
-    if base < oldest {
-        return Err(DocError::RevisionTooOld { base, oldest });
-    }
-    Ok((base - oldest) as usize)
 }

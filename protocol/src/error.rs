@@ -243,6 +243,14 @@ pub enum ProtocolError {
         /// Version the server speaks.
         supported: u32,
     },
+    /// An op with too many components.
+    #[error("op has {components} components, above the limit of {max}")]
+    OpTooLarge {
+        /// Components in the op.
+        components: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A bad document id.
     #[error("invalid document id: {0}")]
     InvalidDocId(String),
@@ -261,6 +269,7 @@ impl ProtocolError {
             ProtocolError::Decode(_) => ErrorCode::BadMessage,
             ProtocolError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             ProtocolError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            ProtocolError::OpTooLarge { .. } => ErrorCode::OpTooLarge,
             ProtocolError::InvalidDocId(_) => ErrorCode::InvalidDocId,
             ProtocolError::InvalidClientId(_) => ErrorCode::InvalidClientId,
             ProtocolError::Op(e) => e.code(),

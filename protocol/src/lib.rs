@@ -13,6 +13,7 @@
 //! calls out.
 
 pub mod client;
+mod clients;
 pub mod document;
 pub mod error;
 pub mod op;
@@ -20,7 +21,7 @@ pub mod wire;
 
 pub use client::{ClientStatus, OtClient, Outgoing, ServerOpOutcome};
 pub use document::{
-    ClientId, ClientRecord, Document, DocumentConfig, DocumentSnapshot, HistoryEntry, Submitted,
+    AppliedOp, ClientId, ClientRecord, Document, DocumentConfig, DocumentSnapshot, Submitted,
 };
 pub use error::{ClientError, DocError, ErrorCode, OtError, ProtocolError};
 pub use op::{transform_position, transform_selection, Component, Op, OpBuilder, Selection, Side};

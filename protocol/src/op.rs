@@ -27,7 +27,7 @@ use crate::error::OtError;
 pub const MAX_COMPONENT_COUNT: usize = u32::MAX as usize;
 
 /// Number of components stored inline before an op spills to the heap.
-const INLINE_COMPONENTS: usize = 3;
+const INLINE_COMPONENTS: usize = 2;
 
 /// Number of Unicode scalar values in `s`.
 #[inline]

@@ -96,10 +96,10 @@ impl OpMsg {
     /// The op, validated.
     pub fn checked_op(&self) -> Result<Op, ProtocolError> {
         if self.op.len() > MAX_OP_COMPONENTS {
-            return Err(ProtocolError::Decode(format!(
-                "op has {} components, above the limit of {MAX_OP_COMPONENTS}",
-                self.op.len()
-            )));
+            return Err(ProtocolError::OpTooLarge {
+                components: self.op.len(),
+                max: MAX_OP_COMPONENTS,
+            });
         }
         Ok(Op::from_components(self.op.iter().cloned())?)
     }
@@ -511,6 +511,9 @@ mod tests {
         let m = ClientMsg::from_json(r#"{"op":{"doc":"d","rev":1,"seq":1,"op":[0,"x"]}}"#).unwrap();
         let ClientMsg::Op(o) = m else { panic!() };
         assert_eq!(o.checked_op().unwrap_err().code(), ErrorCode::InvalidOp);
+        let mut big = o.clone();
+        big.op = vec![Component::Insert("x".into()); MAX_OP_COMPONENTS + 1];
+        assert_eq!(big.checked_op().unwrap_err().code(), ErrorCode::OpTooLarge);
     }
 
     #[test]
@@ -519,5 +522,47 @@ mod tests {
             assert_eq!(ErrorCode::try_from(c.as_u16()), Ok(c));
         }
         assert!(ErrorCode::try_from(1).is_err());
+    }
+}
+
+#[cfg(test)]
+mod documented_examples {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The worked examples in `PROTOCOL.md`, byte for byte.
+    #[test]
+    fn protocol_md_examples() {
+        let op = ClientMsg::Op(OpMsg::new(
+            "notes",
+            4,
+            1,
+            &Op::from_json(r#"[3,"hi",{"d":2}]"#).unwrap(),
+        ));
+        assert_eq!(
+            hex(&encode_msgpack(&op)),
+            "81 a2 6f 70 84 a3 64 6f 63 a5 6e 6f 74 65 73 a3 72 65 76 04 a3 73 65 71 01 \
+             a2 6f 70 93 03 a2 68 69 81 a1 64 02"
+        );
+        let ack = ServerMsg::Ack {
+            doc: "notes".into(),
+            seq: 1,
+            rev: 5,
+        };
+        assert_eq!(
+            hex(&encode_msgpack(&ack)),
+            "81 a3 61 63 6b 83 a3 64 6f 63 a5 6e 6f 74 65 73 a3 73 65 71 01 a3 72 65 76 05"
+        );
+        let err = ServerMsg::error(ErrorCode::OpDoesNotFit, "x");
+        assert_eq!(
+            hex(&encode_msgpack(&err)),
+            "81 a5 65 72 72 6f 72 82 a4 63 6f 64 65 cd 07 d2 a3 6d 73 67 a1 78"
+        );
     }
 }
