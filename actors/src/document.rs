@@ -271,7 +271,7 @@ impl DocActor {
         let mut sel = sel.to_vec();
         for (_, e) in ops {
             for s in &mut sel {
-                *s = transform_selection(*s, &e.op);
+                *s = transform_selection(*s, e.op);
             }
         }
         Ok(sel)
