@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use coedit_actors::{DocActorConfig, SessionConfig};
+use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
+use coedit_actors::store_actor::DEFAULT_RELAXED_FLUSH_INTERVAL;
+use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
 use serde::Deserialize;
 
@@ -68,6 +70,46 @@ pub struct SessionSection {
     pub max_frame_bytes: Option<usize>,
 }
 
+/// How ops become durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Acknowledge after the op is flushed to disk (group commit).
+    #[default]
+    Strict,
+    /// Acknowledge after the op is written; flush every `relaxed_flush_ms`.
+    Relaxed,
+}
+
+/// Where documents are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// sled in the data directory.
+    #[default]
+    Sled,
+    /// Process memory (nothing survives a restart; for trials and tests).
+    Memory,
+}
+
+/// `[storage]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `sled` (default) or `memory`.
+    pub backend: Option<Backend>,
+    /// `strict` (default) or `relaxed`.
+    pub durability: Option<DurabilityMode>,
+    /// Flush interval in relaxed mode, milliseconds.
+    pub relaxed_flush_ms: Option<u64>,
+    /// Ops between snapshots.
+    pub snapshot_every_ops: Option<u64>,
+    /// Seconds between snapshots of an active document.
+    pub snapshot_interval_s: Option<u64>,
+    /// Ops kept in the log before the latest snapshot (absent: the whole history).
+    pub retain_ops: Option<u64>,
+}
+
 /// The whole TOML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +123,9 @@ pub struct FileConfig {
     /// `[session]`.
     #[serde(default)]
     pub session: SessionSection,
+    /// `[storage]`.
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 impl FileConfig {
@@ -105,6 +150,8 @@ pub struct Config {
     pub doc_threads: usize,
     /// Time allowed for a graceful shutdown.
     pub shutdown_timeout: Duration,
+    /// Storage backend.
+    pub backend: Backend,
     /// Settings of document actors.
     pub doc: DocActorConfig,
     /// Settings of sessions.
@@ -136,7 +183,27 @@ impl Config {
                 .server
                 .shutdown_timeout_s
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, secs),
+            backend: f.storage.backend.unwrap_or_default(),
             doc: DocActorConfig {
+                durability: match f.storage.durability.unwrap_or_default() {
+                    DurabilityMode::Strict => Durability::Strict,
+                    DurabilityMode::Relaxed => Durability::Relaxed {
+                        interval: f
+                            .storage
+                            .relaxed_flush_ms
+                            .map_or(DEFAULT_RELAXED_FLUSH_INTERVAL, Duration::from_millis),
+                    },
+                },
+                snapshot_every: f
+                    .storage
+                    .snapshot_every_ops
+                    .unwrap_or(DEFAULT_SNAPSHOT_EVERY)
+                    .max(1),
+                snapshot_interval: f
+                    .storage
+                    .snapshot_interval_s
+                    .map_or(DEFAULT_SNAPSHOT_INTERVAL, secs),
+                retain_ops: f.storage.retain_ops,
                 fanout_tick: f
                     .document
                     .fanout_tick_ms
@@ -174,6 +241,17 @@ mod tests {
                 .unwrap();
         let c = Config::resolve(file, None, Some("/tmp/x".into())).unwrap();
         assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.doc.durability, Durability::Strict);
+        assert_eq!(c.backend, Backend::Sled);
+        let relaxed: FileConfig =
+            toml::from_str("[storage]\ndurability = \"relaxed\"\nrelaxed_flush_ms = 50\n").unwrap();
+        let r = Config::resolve(relaxed, None, None).unwrap();
+        assert_eq!(
+            r.doc.durability,
+            Durability::Relaxed {
+                interval: Duration::from_millis(50)
+            }
+        );
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert!(c.doc.fanout_tick.is_zero());
         let c = Config::resolve(

@@ -7,7 +7,7 @@
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use coedit_actors::document::{Applied, GetOps, GetSnapshot, Submit};
+use coedit_actors::document::{Applied, GetOps, GetText, GetVersions, Submit};
 use coedit_actors::registry::{OpenCount, OpenDoc};
 use coedit_actors::session::start_session;
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
@@ -81,6 +81,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/ws", web::get().to(websocket))
         .route("/api/docs/{id}", web::get().to(get_doc))
+        .route("/api/docs/{id}/versions", web::get().to(get_versions))
         .route("/api/docs/{id}/ops", web::get().to(get_ops))
         .route("/api/docs/{id}/ops", web::post().to(post_op))
         .default_service(web::to(not_found));
@@ -136,12 +137,39 @@ where
     Err(last.into())
 }
 
+/// Query of `GET /api/docs/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocQuery {
+    rev: Option<u64>,
+}
+
+fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad query: {e}")))
+}
+
 async fn get_doc(
+    id: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: DocQuery = query(&req)?;
+    let t = call_doc(&state.registry, &id, || GetText { rev: q.rev }).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": *id, "rev": t.rev, "text": t.text})))
+}
+
+async fn get_versions(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let snap = call_doc(&state.registry, &id, || GetSnapshot).await?;
-    Ok(HttpResponse::Ok().json(json!({"id": *id, "rev": snap.rev, "text": snap.text})))
+    let v = call_doc(&state.registry, &id, || GetVersions).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "id": *id,
+        "snapshots": v.snapshots,
+        "first_op": v.first_op,
+        "last_rev": v.last_rev,
+    })))
 }
 
 /// Query of `GET /api/docs/{id}/ops`.
@@ -158,8 +186,7 @@ async fn get_ops(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q: OpsQuery = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad query: {e}")))?;
+    let q: OpsQuery = query(&req)?;
     let ops = call_doc(&state.registry, &id, || GetOps {
         from: q.from,
         to: q.to,

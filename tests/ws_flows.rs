@@ -63,15 +63,9 @@ async fn join_gets_snapshot_or_catch_up() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn join_outside_history_window_gets_snapshot() -> anyhow::Result<()> {
-    let srv = start_server_with("[document]\nhistory_window = 2\n");
-    let mut a = TestClient::join(&srv.ws_url(), "w", None, true).await?;
-    for i in 0..5 {
-        a.edit(Op::insert_at(i, "x")).await?;
-        a.settle().await?;
-    }
-    let mut ws = connect_raw(&srv.ws_url()).await?;
+/// Joins with `rev` on a fresh connection and returns the join's answer.
+async fn join_answer(url: &str, doc: &str, rev: u64) -> anyhow::Result<ServerMsg> {
+    let mut ws = connect_raw(url).await?;
     for m in [
         ClientMsg::Hello {
             v: PROTOCOL_VERSION,
@@ -79,17 +73,48 @@ async fn join_outside_history_window_gets_snapshot() -> anyhow::Result<()> {
             token: None,
         },
         ClientMsg::Join {
-            doc: "w".into(),
-            rev: Some(1),
+            doc: doc.into(),
+            rev: Some(rev),
         },
     ] {
         ws.send(Message::Binary(encode_msgpack(&m).into())).await?;
     }
     read_msg(&mut ws, QUIET).await?;
     match read_msg(&mut ws, QUIET).await? {
-        Incoming::Msg(ServerMsg::Snapshot { rev, text, .. }) => {
-            assert_eq!((rev, text.as_str()), (5, "xxxxx"))
+        Incoming::Msg(m) => Ok(m),
+        other => anyhow::bail!("no answer to join: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn join_behind_memory_catches_up_from_log_or_gets_snapshot() -> anyhow::Result<()> {
+    // Two ops in memory; the whole log on disk.
+    let srv = start_server_with("[document]\nhistory_window = 2\n");
+    let mut a = TestClient::join(&srv.ws_url(), "w", None, true).await?;
+    for i in 0..5 {
+        a.edit(Op::insert_at(i, "x")).await?;
+        a.settle().await?;
+    }
+    match join_answer(&srv.ws_url(), "w", 1).await? {
+        ServerMsg::Ops { ops, .. } => {
+            assert_eq!(
+                ops.iter().map(|o| o.rev).collect::<Vec<_>>(),
+                vec![2, 3, 4, 5]
+            );
         }
+        other => panic!("expected catch-up from the log, got {other:?}"),
+    }
+    // Snapshot every 2 ops, keep no ops before the latest snapshot: revision 1 is gone.
+    let srv = start_server_with(
+        "[document]\nhistory_window = 2\n[storage]\nsnapshot_every_ops = 2\nretain_ops = 0\n",
+    );
+    let mut a = TestClient::join(&srv.ws_url(), "w", None, true).await?;
+    for i in 0..5 {
+        a.edit(Op::insert_at(i, "x")).await?;
+        a.settle().await?;
+    }
+    match join_answer(&srv.ws_url(), "w", 1).await? {
+        ServerMsg::Snapshot { rev, text, .. } => assert_eq!((rev, text.as_str()), (5, "xxxxx")),
         other => panic!("expected a snapshot, got {other:?}"),
     }
     Ok(())
@@ -102,7 +127,7 @@ async fn op_is_acked_to_author_and_sent_to_others() -> anyhow::Result<()> {
     let mut b = TestClient::join(&srv.ws_url(), "ack", None, false).await?;
     a.edit(Op::insert_at(0, "中文 text")).await?;
     a.settle().await?;
-    assert_eq!(a.own_acks, vec![1]);
+    assert_eq!(a.own_acks, vec![(1, 1)]);
     assert!(a.ot.is_synchronized());
     b.pump(QUIET).await?;
     assert_eq!(b.text, "中文 text");

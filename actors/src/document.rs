@@ -1,20 +1,29 @@
 //! The document actor: owns one `Document` and everyone subscribed to it.
 //!
 //! Invariants:
-//! - Submits are serialized by the actor's mailbox; each accepted op is applied at once, and
-//!   reaches subscribers in revision order through one outbound stream per subscriber.
-//! - Fan-out is coalesced: ops and presence changes accepted within one tick go out as one `ops`
-//!   frame and one `presence` frame, each encoded once per format and shared by every
-//!   subscriber. The author finds its own op in that stream (that is its ack); duplicates of
-//!   already-applied ops are answered with an explicit `ack`, sent after flushing the pending
-//!   ops so that it never overtakes an earlier revision.
+//! - Submits are serialized by the actor's mailbox; each accepted op is applied at once (later
+//!   ops transform against it) and sent to the store actor.
+//! - Nothing is shown before it is durable (strict mode): an accepted op reaches subscribers,
+//!   the author's ack included, only after the store reports it flushed; joins, snapshots and
+//!   REST reads see the last durable revision (the text of the non-durable tail is rolled back
+//!   with the document's undo tail). In relaxed mode everything is shown at once.
+//! - All messages of a document reach a subscriber in revision order. Fan-out is coalesced:
+//!   the ops made durable by one flush (relaxed: accepted within one tick) go out as one `ops`
+//!   frame, presence changes within one tick as one `presence` frame, each encoded once per
+//!   format and shared by every subscriber. The author finds its own op in that stream (that
+//!   is its ack); a duplicate of an applied op is answered with an explicit `ack` once that op
+//!   is durable and after every earlier revision was sent.
 //! - Stored selections are transformed through every applied op, so they always refer to the
 //!   current revision.
 //! - An outbound mailbox that is full marks a slow consumer: it is unsubscribed and closed
 //!   with code 1013; it resumes by rejoining with its revision.
-//! - When nobody has been subscribed for `idle_timeout`, the actor saves the document, tells
-//!   the registry, refuses further requests with `ActorError::Closing`, and stops.
+//! - Snapshots are written every `snapshot_every` ops, after `snapshot_interval` of activity,
+//!   and when the document unloads.
+//! - When nobody has been subscribed for `idle_timeout`, the actor snapshots the document,
+//!   waits for the store to flush, tells the registry, refuses further requests with
+//!   `ActorError::Closing`, and stops.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,30 +31,45 @@ use actix::prelude::*;
 use ahash::AHashMap;
 use coedit_protocol::document::DocumentConfig;
 use coedit_protocol::{
-    transform_selection, ClientId, DocError, Document, DocumentSnapshot, ErrorCode, Op,
-    PeerPresence, RemoteOp, Selection, ServerMsg,
+    transform_selection, ClientId, Document, ErrorCode, Op, PeerPresence, RemoteOp, Selection,
+    ServerMsg,
 };
+use serde::Serialize;
+use tokio::sync::oneshot;
 use tracing::{debug, info_span, warn};
 
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::{Format, Frame, SharedFrame};
 use crate::registry::{DocClosed, Registry};
 use crate::session::Outbound;
-use crate::store::Store;
+use crate::store::{LogRecord, Store, Versions};
+use crate::store_actor::{Append, Durability, FlushNow, PutSnapshot, StoreActor};
 use crate::SessionId;
 
 /// Default coalescing tick for fan-out.
 pub const DEFAULT_FANOUT_TICK: Duration = Duration::from_millis(5);
 /// Default time a document stays loaded with no subscribers.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of ops between snapshots.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
+/// Default interval at which an active document is snapshotted.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Settings of every document actor.
 #[derive(Clone, Debug)]
 pub struct DocActorConfig {
-    /// Fan-out coalescing tick; zero sends every op at once.
+    /// Fan-out coalescing tick; zero sends at once.
     pub fanout_tick: Duration,
     /// Time without subscribers before the document unloads.
     pub idle_timeout: Duration,
+    /// When ops are acknowledged.
+    pub durability: Durability,
+    /// Ops between snapshots.
+    pub snapshot_every: u64,
+    /// Interval at which a document with new ops is snapshotted.
+    pub snapshot_interval: Duration,
+    /// Ops kept in the log before the latest snapshot (`None`: keep the whole history).
+    pub retain_ops: Option<u64>,
     /// Limits of the document itself.
     pub document: DocumentConfig,
 }
@@ -55,6 +79,10 @@ impl Default for DocActorConfig {
         DocActorConfig {
             fanout_tick: DEFAULT_FANOUT_TICK,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            durability: Durability::Strict,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            retain_ops: None,
             document: DocumentConfig::default(),
         }
     }
@@ -68,57 +96,88 @@ struct Subscriber {
     sel: Vec<Selection>,
 }
 
+/// Someone waiting for a revision to become durable.
+enum AckWaiter {
+    /// A session's duplicate resend: gets an `ack`.
+    Session { session: SessionId, seq: u64 },
+    /// A REST submit: its response is released.
+    Rest(oneshot::Sender<()>),
+}
+
 /// The actor owning one document. See the module documentation.
 pub struct DocActor {
     /// Document id.
     id: Arc<str>,
     /// The document core.
     doc: Document,
+    /// Highest revision known durable (equal to `doc.rev()` in relaxed mode).
+    durable_rev: u64,
     /// Subscribed sessions.
     subs: AHashMap<SessionId, Subscriber>,
-    /// Ops accepted since the last flush.
+    /// Accepted ops waiting for durability, in revision order.
+    undurable: VecDeque<RemoteOp>,
+    /// Durable ops not yet sent.
     pending_ops: Vec<RemoteOp>,
     /// Presence changes since the last flush, by client.
     pending_presence: AHashMap<ClientId, Vec<Selection>>,
-    /// A flush is scheduled.
+    /// Waiting for a revision to become durable, in revision order.
+    ack_waiters: VecDeque<(u64, AckWaiter)>,
+    /// A fan-out flush is scheduled.
     flush_scheduled: bool,
+    /// Revision of the last snapshot written.
+    snapshot_rev: u64,
     /// Bumped whenever the subscriber set becomes empty; an idle check only acts on its own.
     idle_generation: u64,
     /// Saving and stopping; every request is refused.
     closing: bool,
     config: DocActorConfig,
+    /// Read access to the store (history).
     store: Arc<dyn Store>,
+    /// The store's only writer.
+    writer: Addr<StoreActor>,
     registry: Addr<Registry>,
     span: tracing::Span,
 }
 
 impl DocActor {
-    /// Loads document `id` from `store` (an empty document if it has none).
+    /// Loads document `id` from `store`: its latest snapshot, then the ops after it.
     pub fn load(
         id: Arc<str>,
         config: DocActorConfig,
         store: Arc<dyn Store>,
+        writer: Addr<StoreActor>,
         registry: Addr<Registry>,
     ) -> Result<Self, ActorError> {
-        let doc = match store.load(&id)? {
-            Some(snap) => Document::from_snapshot(snap, config.document.clone()),
-            None => Document::new(config.document.clone()),
-        };
+        let stored = store.load(&id)?;
+        let snapshot_rev = stored.snapshot.as_ref().map_or(0, |s| s.rev);
+        let mut doc = stored.into_document(&id, config.document.clone())?;
+        if config.durability == Durability::Strict {
+            doc.track_undo();
+        }
         let span = info_span!("doc", id = %id);
         Ok(DocActor {
             id,
+            durable_rev: doc.rev(),
             doc,
             subs: AHashMap::new(),
+            undurable: VecDeque::new(),
             pending_ops: Vec::new(),
             pending_presence: AHashMap::new(),
+            ack_waiters: VecDeque::new(),
             flush_scheduled: false,
+            snapshot_rev,
             idle_generation: 0,
             closing: false,
             config,
             store,
+            writer,
             registry,
             span,
         })
+    }
+
+    fn strict(&self) -> bool {
+        self.config.durability == Durability::Strict
     }
 
     fn check_open(&self) -> Result<(), ActorError> {
@@ -137,8 +196,7 @@ impl DocActor {
             Ok(()) => {}
             Err(SendError::Full(_)) => {
                 warn!(parent: &self.span, session, "slow consumer disconnected");
-                let sub = self.subs.remove(&session);
-                if let Some(sub) = sub {
+                if let Some(sub) = self.subs.remove(&session) {
                     sub.out.do_send(Outbound(Frame::Close(
                         CLOSE_TRY_AGAIN,
                         "slow consumer: rejoin with your revision".into(),
@@ -183,7 +241,7 @@ impl DocActor {
         }
     }
 
-    /// Sends everything accepted since the last flush.
+    /// Sends every durable op and presence change not yet sent.
     fn flush(&mut self) {
         self.flush_scheduled = false;
         if !self.pending_ops.is_empty() {
@@ -208,6 +266,54 @@ impl DocActor {
                 peers,
             };
             self.broadcast(&msg);
+        }
+    }
+
+    /// Marks everything up to `rev` durable: sends those ops, then releases every waiter whose
+    /// revision is durable.
+    fn made_durable(&mut self, rev: u64) {
+        let rev = rev.min(self.doc.rev());
+        if rev > self.durable_rev {
+            self.durable_rev = rev;
+            self.doc.release_undo(rev);
+        }
+        let mut moved = false;
+        while self
+            .undurable
+            .front()
+            .is_some_and(|o| o.rev <= self.durable_rev)
+        {
+            if let Some(op) = self.undurable.pop_front() {
+                self.pending_ops.push(op);
+                moved = true;
+            }
+        }
+        if moved {
+            self.flush();
+        }
+        while self
+            .ack_waiters
+            .front()
+            .is_some_and(|(r, _)| *r <= self.durable_rev)
+        {
+            let Some((r, waiter)) = self.ack_waiters.pop_front() else {
+                break;
+            };
+            match waiter {
+                AckWaiter::Session { session, seq } => {
+                    // Every earlier revision must have reached the session first.
+                    self.flush();
+                    let ack = ServerMsg::Ack {
+                        doc: self.id.to_string(),
+                        seq,
+                        rev: r,
+                    };
+                    self.reply(session, &ack);
+                }
+                AckWaiter::Rest(tx) => {
+                    let _ = tx.send(());
+                }
+            }
         }
     }
 
@@ -240,22 +346,49 @@ impl DocActor {
         });
     }
 
-    /// Saves the document and stops.
-    fn unload(&mut self, ctx: &mut Context<Self>) {
-        self.flush();
-        if let Err(e) = self.store.save(&self.id, &self.doc.snapshot()) {
-            warn!(parent: &self.span, error = %e, "cannot save idle document; keeping it loaded");
-            self.idle_generation += 1;
-            self.schedule_idle_check(ctx);
+    /// Writes a snapshot if there are ops since the last one.
+    fn snapshot(&mut self) {
+        let rev = self.doc.rev();
+        if rev == self.snapshot_rev {
             return;
         }
-        debug!(parent: &self.span, rev = self.doc.rev(), "unloading idle document");
-        self.closing = true;
-        self.registry.do_send(DocClosed {
-            id: self.id.clone(),
-            addr: ctx.address(),
+        self.snapshot_rev = rev;
+        let compact_at = self.config.retain_ops.map(|k| rev.saturating_sub(k));
+        self.writer.do_send(PutSnapshot {
+            doc: self.id.clone(),
+            snapshot: self.doc.snapshot(),
+            compact_at,
         });
-        ctx.stop();
+    }
+
+    /// Snapshots and resolves once everything is durable, after sending every op to the
+    /// subscribers and running `then`; then stops the actor.
+    fn save_and_stop(
+        &mut self,
+        then: impl FnOnce(&mut Self) + 'static,
+    ) -> impl ActorFuture<Self, Output = ()> + 'static {
+        self.closing = true;
+        self.snapshot();
+        self.writer
+            .send(FlushNow)
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                if res.is_ok() {
+                    act.made_durable(act.doc.rev());
+                }
+                then(act);
+                ctx.stop();
+            })
+    }
+
+    /// Saves the document and stops.
+    fn unload(&mut self, ctx: &mut Context<Self>) {
+        debug!(parent: &self.span, rev = self.doc.rev(), "unloading idle document");
+        let (id, addr) = (self.id.clone(), ctx.address());
+        let fut = self.save_and_stop(move |act| {
+            act.registry.do_send(DocClosed { id, addr });
+        });
+        ctx.wait(fut);
     }
 
     /// Validates selections against the document at `rev` and moves them to the current
@@ -276,6 +409,49 @@ impl DocActor {
         }
         Ok(sel)
     }
+
+    /// The retained ops after `from` up to `to`, from memory or the store.
+    fn durable_ops(&self, from: u64, to: u64) -> Result<Vec<RemoteOp>, ActorError> {
+        let to = to.min(self.durable_rev);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if let Ok(ops) = self.doc.ops_since(from) {
+            return Ok(ops
+                .take_while(|(rev, _)| *rev <= to)
+                .map(|(rev, e)| RemoteOp {
+                    rev,
+                    client: e.client.to_string(),
+                    seq: e.seq,
+                    op: e.op.clone(),
+                    t: None,
+                })
+                .collect());
+        }
+        let ops = self.store.ops(&self.id, from, to)?;
+        if ops.first().is_none_or(|r| r.rev != from + 1) {
+            return Err(coedit_protocol::DocError::RevisionTooOld {
+                base: from,
+                oldest: self
+                    .store
+                    .versions(&self.id)?
+                    .first_op
+                    .unwrap_or(to)
+                    .saturating_sub(1),
+            }
+            .into());
+        }
+        Ok(ops
+            .into_iter()
+            .map(|r| RemoteOp {
+                rev: r.rev,
+                client: r.client,
+                seq: r.seq,
+                op: r.op,
+                t: None,
+            })
+            .collect())
+    }
 }
 
 impl Actor for DocActor {
@@ -284,11 +460,34 @@ impl Actor for DocActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         debug!(parent: &self.span, rev = self.doc.rev(), "document loaded");
         self.schedule_idle_check(ctx);
+        ctx.run_interval(self.config.snapshot_interval, |a, _| {
+            if !a.closing {
+                a.snapshot();
+            }
+        });
     }
 }
 
-/// Subscribe a session. The answer goes to `out`: the ops after `rev` (possibly none) when they
-/// are retained, otherwise a snapshot; then the others' presence.
+/// The store flushed this document's ops up to `rev`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Durable {
+    /// Highest durable revision.
+    pub rev: u64,
+}
+
+impl Handler<Durable> for DocActor {
+    type Result = ();
+
+    /// Sends the newly durable ops and releases their acks.
+    fn handle(&mut self, m: Durable, _: &mut Context<Self>) {
+        self.made_durable(m.rev);
+    }
+}
+
+/// Subscribe a session. The answer goes to `out`: the durable ops after `rev` (possibly none)
+/// when they are retained, otherwise a snapshot of the last durable revision; then the others'
+/// presence.
 #[derive(Message)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct Join {
@@ -311,23 +510,20 @@ impl Handler<Join> for DocActor {
     fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         let doc = self.id.to_string();
-        let catch_up = match m.rev.map(|r| self.doc.ops_since(r)) {
+        let durable = self.durable_rev;
+        let catch_up = match m
+            .rev
+            .filter(|r| *r <= durable)
+            .map(|r| self.durable_ops(r, durable))
+        {
             Some(Ok(ops)) => ServerMsg::Ops {
                 doc: doc.clone(),
-                ops: ops
-                    .map(|(rev, e)| RemoteOp {
-                        rev,
-                        client: e.client.to_string(),
-                        seq: e.seq,
-                        op: e.op.clone(),
-                        t: None,
-                    })
-                    .collect(),
+                ops,
             },
             _ => ServerMsg::Snapshot {
                 doc: doc.clone(),
-                rev: self.doc.rev(),
-                text: self.doc.text(),
+                rev: durable,
+                text: self.doc.text_at(durable)?,
             },
         };
         let peers: Vec<PeerPresence> = self
@@ -386,7 +582,7 @@ pub struct Applied {
 }
 
 /// Submit an op: from a subscribed session (which then hears the outcome in its stream) or
-/// from the REST API (`session: None`, which reads the returned result).
+/// from the REST API (`session: None`, which gets the result once it is durable).
 #[derive(Message)]
 #[rtype(result = "Result<Applied, ActorError>")]
 pub struct Submit {
@@ -405,54 +601,45 @@ pub struct Submit {
 }
 
 impl Handler<Submit> for DocActor {
-    type Result = Result<Applied, ActorError>;
+    type Result = ResponseFuture<Result<Applied, ActorError>>;
 
-    /// Applies the op, moves stored selections through it and queues it for fan-out. A session
-    /// is told of refusals (`error`) and duplicates (`ack`) directly.
+    /// Applies the op, hands it to the store, moves stored selections through it and queues it
+    /// for fan-out once durable. A session is told of refusals (`error`) and duplicates (`ack`)
+    /// directly.
     fn handle(&mut self, m: Submit, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.submit(m, ctx);
+        match result {
+            Ok((applied, Some(rx))) => Box::pin(async move {
+                rx.await
+                    .map_err(|_| ActorError::Closing(String::from("document")))?;
+                Ok(applied)
+            }),
+            Ok((applied, None)) => Box::pin(async move { Ok(applied) }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+impl DocActor {
+    /// The body of `Submit`: the result, and for a REST caller in strict mode the signal that
+    /// the op is durable.
+    fn submit(
+        &mut self,
+        m: Submit,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Applied, Option<oneshot::Receiver<()>>), ActorError> {
         self.check_open()?;
         if let Some(s) = m.session {
             if !self.subs.contains_key(&s) {
                 return Err(ActorError::NotSubscribed(self.id.to_string()));
             }
         }
-        let result = self
-            .doc
-            .submit(&m.client, m.seq, m.base_rev, m.op)
-            .map(|s| Applied {
+        let applied = match self.doc.submit(&m.client, m.seq, m.base_rev, m.op) {
+            Ok(s) => Applied {
                 rev: s.rev,
                 op: s.op.cloned(),
                 duplicate: s.duplicate,
-            });
-        match &result {
-            Ok(a) if a.duplicate => {
-                if let Some(s) = m.session {
-                    // The ack must follow every earlier revision in this session's stream.
-                    self.flush();
-                    let ack = ServerMsg::Ack {
-                        doc: self.id.to_string(),
-                        seq: m.seq,
-                        rev: a.rev,
-                    };
-                    self.reply(s, &ack);
-                }
-            }
-            Ok(a) => {
-                let op = a.op.clone().unwrap_or_default();
-                for sub in self.subs.values_mut() {
-                    for s in &mut sub.sel {
-                        *s = transform_selection(*s, &op);
-                    }
-                }
-                self.pending_ops.push(RemoteOp {
-                    rev: a.rev,
-                    client: m.client.to_string(),
-                    seq: m.seq,
-                    op,
-                    t: m.t,
-                });
-                self.schedule_flush(ctx);
-            }
+            },
             Err(e) => {
                 debug!(parent: &self.span, error = %e, "op refused");
                 if let Some(s) = m.session {
@@ -464,9 +651,69 @@ impl Handler<Submit> for DocActor {
                     };
                     self.reply(s, &err);
                 }
+                return Err(e.into());
+            }
+        };
+        if !applied.duplicate {
+            let op = applied.op.clone().unwrap_or_default();
+            for sub in self.subs.values_mut() {
+                for s in &mut sub.sel {
+                    *s = transform_selection(*s, &op);
+                }
+            }
+            self.writer.do_send(Append {
+                doc: self.id.clone(),
+                record: LogRecord {
+                    rev: applied.rev,
+                    client: m.client.to_string(),
+                    seq: m.seq,
+                    op: op.clone(),
+                },
+                notify: ctx.address().recipient(),
+            });
+            let remote = RemoteOp {
+                rev: applied.rev,
+                client: m.client.to_string(),
+                seq: m.seq,
+                op,
+                t: m.t,
+            };
+            if self.strict() {
+                self.undurable.push_back(remote);
+            } else {
+                self.durable_rev = applied.rev;
+                self.pending_ops.push(remote);
+                self.schedule_flush(ctx);
+            }
+            if applied.rev - self.snapshot_rev >= self.config.snapshot_every {
+                self.snapshot();
             }
         }
-        Ok(result?)
+        let waiter = match m.session {
+            Some(session) if applied.duplicate => Some(AckWaiter::Session {
+                session,
+                seq: m.seq,
+            }),
+            Some(_) => None,
+            None => {
+                let (tx, rx) = oneshot::channel();
+                self.ack_waiters
+                    .push_back((applied.rev, AckWaiter::Rest(tx)));
+                self.made_durable(self.durable_rev);
+                return Ok((applied, Some(rx)));
+            }
+        };
+        if let Some(w) = waiter {
+            // Keep waiters in revision order: a duplicate's revision may be older than queued.
+            let pos = self
+                .ack_waiters
+                .iter()
+                .position(|(r, _)| *r > applied.rev)
+                .unwrap_or(self.ack_waiters.len());
+            self.ack_waiters.insert(pos, (applied.rev, w));
+            self.made_durable(self.durable_rev);
+        }
+        Ok((applied, None))
     }
 }
 
@@ -512,22 +759,58 @@ impl Handler<SetPresence> for DocActor {
     }
 }
 
-/// The current text and revision.
+/// A document's text at a revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DocText {
+    /// The revision.
+    pub rev: u64,
+    /// The text.
+    pub text: String,
+}
+
+/// The text at revision `rev` (the latest durable one when absent).
 #[derive(Message)]
-#[rtype(result = "Result<DocumentSnapshot, ActorError>")]
-pub struct GetSnapshot;
+#[rtype(result = "Result<DocText, ActorError>")]
+pub struct GetText {
+    /// The revision wanted.
+    pub rev: Option<u64>,
+}
 
-impl Handler<GetSnapshot> for DocActor {
-    type Result = Result<DocumentSnapshot, ActorError>;
+impl Handler<GetText> for DocActor {
+    type Result = Result<DocText, ActorError>;
 
-    /// Returns a snapshot of the document.
-    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+    /// Serves from memory when possible, else rebuilds from the store.
+    fn handle(&mut self, m: GetText, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
-        Ok(self.doc.snapshot())
+        let rev = m.rev.unwrap_or(self.durable_rev);
+        if rev > self.durable_rev {
+            return Err(coedit_protocol::DocError::FutureRevision {
+                base: rev,
+                current: self.durable_rev,
+            }
+            .into());
+        }
+        if let Ok(text) = self.doc.text_at(rev) {
+            return Ok(DocText { rev, text });
+        }
+        match self.store.text_at(&self.id, rev)? {
+            Some(text) => Ok(DocText { rev, text }),
+            None => Err(coedit_protocol::DocError::RevisionTooOld {
+                base: rev,
+                oldest: self
+                    .store
+                    .versions(&self.id)?
+                    .snapshots
+                    .first()
+                    .copied()
+                    .unwrap_or(0),
+            }
+            .into()),
+        }
     }
 }
 
-/// The retained ops producing revisions `from + 1 ..= to` (to the head when `to` is absent).
+/// The durable ops producing revisions `from + 1 ..= to` (to the head when `to` is absent).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<RemoteOp>, ActorError>")]
 pub struct GetOps {
@@ -540,53 +823,61 @@ pub struct GetOps {
 impl Handler<GetOps> for DocActor {
     type Result = Result<Vec<RemoteOp>, ActorError>;
 
-    /// Returns the ops, or `RevisionTooOld` / `FutureRevision`.
+    /// Returns the ops from memory or the store, or `RevisionTooOld` / `FutureRevision`.
     fn handle(&mut self, m: GetOps, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
-        let to = m.to.unwrap_or(u64::MAX);
-        if to > self.doc.rev() && m.to.is_some() {
-            return Err(DocError::FutureRevision {
-                base: to,
-                current: self.doc.rev(),
+        let to = m.to.unwrap_or(self.durable_rev);
+        if to > self.durable_rev || m.from > to {
+            return Err(coedit_protocol::DocError::FutureRevision {
+                base: to.max(m.from),
+                current: self.durable_rev,
             }
             .into());
         }
-        Ok(self
-            .doc
-            .ops_since(m.from)?
-            .take_while(|(rev, _)| *rev <= to)
-            .map(|(rev, e)| RemoteOp {
-                rev,
-                client: e.client.to_string(),
-                seq: e.seq,
-                op: e.op.clone(),
-                t: None,
-            })
-            .collect())
+        self.durable_ops(m.from, to)
     }
 }
 
-/// Save now and stop (server shutdown).
+/// Snapshot points and the retained op range.
 #[derive(Message)]
-#[rtype(result = "Result<(), ActorError>")]
+#[rtype(result = "Result<Versions, ActorError>")]
+pub struct GetVersions;
+
+impl Handler<GetVersions> for DocActor {
+    type Result = Result<Versions, ActorError>;
+
+    /// Reads the store; the last revision is the last durable one.
+    fn handle(&mut self, _: GetVersions, _: &mut Context<Self>) -> Self::Result {
+        self.check_open()?;
+        let mut v = self.store.versions(&self.id)?;
+        v.snapshots.retain(|r| *r <= self.durable_rev);
+        v.last_rev = self.durable_rev;
+        Ok(v)
+    }
+}
+
+/// Save now and stop (server shutdown): subscribers are told to reconnect (close 1012), a
+/// snapshot is written and flushed.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Shutdown;
 
 impl Handler<Shutdown> for DocActor {
-    type Result = Result<(), ActorError>;
+    type Result = ResponseActFuture<Self, ()>;
 
-    /// Flushes fan-out, tells every subscriber to reconnect (close 1012), saves the document
-    /// and stops.
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
-        self.flush();
-        for (_, sub) in self.subs.drain() {
-            sub.out.do_send(Outbound(Frame::Close(
-                CLOSE_RESTART,
-                "server restarting: reconnect and rejoin with your revision".into(),
-            )));
+    /// Snapshots and flushes; once durable, sends every op, closes every subscriber with 1012,
+    /// answers and stops.
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Box::pin(actix::fut::ready(()));
         }
-        self.store.save(&self.id, &self.doc.snapshot())?;
-        self.closing = true;
-        ctx.stop();
-        Ok(())
+        Box::pin(self.save_and_stop(|act| {
+            for (_, sub) in act.subs.drain() {
+                sub.out.do_send(Outbound(Frame::Close(
+                    CLOSE_RESTART,
+                    "server restarting: reconnect and rejoin with your revision".into(),
+                )));
+            }
+        }))
     }
 }

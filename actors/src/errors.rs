@@ -50,6 +50,7 @@ impl ActorError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ActorError::Doc(e) => e.code(),
+            ActorError::Store(StoreError::Corrupt { .. }) => ErrorCode::DocumentDamaged,
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
             ActorError::Closing(_) | ActorError::Mailbox(_) => ErrorCode::Unavailable,

@@ -8,8 +8,8 @@
 //!   presence out once per tick, keeps the presence table, unloads when idle.
 //! - [`session`]: the `WsSession` actor, one per WebSocket (the only file that uses
 //!   actix-web-actors).
-//! - [`store`]: the `Store` trait that documents load from and save to, and its in-memory
-//!   implementation.
+//! - [`store`]: the `Store` trait, the record format, and the sled and in-memory backends.
+//! - [`store_actor`]: the `StoreActor`, the store's only writer, with group commit.
 //! - [`frame`]: outbound frames and the two encodings.
 //! - [`errors`]: errors of this layer and the one mapping from error codes to WebSocket close
 //!   codes and HTTP statuses.
@@ -20,12 +20,14 @@ pub mod frame;
 pub mod registry;
 pub mod session;
 pub mod store;
+pub mod store_actor;
 
 pub use document::{DocActor, DocActorConfig};
 pub use errors::{close_code_for, http_status_for, ActorError};
 pub use registry::{OpenDoc, Registry};
 pub use session::{SessionConfig, WsSession};
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{MemoryStore, SledStore, Store, StoreError};
+pub use store_actor::{Durability, StoreActor};
 
 /// Identifies one WebSocket session for the lifetime of the process.
 pub type SessionId = u64;

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use crate::document::{DocActor, DocActorConfig, Shutdown};
 use crate::errors::ActorError;
 use crate::store::Store;
+use crate::store_actor::{FlushNow, StoreActor};
 
 /// The registry actor. See the module documentation.
 pub struct Registry {
@@ -22,24 +23,28 @@ pub struct Registry {
     docs: HashMap<Arc<str>, Addr<DocActor>>,
     /// Settings handed to every document actor.
     config: DocActorConfig,
-    /// Where documents load from and save to.
+    /// Where documents load from.
     store: Arc<dyn Store>,
+    /// The store's writer.
+    writer: Addr<StoreActor>,
     /// Threads document actors run on, chosen by document id; empty: the registry's own.
     arbiters: Vec<ArbiterHandle>,
 }
 
 impl Registry {
-    /// A registry opening documents from `store`, running them on `arbiters` (spread by
-    /// document id) or, if none are given, on the registry's own thread.
+    /// A registry opening documents from `store` (written through `writer`), running them on
+    /// `arbiters` (spread by document id) or, if none are given, on the registry's own thread.
     pub fn new(
         config: DocActorConfig,
         store: Arc<dyn Store>,
+        writer: Addr<StoreActor>,
         arbiters: Vec<ArbiterHandle>,
     ) -> Self {
         Registry {
             docs: HashMap::new(),
             config,
             store,
+            writer,
             arbiters,
         }
     }
@@ -80,6 +85,7 @@ impl Handler<OpenDoc> for Registry {
             id.clone(),
             self.config.clone(),
             self.store.clone(),
+            self.writer.clone(),
             ctx.address(),
         )?;
         let addr = match self.arbiter_for(&id) {
@@ -127,7 +133,8 @@ impl Handler<OpenCount> for Registry {
     }
 }
 
-/// Save every open document and stop them (server shutdown). Answers with the number saved.
+/// Save every open document, stop them, and flush the store (server shutdown). Answers with
+/// the number of documents saved.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct ShutdownAll;
@@ -135,17 +142,20 @@ pub struct ShutdownAll;
 impl Handler<ShutdownAll> for Registry {
     type Result = ResponseFuture<usize>;
 
-    /// Asks every document actor to save and stop, and waits for all of them.
+    /// Asks every document actor to save and stop, waits for all of them, then flushes.
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
         let docs: Vec<(Arc<str>, Addr<DocActor>)> = self.docs.drain().collect();
+        let writer = self.writer.clone();
         Box::pin(async move {
             let mut saved = 0;
             for (id, addr) in docs {
                 match addr.send(Shutdown).await {
-                    Ok(Ok(())) => saved += 1,
-                    Ok(Err(e)) => warn!(doc = %id, error = %e, "cannot save document at shutdown"),
+                    Ok(()) => saved += 1,
                     Err(e) => warn!(doc = %id, error = %e, "document actor gone at shutdown"),
                 }
+            }
+            if let Err(e) = writer.send(FlushNow).await {
+                warn!(error = %e, "store writer gone at shutdown");
             }
             saved
         })

@@ -1,13 +1,39 @@
-//! Where documents live while no actor holds them: the `Store` trait and its in-memory
-//! implementation.
+//! Where documents live: the `Store` trait, its record format, and two backends (sled on disk,
+//! an ordered map in memory) that share every line of encoding and verification.
 //!
-//! Invariant: `load` returns the last snapshot `save` stored for that document.
+//! Layout (see `docs/STORAGE.md`): three key spaces ("trees"): `ops` holds one record per
+//! applied op under `doc \0 rev` (rev big-endian, so a document's ops sort by revision),
+//! `snapshots` holds snapshots under the same key shape, `meta` holds the format version.
+//! Every value is a versioned, checksummed record:
+//! `[format u8][kind u8][crc32 of body, u32 LE][body: MessagePack]`.
+//!
+//! Invariants:
+//! - `load` returns the latest snapshot and the ops after it, or `StoreError::Corrupt` naming
+//!   the document and revision of the first bad record (bad checksum, truncated value, unknown
+//!   format, key and body disagreeing, or a gap in revisions). It never returns wrong data.
+//! - Writes are buffered; they are durable only after `flush` returns (sled 0.34 flushes with
+//!   `sync_file_range`/`fsync`).
+//! - Document ids never contain `\0` (the protocol's id check), so prefixes cannot collide.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
 use std::sync::Mutex;
 
-use coedit_protocol::DocumentSnapshot;
+use coedit_protocol::{ClientId, Document, DocumentConfig, DocumentSnapshot, Op};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// Version of the record format written by this build.
+pub const RECORD_FORMAT: u8 = 1;
+/// Record kind: one applied op.
+const KIND_OP: u8 = 1;
+/// Record kind: a snapshot.
+const KIND_SNAPSHOT: u8 = 2;
+/// Bytes before a record's body.
+const HEADER_LEN: usize = 6;
+/// Key of the store-wide format version in the `meta` tree.
+const META_FORMAT_KEY: &[u8] = b"format";
 
 /// A store failure.
 #[derive(Debug, Error)]
@@ -16,37 +42,692 @@ pub enum StoreError {
     /// The backing storage failed.
     #[error("storage failure: {0}")]
     Backend(String),
+    /// A stored record is damaged; the document is refused rather than served wrong.
+    #[error("document {doc:?} is corrupt at revision {rev}: {reason}")]
+    Corrupt {
+        /// The document.
+        doc: String,
+        /// Revision of the first bad record.
+        rev: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store was written by a newer, incompatible format.
+    #[error("store format {found} is not supported (this build reads {RECORD_FORMAT})")]
+    Format {
+        /// The format found.
+        found: u8,
+    },
 }
 
-/// Persistent home of documents.
-pub trait Store: Send + Sync + 'static {
-    /// The latest saved state of `doc`, or `None` for a new document.
-    fn load(&self, doc: &str) -> Result<Option<DocumentSnapshot>, StoreError>;
-    /// Saves the state of `doc`.
-    fn save(&self, doc: &str, snapshot: &DocumentSnapshot) -> Result<(), StoreError>;
+/// One applied op as stored in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The revision it produced.
+    pub rev: u64,
+    /// Author's client id.
+    pub client: String,
+    /// Author's sequence number.
+    pub seq: u64,
+    /// The op as applied.
+    pub op: Op,
 }
 
-/// A store in process memory: documents survive unloading, not a restart.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    docs: Mutex<HashMap<String, DocumentSnapshot>>,
+/// What `load` finds for a document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredDoc {
+    /// The latest snapshot, if any.
+    pub snapshot: Option<DocumentSnapshot>,
+    /// The ops after it (after revision 0 without a snapshot), consecutive.
+    pub ops: Vec<LogRecord>,
 }
 
-impl Store for MemoryStore {
-    fn load(&self, doc: &str) -> Result<Option<DocumentSnapshot>, StoreError> {
-        let docs = self
-            .docs
-            .lock()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(docs.get(doc).cloned())
+impl StoredDoc {
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.ops.is_empty()
     }
 
-    fn save(&self, doc: &str, snapshot: &DocumentSnapshot) -> Result<(), StoreError> {
-        let mut docs = self
-            .docs
-            .lock()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        docs.insert(doc.to_string(), snapshot.clone());
+    /// Rebuilds the document: the snapshot, then every op replayed. An op that does not fit is
+    /// reported as corruption at its revision.
+    pub fn into_document(self, doc: &str, config: DocumentConfig) -> Result<Document, StoreError> {
+        let mut d = match self.snapshot {
+            Some(s) => Document::from_snapshot(s, config),
+            None => Document::new(config),
+        };
+        for r in self.ops {
+            let client = ClientId::from(r.client);
+            d.apply_committed(r.rev, &client, r.seq, r.op)
+                .map_err(|e| corrupt(doc, r.rev, format!("op does not replay: {e}")))?;
+        }
+        Ok(d)
+    }
+}
+
+/// Snapshot points and the retained op range of a document.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Versions {
+    /// Revisions with a stored snapshot, ascending.
+    pub snapshots: Vec<u64>,
+    /// First revision with a stored op, if any.
+    pub first_op: Option<u64>,
+    /// Latest stored revision.
+    pub last_rev: u64,
+}
+
+/// Persistent home of documents. Implementations must be safe to read from many threads while
+/// one writer (the store actor) writes.
+pub trait Store: Send + Sync + 'static {
+    /// The latest snapshot of `doc` and the ops after it, verified.
+    fn load(&self, doc: &str) -> Result<StoredDoc, StoreError>;
+    /// Buffers ops for the log.
+    fn append(&self, doc: &str, records: &[LogRecord]) -> Result<(), StoreError>;
+    /// Buffers a snapshot.
+    fn put_snapshot(&self, doc: &str, snapshot: &DocumentSnapshot) -> Result<(), StoreError>;
+    /// Deletes ops at or before `rev` and the snapshots made obsolete by the newest snapshot at
+    /// or before `rev` (which is kept).
+    fn compact(&self, doc: &str, rev: u64) -> Result<(), StoreError>;
+    /// Makes every buffered write durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Snapshot points and retained op range.
+    fn versions(&self, doc: &str) -> Result<Versions, StoreError>;
+    /// The stored ops with revisions `from + 1 ..= to`.
+    fn ops(&self, doc: &str, from: u64, to: u64) -> Result<Vec<LogRecord>, StoreError>;
+    /// The text at revision `rev`, rebuilt from the newest snapshot at or before it and the log;
+    /// `None` if that revision is not retained.
+    fn text_at(&self, doc: &str, rev: u64) -> Result<Option<String>, StoreError>;
+    /// Every document with stored data.
+    fn documents(&self) -> Result<Vec<String>, StoreError>;
+    /// Removes every record of `doc`.
+    fn delete(&self, doc: &str) -> Result<(), StoreError>;
+}
+
+fn corrupt(doc: &str, rev: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        doc: doc.to_string(),
+        rev,
+        reason: reason.into(),
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// `doc \0`: the prefix of every key of a document.
+fn prefix(doc: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(doc.len() + 9);
+    k.extend_from_slice(doc.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `doc \0 rev` with `rev` big-endian.
+pub fn key(doc: &str, rev: u64) -> Vec<u8> {
+    let mut k = prefix(doc);
+    k.extend_from_slice(&rev.to_be_bytes());
+    k
+}
+
+/// The revision in a key, if it has the right shape for `doc`.
+fn key_rev(doc: &str, key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(prefix(doc).as_slice())?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
+
+/// Encodes a record: header, then the MessagePack body.
+pub fn encode_record<T: Serialize>(kind: u8, body: &T) -> Result<Vec<u8>, StoreError> {
+    let body = rmp_serde::to_vec(body).map_err(backend)?;
+    let mut v = Vec::with_capacity(HEADER_LEN + body.len());
+    v.push(RECORD_FORMAT);
+    v.push(kind);
+    v.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    v.extend_from_slice(&body);
+    Ok(v)
+}
+
+/// Decodes and verifies a record stored under revision `rev` of `doc`.
+fn decode_record<T: for<'de> Deserialize<'de>>(
+    doc: &str,
+    rev: u64,
+    kind: u8,
+    value: &[u8],
+) -> Result<T, StoreError> {
+    if value.len() < HEADER_LEN {
+        return Err(corrupt(
+            doc,
+            rev,
+            format!("truncated record of {} bytes", value.len()),
+        ));
+    }
+    if value[0] != RECORD_FORMAT {
+        return Err(corrupt(
+            doc,
+            rev,
+            format!("unknown record format {}", value[0]),
+        ));
+    }
+    if value[1] != kind {
+        return Err(corrupt(
+            doc,
+            rev,
+            format!("record kind {} where {kind} was expected", value[1]),
+        ));
+    }
+    let crc = u32::from_le_bytes([value[2], value[3], value[4], value[5]]);
+    let body = &value[HEADER_LEN..];
+    if crc32fast::hash(body) != crc {
+        return Err(corrupt(doc, rev, "checksum mismatch"));
+    }
+    rmp_serde::from_slice(body).map_err(|e| corrupt(doc, rev, format!("undecodable record: {e}")))
+}
+
+fn decode_op(doc: &str, key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
+    let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed op key"))?;
+    let r: LogRecord = decode_record(doc, rev, KIND_OP, value)?;
+    if r.rev != rev {
+        return Err(corrupt(doc, rev, format!("record says revision {}", r.rev)));
+    }
+    Ok(r)
+}
+
+fn decode_snapshot(doc: &str, key: &[u8], value: &[u8]) -> Result<DocumentSnapshot, StoreError> {
+    let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed snapshot key"))?;
+    let s: DocumentSnapshot = decode_record(doc, rev, KIND_SNAPSHOT, value)?;
+    if s.rev != rev {
+        return Err(corrupt(
+            doc,
+            rev,
+            format!("snapshot says revision {}", s.rev),
+        ));
+    }
+    Ok(s)
+}
+
+/// Checks that `ops` continue `after` without gaps.
+fn check_contiguous(doc: &str, after: u64, ops: &[LogRecord]) -> Result<(), StoreError> {
+    for (i, r) in ops.iter().enumerate() {
+        let want = after + 1 + i as u64;
+        if r.rev != want {
+            return Err(corrupt(
+                doc,
+                want,
+                format!("missing op (next stored is {})", r.rev),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The key spaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tree {
+    /// The op log.
+    Ops,
+    /// Snapshots.
+    Snapshots,
+    /// Store-wide metadata.
+    Meta,
+}
+
+/// An ordered key-value backend.
+pub trait Kv: Send + Sync + 'static {
+    /// Writes a value (buffered).
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Reads a value.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes keys in `[from, to)`.
+    fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
+    /// Pairs with keys in `[from, to)`, ascending.
+    fn range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError>;
+    /// The first pair with a key in `[from, to)`.
+    fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// The last pair with a key in `[from, to)`.
+    fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Every key of a tree (for listing documents).
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Makes every write durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The `Store` over any ordered key-value backend.
+pub struct RecordStore<K: Kv> {
+    kv: K,
+}
+
+/// The on-disk store.
+pub type SledStore = RecordStore<SledKv>;
+/// The in-memory store (tests, trials): same format, no persistence.
+pub type MemoryStore = RecordStore<MemKv>;
+
+impl MemoryStore {
+    /// An empty in-memory store.
+    pub fn new() -> Self {
+        RecordStore {
+            kv: MemKv::default(),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, checking its format version.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend)?;
+        let kv = SledKv::new(db)?;
+        let store = RecordStore { kv };
+        match store.kv.get(Tree::Meta, META_FORMAT_KEY)? {
+            Some(v) if v.as_slice() == [RECORD_FORMAT] => {}
+            Some(v) => {
+                return Err(StoreError::Format {
+                    found: v.first().copied().unwrap_or(0),
+                })
+            }
+            None => {
+                store
+                    .kv
+                    .put(Tree::Meta, META_FORMAT_KEY, &[RECORD_FORMAT])?;
+                store.kv.flush()?;
+            }
+        }
+        Ok(store)
+    }
+}
+
+impl<K: Kv> RecordStore<K> {
+    /// The backend.
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+
+    fn end(doc: &str) -> Vec<u8> {
+        let mut k = prefix(doc);
+        k.extend_from_slice(&[0xff; 9]);
+        k
+    }
+
+    fn latest_snapshot(
+        &self,
+        doc: &str,
+        at_most: u64,
+    ) -> Result<Option<DocumentSnapshot>, StoreError> {
+        let to = key(doc, at_most.saturating_add(1));
+        let to = if at_most == u64::MAX {
+            Self::end(doc)
+        } else {
+            to
+        };
+        match self.kv.last_in(Tree::Snapshots, &prefix(doc), &to)? {
+            Some((k, v)) => Ok(Some(decode_snapshot(doc, &k, &v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<K: Kv> Store for RecordStore<K> {
+    fn load(&self, doc: &str) -> Result<StoredDoc, StoreError> {
+        let snapshot = self.latest_snapshot(doc, u64::MAX)?;
+        let after = snapshot.as_ref().map_or(0, |s| s.rev);
+        let ops = self.ops(doc, after, u64::MAX)?;
+        Ok(StoredDoc { snapshot, ops })
+    }
+
+    fn append(&self, doc: &str, records: &[LogRecord]) -> Result<(), StoreError> {
+        for r in records {
+            self.kv
+                .put(Tree::Ops, &key(doc, r.rev), &encode_record(KIND_OP, r)?)?;
+        }
+        Ok(())
+    }
+
+    fn put_snapshot(&self, doc: &str, snapshot: &DocumentSnapshot) -> Result<(), StoreError> {
+        let v = encode_record(KIND_SNAPSHOT, snapshot)?;
+        self.kv.put(Tree::Snapshots, &key(doc, snapshot.rev), &v)
+    }
+
+    fn compact(&self, doc: &str, rev: u64) -> Result<(), StoreError> {
+        let Some(keep) = self.latest_snapshot(doc, rev)? else {
+            return Ok(());
+        };
+        self.kv
+            .delete_range(Tree::Snapshots, &prefix(doc), &key(doc, keep.rev))?;
+        self.kv
+            .delete_range(Tree::Ops, &prefix(doc), &key(doc, keep.rev.min(rev) + 1))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.kv.flush()
+    }
+
+    fn versions(&self, doc: &str) -> Result<Versions, StoreError> {
+        let (p, end) = (prefix(doc), Self::end(doc));
+        let snapshots: Vec<u64> = self
+            .kv
+            .range(Tree::Snapshots, &p, &end)?
+            .iter()
+            .filter_map(|(k, _)| key_rev(doc, k))
+            .collect();
+        let first_op = self.first_op_rev(doc)?;
+        let last_op = match self.kv.last_in(Tree::Ops, &p, &end)? {
+            Some((k, _)) => key_rev(doc, &k).unwrap_or(0),
+            None => 0,
+        };
+        let last_rev = last_op.max(snapshots.last().copied().unwrap_or(0));
+        Ok(Versions {
+            snapshots,
+            first_op,
+            last_rev,
+        })
+    }
+
+    fn ops(&self, doc: &str, from: u64, to: u64) -> Result<Vec<LogRecord>, StoreError> {
+        let end = if to == u64::MAX {
+            Self::end(doc)
+        } else {
+            key(doc, to + 1)
+        };
+        let ops = self
+            .kv
+            .range(Tree::Ops, &key(doc, from.saturating_add(1)), &end)?
+            .iter()
+            .map(|(k, v)| decode_op(doc, k, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_contiguous(doc, from, &ops)?;
+        Ok(ops)
+    }
+
+    fn text_at(&self, doc: &str, rev: u64) -> Result<Option<String>, StoreError> {
+        let snapshot = self.latest_snapshot(doc, rev)?;
+        let base = snapshot.as_ref().map_or(0, |s| s.rev);
+        let ops = self.ops(doc, base, rev)?;
+        if base + ops.len() as u64 != rev {
+            return Ok(None);
+        }
+        let mut text = snapshot.map(|s| s.text).unwrap_or_default();
+        for r in ops {
+            text =
+                r.op.apply_str(&text)
+                    .map_err(|e| corrupt(doc, r.rev, format!("op does not replay: {e}")))?;
+        }
+        Ok(Some(text))
+    }
+
+    fn documents(&self) -> Result<Vec<String>, StoreError> {
+        let mut docs = std::collections::BTreeSet::new();
+        for tree in [Tree::Ops, Tree::Snapshots] {
+            for k in self.kv.keys(tree)? {
+                if let Some(i) = k.iter().position(|&b| b == 0) {
+                    docs.insert(String::from_utf8_lossy(&k[..i]).into_owned());
+                }
+            }
+        }
+        Ok(docs.into_iter().collect())
+    }
+
+    fn delete(&self, doc: &str) -> Result<(), StoreError> {
+        let (p, end) = (prefix(doc), Self::end(doc));
+        self.kv.delete_range(Tree::Ops, &p, &end)?;
+        self.kv.delete_range(Tree::Snapshots, &p, &end)
+    }
+}
+
+impl<K: Kv> RecordStore<K> {
+    fn first_op_rev(&self, doc: &str) -> Result<Option<u64>, StoreError> {
+        let (p, end) = (prefix(doc), Self::end(doc));
+        Ok(self
+            .kv
+            .first_in(Tree::Ops, &p, &end)?
+            .and_then(|(k, _)| key_rev(doc, &k)))
+    }
+}
+
+/// Verifies a whole document offline: every record decodes, revisions are contiguous from the
+/// oldest retained point, every op replays, and every snapshot equals the replay at its
+/// revision. Returns the number of ops and snapshots checked.
+pub fn check_document<K: Kv>(
+    store: &RecordStore<K>,
+    doc: &str,
+) -> Result<(usize, usize), StoreError> {
+    let (p, end) = (prefix(doc), RecordStore::<K>::end(doc));
+    let snapshots = store
+        .kv
+        .range(Tree::Snapshots, &p, &end)?
+        .iter()
+        .map(|(k, v)| decode_snapshot(doc, k, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first_op = store.first_op_rev(doc)?.unwrap_or(1);
+    // Replay starts at the snapshot just before the first retained op (or from empty).
+    let start = snapshots
+        .iter()
+        .rev()
+        .find(|s| s.rev + 1 >= first_op && s.rev < first_op)
+        .cloned();
+    let base = match &start {
+        Some(s) => s.rev,
+        None if first_op == 1 => 0,
+        None => {
+            return Err(corrupt(
+                doc,
+                first_op,
+                "no snapshot before the first retained op",
+            ))
+        }
+    };
+    let ops = store.ops(doc, base, u64::MAX)?;
+    let mut text = start.map(|s| s.text).unwrap_or_default();
+    let mut rev = base;
+    let by_rev: BTreeMap<u64, &DocumentSnapshot> = snapshots.iter().map(|s| (s.rev, s)).collect();
+    for r in &ops {
+        text =
+            r.op.apply_str(&text)
+                .map_err(|e| corrupt(doc, r.rev, format!("op does not replay: {e}")))?;
+        rev = r.rev;
+        if let Some(s) = by_rev.get(&rev) {
+            if s.text != text {
+                return Err(corrupt(
+                    doc,
+                    rev,
+                    "snapshot differs from the replay of the log",
+                ));
+            }
+        }
+    }
+    if let Some((&last, _)) = by_rev.iter().next_back() {
+        if last > rev {
+            return Err(corrupt(
+                doc,
+                rev + 1,
+                format!("snapshot at {last} is past the last op"),
+            ));
+        }
+    }
+    Ok((ops.len(), snapshots.len()))
+}
+
+/// In-memory backend: ordered maps behind a mutex.
+#[derive(Default)]
+pub struct MemKv {
+    trees: Mutex<[BTreeMap<Vec<u8>, Vec<u8>>; 3]>,
+}
+
+fn tree_index(t: Tree) -> usize {
+    match t {
+        Tree::Ops => 0,
+        Tree::Snapshots => 1,
+        Tree::Meta => 2,
+    }
+}
+
+impl MemKv {
+    fn with<R>(
+        &self,
+        t: Tree,
+        f: impl FnOnce(&mut BTreeMap<Vec<u8>, Vec<u8>>) -> R,
+    ) -> Result<R, StoreError> {
+        let mut trees = self.trees.lock().map_err(backend)?;
+        Ok(f(&mut trees[tree_index(t)]))
+    }
+
+    /// Overwrites a raw value (for corruption tests).
+    pub fn put_raw(&self, t: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.with(t, |m| {
+            m.insert(key.to_vec(), value.to_vec());
+        })
+    }
+}
+
+impl Kv for MemKv {
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.put_raw(tree, key, value)
+    }
+
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(tree, |m| m.get(key).cloned())
+    }
+
+    fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        self.with(tree, |m| {
+            let keys: Vec<Vec<u8>> = m
+                .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                m.remove(&k);
+            }
+        })
+    }
+
+    fn range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        self.with(tree, |m| {
+            m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        self.with(tree, |m| {
+            m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .next()
+                .map(|(k, v)| (k.clone(), v.clone()))
+        })
+    }
+
+    fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        self.with(tree, |m| {
+            m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .next_back()
+                .map(|(k, v)| (k.clone(), v.clone()))
+        })
+    }
+
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.with(tree, |m| m.keys().cloned().collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// sled backend: one sled tree per key space.
+pub struct SledKv {
+    db: sled::Db,
+    trees: [sled::Tree; 3],
+}
+
+impl SledKv {
+    fn new(db: sled::Db) -> Result<Self, StoreError> {
+        let trees = [
+            db.open_tree("ops").map_err(backend)?,
+            db.open_tree("snapshots").map_err(backend)?,
+            db.open_tree("meta").map_err(backend)?,
+        ];
+        Ok(SledKv { db, trees })
+    }
+
+    fn tree(&self, t: Tree) -> &sled::Tree {
+        &self.trees[tree_index(t)]
+    }
+
+    /// Overwrites a raw value (for corruption tests and repair tools).
+    pub fn put_raw(&self, t: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree(t).insert(key, value).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl Kv for SledKv {
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.put_raw(tree, key, value)
+    }
+
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(tree)
+            .get(key)
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        let t = self.tree(tree);
+        for item in t.range(from..to) {
+            let (k, _) = item.map_err(backend)?;
+            t.remove(k).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        self.tree(tree)
+            .range(from..to)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+            .collect()
+    }
+
+    fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        match self.tree(tree).range(from..to).next() {
+            Some(r) => {
+                let (k, v) = r.map_err(backend)?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        match self.tree(tree).range(from..to).next_back() {
+            Some(r) => {
+                let (k, v) = r.map_err(backend)?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree(tree)
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(backend))
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)?;
         Ok(())
     }
 }
@@ -55,16 +736,156 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
 
+    fn rec(rev: u64, op: Op) -> LogRecord {
+        LogRecord {
+            rev,
+            client: "c".into(),
+            seq: rev,
+            op,
+        }
+    }
+
+    fn fill<K: Kv>(s: &RecordStore<K>) {
+        s.append(
+            "d",
+            &[
+                rec(1, Op::insert_at(0, "ab")),
+                rec(2, Op::insert_at(2, "c")),
+            ],
+        )
+        .unwrap();
+        s.put_snapshot(
+            "d",
+            &DocumentSnapshot {
+                rev: 2,
+                text: "abc".into(),
+                clients: vec![("c".into(), 2, 2)],
+            },
+        )
+        .unwrap();
+        s.append(
+            "d",
+            &[rec(3, Op::delete_at(0, 1)), rec(4, Op::insert_at(0, "中"))],
+        )
+        .unwrap();
+        s.append("other", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+    }
+
+    fn exercise<K: Kv>(s: RecordStore<K>) {
+        fill(&s);
+        let loaded = s.load("d").unwrap();
+        assert_eq!(loaded.snapshot.as_ref().map(|s| s.rev), Some(2));
+        assert_eq!(
+            loaded.ops.iter().map(|r| r.rev).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        let doc = loaded
+            .into_document("d", DocumentConfig::default())
+            .unwrap();
+        assert_eq!((doc.text(), doc.rev()), ("中bc".to_string(), 4));
+        assert_eq!(s.text_at("d", 1).unwrap().as_deref(), Some("ab"));
+        assert_eq!(s.text_at("d", 3).unwrap().as_deref(), Some("bc"));
+        assert_eq!(s.text_at("d", 9).unwrap(), None);
+        assert_eq!(
+            s.versions("d").unwrap(),
+            Versions {
+                snapshots: vec![2],
+                first_op: Some(1),
+                last_rev: 4
+            }
+        );
+        assert_eq!(check_document(&s, "d").unwrap(), (4, 1));
+        assert_eq!(
+            s.documents().unwrap(),
+            vec!["d".to_string(), "other".to_string()]
+        );
+        assert!(s.load("none").unwrap().is_empty());
+        // Compaction keeps the snapshot at 2 and the ops after it.
+        s.compact("d", 3).unwrap();
+        assert_eq!(s.versions("d").unwrap().first_op, Some(3));
+        assert_eq!(s.text_at("d", 1).unwrap(), None);
+        assert_eq!(s.text_at("d", 2).unwrap().as_deref(), Some("abc"));
+        assert_eq!(check_document(&s, "d").unwrap(), (2, 1));
+        s.delete("d").unwrap();
+        assert!(s.load("d").unwrap().is_empty());
+        s.flush().unwrap();
+    }
+
     #[test]
-    fn load_returns_last_save() {
-        let s = MemoryStore::default();
-        assert!(s.load("a").unwrap().is_none());
-        let snap = DocumentSnapshot {
-            rev: 2,
-            text: "hi".into(),
-            clients: vec![("c".into(), 1, 2)],
-        };
-        s.save("a", &snap).unwrap();
-        assert_eq!(s.load("a").unwrap(), Some(snap));
+    fn memory_store_round_trip() {
+        exercise(MemoryStore::new());
+    }
+
+    #[test]
+    fn sled_store_round_trip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(SledStore::open(dir.path()).unwrap());
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.documents().unwrap(), vec!["other".to_string()]);
+    }
+
+    #[test]
+    fn corruption_is_detected_and_named() {
+        let s = MemoryStore::new();
+        fill(&s);
+        let good = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                {
+                    let mut b = good.clone();
+                    let n = b.len();
+                    b[n - 1] ^= 1;
+                    b
+                },
+                "checksum",
+            ),
+            (good[..4].to_vec(), "truncated"),
+            (
+                {
+                    let mut b = good.clone();
+                    b[0] = 9;
+                    b
+                },
+                "format",
+            ),
+            (
+                encode_record(KIND_OP, &rec(7, Op::noop())).unwrap(),
+                "says revision 7",
+            ),
+        ];
+        for (bad, why) in cases {
+            s.kv().put_raw(Tree::Ops, &key("d", 3), &bad).unwrap();
+            match s.load("d") {
+                Err(StoreError::Corrupt { doc, rev, reason }) => {
+                    assert_eq!((doc.as_str(), rev), ("d", 3));
+                    assert!(reason.contains(why), "{reason}");
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+            assert!(check_document(&s, "d").is_err());
+        }
+        // A gap in revisions.
+        s.kv().put_raw(Tree::Ops, &key("d", 3), &good).unwrap();
+        s.kv()
+            .delete_range(Tree::Ops, &key("d", 3), &key("d", 4))
+            .unwrap();
+        assert!(matches!(
+            s.load("d"),
+            Err(StoreError::Corrupt { rev: 3, .. })
+        ));
+        // An op that does not replay.
+        s.kv()
+            .put_raw(
+                Tree::Ops,
+                &key("d", 3),
+                &encode_record(KIND_OP, &rec(3, Op::delete_at(0, 50))).unwrap(),
+            )
+            .unwrap();
+        let err = s
+            .load("d")
+            .unwrap()
+            .into_document("d", DocumentConfig::default())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { rev: 3, .. }));
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::clients::ClientRecord;
 use crate::clients::Clients;
 use crate::error::DocError;
-use crate::op::{Op, Side};
+use crate::op::{char_len, Component, Op, OpBuilder, Side};
 
 /// Default number of recent ops kept for transforming late ops and catching up joins.
 pub const DEFAULT_HISTORY_WINDOW: usize = 1024;
@@ -116,6 +116,9 @@ pub struct Document {
     history: VecDeque<HistoryEntry>,
     clients: Clients,
     config: DocumentConfig,
+    /// Undo tail: when `Some(base)`, `undo[i]` reverts revision `base + 1 + i`.
+    undo_base: Option<u64>,
+    undo: VecDeque<Op>,
 }
 
 impl Default for Document {
@@ -135,6 +138,8 @@ impl Document {
             history: VecDeque::with_capacity(config.history_window.min(DEFAULT_HISTORY_WINDOW)),
             clients: Clients::default(),
             config,
+            undo_base: None,
+            undo: VecDeque::new(),
         }
     }
 
@@ -291,6 +296,7 @@ impl Document {
                 max: self.config.max_chars,
             });
         }
+        self.push_undo(&op);
         op.apply_rope_unchecked(&mut self.text);
         self.rev += 1;
         let slot = self.record(known, client, seq);
@@ -354,6 +360,7 @@ impl Document {
         }
         let len_before = self.text.len_chars();
         op.check_fits(len_before)?;
+        self.push_undo(&op);
         op.apply_rope_unchecked(&mut self.text);
         self.rev = rev;
         let known = self.clients.find(client);
@@ -365,6 +372,77 @@ impl Document {
             len_before,
         });
         Ok(())
+    }
+
+    /// Starts keeping the undo tail from the current revision: ops applied from now on can be
+    /// rolled back by [`Document::text_at`] until [`Document::release_undo`] drops them. The
+    /// server uses it to serve the last durable text while newer ops wait for their flush.
+    pub fn track_undo(&mut self) {
+        self.undo_base = Some(self.rev);
+        self.undo.clear();
+    }
+
+    /// Drops the undo ops of revisions up to `rev` (they became durable).
+    pub fn release_undo(&mut self, rev: u64) {
+        if let Some(base) = self.undo_base.as_mut() {
+            while *base < rev.min(self.rev) && self.undo.pop_front().is_some() {
+                *base += 1;
+            }
+        }
+    }
+
+    /// The text at revision `rev`: the current text, or an earlier one within the undo tail.
+    pub fn text_at(&self, rev: u64) -> Result<String, DocError> {
+        if rev > self.rev {
+            return Err(DocError::FutureRevision {
+                base: rev,
+                current: self.rev,
+            });
+        }
+        let mut text = self.text.to_string();
+        if rev == self.rev {
+            return Ok(text);
+        }
+        match self.undo_base {
+            Some(base) if rev >= base => {
+                let skip = (rev - base) as usize;
+                for undo in self.undo.iter().skip(skip).rev() {
+                    text = undo.apply_str(&text)?;
+                }
+                Ok(text)
+            }
+            _ => Err(DocError::RevisionTooOld {
+                base: rev,
+                oldest: self.undo_base.unwrap_or(self.rev),
+            }),
+        }
+    }
+
+    /// Records the inverse of `op` (which fits) before it is applied, if tracking.
+    fn push_undo(&mut self, op: &Op) {
+        if self.undo_base.is_none() {
+            return;
+        }
+        let mut b = OpBuilder::new();
+        let mut pos = 0usize;
+        for c in op.components() {
+            match c {
+                Component::Retain(n) => {
+                    b.retain(*n);
+                    pos += n;
+                }
+                Component::Insert(s) => {
+                    b.delete(char_len(s));
+                }
+                Component::Delete(n) => {
+                    for chunk in self.text.slice_substrings(pos..pos + n) {
+                        b.insert(chunk);
+                    }
+                    pos += n;
+                }
+            }
+        }
+        self.undo.push_back(b.build());
     }
 
     /// Records that `client` (in `slot`, if known) had `seq` applied as the current revision,
@@ -547,6 +625,30 @@ mod tests {
         e.apply_committed(2, &a, 8, Op::insert_at(2, "!")).unwrap();
         assert!(e.apply_committed(5, &a, 9, Op::noop()).is_err());
         assert_eq!(e.text(), "中😅!");
+    }
+
+    #[test]
+    fn undo_tail_serves_earlier_texts() {
+        let mut d = Document::default();
+        let a = id("a");
+        d.submit(&a, 1, 0, Op::insert_at(0, "héllo wörld")).unwrap();
+        assert!(d.text_at(0).is_err());
+        d.track_undo();
+        d.submit(&a, 2, 1, Op::splice(1, 4, "EY😅")).unwrap();
+        d.submit(&a, 3, 2, Op::delete_at(0, 3)).unwrap();
+        d.apply_committed(4, &a, 4, Op::insert_at(0, "中")).unwrap();
+        assert_eq!(d.text(), "中😅 wörld");
+        assert_eq!(d.text_at(1).unwrap(), "héllo wörld");
+        assert_eq!(d.text_at(2).unwrap(), "hEY😅 wörld");
+        assert_eq!(d.text_at(3).unwrap(), "😅 wörld");
+        assert_eq!(d.text_at(4).unwrap(), "中😅 wörld");
+        d.release_undo(2);
+        assert!(d.text_at(1).is_err());
+        assert_eq!(d.text_at(2).unwrap(), "hEY😅 wörld");
+        d.release_undo(99);
+        assert_eq!(d.text_at(4).unwrap(), "中😅 wörld");
+        assert!(d.text_at(3).is_err());
+        assert!(d.text_at(5).is_err());
     }
 
     #[test]

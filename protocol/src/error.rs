@@ -56,11 +56,13 @@ pub enum ErrorCode {
     Unavailable = 4003,
     /// The session has joined too many documents.
     TooManyDocuments = 4004,
+    /// The document's stored data is damaged; it is refused until repaired.
+    DocumentDamaged = 4005,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadMessage,
         ErrorCode::FrameTooLarge,
         ErrorCode::UnsupportedVersion,
@@ -81,6 +83,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::TooManyDocuments,
+        ErrorCode::DocumentDamaged,
     ];
 
     /// The numeric value on the wire.

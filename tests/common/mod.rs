@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,14 +35,24 @@ pub struct Server {
     /// The address it bound.
     pub addr: SocketAddr,
     child: Option<Child>,
-    /// Its data directory (removed on drop).
-    pub dir: tempfile::TempDir,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The temporary directory holding data and config, when this server made it.
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// `ws://…/ws`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// Kills the process with SIGKILL (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -74,16 +85,24 @@ pub fn start_server() -> Server {
     start_server_with("")
 }
 
-/// Starts the server with extra TOML configuration.
+/// Starts the server with extra TOML configuration, in a fresh temporary data directory.
 pub fn start_server_with(config: &str) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_path = dir.path().join("coedit.toml");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut s = start_server_at(&tmp.path().join("data"), config);
+    s._tmp = Some(tmp);
+    s
+}
+
+/// Starts the server on an existing (or new) data directory with extra TOML configuration.
+pub fn start_server_at(data_dir: &Path, config: &str) -> Server {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let config_path = data_dir.with_extension("toml");
     std::fs::write(&config_path, config).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_coedit"))
         .args(["serve", "--bind", "127.0.0.1:0", "--config"])
         .arg(&config_path)
         .arg("--data-dir")
-        .arg(dir.path().join("data"))
+        .arg(data_dir)
         .env(
             "COEDIT_LOG",
             std::env::var("COEDIT_LOG").unwrap_or_else(|_| "warn".into()),
@@ -108,8 +127,23 @@ pub fn start_server_with(config: &str) -> Server {
     Server {
         addr,
         child: Some(child),
-        dir,
+        data_dir: data_dir.to_path_buf(),
+        _tmp: None,
     }
+}
+
+/// Runs `coedit check` on a data directory; returns success and the output.
+pub fn run_check(data_dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .arg("check")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("COEDIT_LOG", "error")
+        .output()
+        .expect("run coedit check");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// One HTTP/1.1 exchange; returns the status and the JSON body (`Null` if none).
@@ -212,8 +246,8 @@ pub struct TestClient {
     pub errors: Vec<(ErrorCode, String)>,
     /// Latest known selections of other clients.
     pub presence: HashMap<String, Vec<Selection>>,
-    /// Revisions of this client's acknowledged ops (its own op in the stream, or an `ack`).
-    pub own_acks: Vec<u64>,
+    /// `(rev, seq)` of this client's acknowledged ops (its own op in the stream, or an `ack`).
+    pub own_acks: Vec<(u64, u64)>,
 }
 
 impl TestClient {
@@ -341,7 +375,7 @@ impl TestClient {
                     match self.ot.on_server_op(r.rev, &r.client, r.seq, &r.op)? {
                         ServerOpOutcome::Apply(op) => self.text = op.apply_str(&self.text)?,
                         ServerOpOutcome::OwnAck(n) => {
-                            self.own_acks.push(r.rev);
+                            self.own_acks.push((r.rev, r.seq));
                             if n.is_some() {
                                 next = n;
                             }
@@ -355,7 +389,7 @@ impl TestClient {
                 let acks_inflight = self.ot.inflight_seq() == Some(seq);
                 let next = self.ot.on_ack(seq, rev)?;
                 if acks_inflight {
-                    self.own_acks.push(rev);
+                    self.own_acks.push((rev, seq));
                 }
                 next
             }
