@@ -3,8 +3,10 @@
 //! # Layout
 //! - `trace`: loading sequential and concurrent traces.
 //! - `engine`: `replay --engine`, the document core against a bare rope.
+//! - `open_bench`: `open-bench`, the time to open a document with a long op log.
 
 mod engine;
+mod open_bench;
 mod trace;
 
 use std::path::PathBuf;
@@ -42,6 +44,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Time to open a document whose log holds many ops (sled store in a temp directory).
+    OpenBench {
+        /// Ops in the log.
+        #[arg(long, default_value_t = 100_000, env = "COEDIT_LOADTEST_OPS")]
+        ops: u64,
+        /// Snapshot every this many ops (0: none; the whole log is replayed).
+        #[arg(long, default_value_t = 1000, env = "COEDIT_LOADTEST_SNAPSHOT_EVERY")]
+        snapshot_every: u64,
+        /// Timed opens (median reported).
+        #[arg(long, default_value_t = DEFAULT_RUNS, env = "COEDIT_LOADTEST_RUNS")]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +89,15 @@ fn run(cli: Cli) -> Result<bool> {
                 println!("{}", serde_json::to_string(&report)?);
             }
             Ok(all_match)
+        }
+        Command::OpenBench {
+            ops,
+            snapshot_every,
+            runs,
+        } => {
+            let report = open_bench::run(ops, snapshot_every, runs)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(true)
         }
     }
 }
