@@ -143,11 +143,21 @@ fn serve(config: Config) -> Result<()> {
         let handle = server.handle();
         let running = actix::spawn(server);
         let signal = shutdown_signal().await?;
-        info!(
-            signal,
-            "shutting down: telling clients to reconnect, saving documents"
-        );
-        let saved = registry.send(ShutdownAll).await.unwrap_or(0);
+        info!(signal, "shutting down: saving documents, telling clients to reconnect");
+        handle.pause().await;
+        let saved = match tokio::time::timeout(config.shutdown_timeout, registry.send(ShutdownAll))
+            .await
+        {
+            Ok(Ok(saved)) => saved,
+            Ok(Err(e)) => {
+                warn!(error = %e, "registry gone at shutdown");
+                0
+            }
+            Err(_) => {
+                warn!(timeout = ?config.shutdown_timeout, "documents not all saved in time");
+                0
+            }
+        };
         handle.stop(true).await;
         running
             .await

@@ -29,6 +29,8 @@ pub struct Registry {
     writer: Addr<StoreActor>,
     /// Threads document actors run on, chosen by document id; empty: the registry's own.
     arbiters: Vec<ArbiterHandle>,
+    /// Shutting down: no document opens any more.
+    shutting_down: bool,
 }
 
 impl Registry {
@@ -46,6 +48,7 @@ impl Registry {
             store,
             writer,
             arbiters,
+            shutting_down: false,
         }
     }
 
@@ -73,8 +76,11 @@ pub struct OpenDoc {
 impl Handler<OpenDoc> for Registry {
     type Result = Result<Addr<DocActor>, ActorError>;
 
-    /// Returns the open actor or starts one from the store.
+    /// Returns the open actor or starts one from the store (refused during shutdown).
     fn handle(&mut self, m: OpenDoc, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Err(ActorError::Closing(m.id));
+        }
         if let Some(addr) = self.docs.get(m.id.as_str()) {
             if addr.connected() {
                 return Ok(addr.clone());
@@ -144,6 +150,7 @@ impl Handler<ShutdownAll> for Registry {
 
     /// Asks every document actor to save and stop, waits for all of them, then flushes.
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
         let docs: Vec<(Arc<str>, Addr<DocActor>)> = self.docs.drain().collect();
         let writer = self.writer.clone();
         Box::pin(async move {
