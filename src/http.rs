@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coedit_actors::document::{Applied, GetOps, GetText, GetVersions, Submit};
 use coedit_actors::registry::{OpenCount, OpenDoc};
-use coedit_actors::session::start_session;
+use coedit_actors::session::{start_session, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE};
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
 use coedit_protocol::wire::{validate_client_id, validate_doc_id};
 use coedit_protocol::{ClientId, ErrorCode, Op, ProtocolError};
@@ -17,8 +17,6 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use serde_json::json;
 
-/// Attempts to reach a document whose actor is unloading at that moment.
-const DOC_ATTEMPTS: usize = 3;
 /// Length of the random client id given to REST edits that bring none.
 const REST_CLIENT_ID_LEN: usize = 16;
 
@@ -122,7 +120,10 @@ where
 {
     validate_doc_id(id)?;
     let mut last = ActorError::Closing(id.to_string());
-    for _ in 0..DOC_ATTEMPTS {
+    for attempt in 0..JOIN_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(JOIN_RETRY_PAUSE * attempt).await;
+        }
         let addr = registry
             .send(OpenDoc { id: id.to_string() })
             .await

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use coedit_protocol::op::char_len;
 use coedit_protocol::Op;
-use common::{http, run_check, server_doc, start_server_at, Server, TestClient};
+use common::{env_or, http, run_check, seed, server_doc, start_server_at, Server, TestClient};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -128,14 +128,8 @@ fn boundaries(text: &str) -> Vec<usize> {
 
 #[tokio::test]
 async fn acknowledged_ops_survive_kill_9() -> anyhow::Result<()> {
-    let cycles = std::env::var("COEDIT_CRASH_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CYCLES);
-    let seed = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
+    let cycles = env_or("COEDIT_CRASH_CYCLES", DEFAULT_CYCLES);
+    let seed = seed();
     println!("SEED={seed} cycles={cycles}");
     let mut rng = SmallRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir()?;

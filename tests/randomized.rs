@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use coedit_protocol::op::char_len;
 use coedit_protocol::Op;
-use common::{server_doc, start_server, TestClient};
+use common::{env_or, seed, server_doc, start_server, TestClient};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -95,17 +95,14 @@ async fn round(seed: u64) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn random_clients_converge() -> anyhow::Result<()> {
-    let rounds = std::env::var("COEDIT_RANDOM_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_ROUNDS);
-    match std::env::var("SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => round(seed).await,
-        None => {
-            for _ in 0..rounds {
-                round(rand::random()).await?;
-            }
-            Ok(())
-        }
+    // With SEED set, exactly that round is replayed.
+    let rounds = if std::env::var_os("SEED").is_some() {
+        1
+    } else {
+        env_or("COEDIT_RANDOM_ROUNDS", DEFAULT_ROUNDS)
+    };
+    for _ in 0..rounds {
+        round(seed()).await?;
     }
+    Ok(())
 }

@@ -689,6 +689,7 @@ impl DocActor {
                 self.snapshot();
             }
         }
+        let mut rest = None;
         let waiter = match m.session {
             Some(session) if applied.duplicate => Some(AckWaiter::Session {
                 session,
@@ -697,10 +698,8 @@ impl DocActor {
             Some(_) => None,
             None => {
                 let (tx, rx) = oneshot::channel();
-                self.ack_waiters
-                    .push_back((applied.rev, AckWaiter::Rest(tx)));
-                self.made_durable(self.durable_rev);
-                return Ok((applied, Some(rx)));
+                rest = Some(rx);
+                Some(AckWaiter::Rest(tx))
             }
         };
         if let Some(w) = waiter {
@@ -713,7 +712,7 @@ impl DocActor {
             self.ack_waiters.insert(pos, (applied.rev, w));
             self.made_durable(self.durable_rev);
         }
-        Ok((applied, None))
+        Ok((applied, rest))
     }
 }
 

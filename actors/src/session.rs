@@ -50,7 +50,9 @@ pub const DEFAULT_MAX_DOCS_PER_SESSION: usize = 64;
 /// Length of server-assigned client ids.
 const CLIENT_ID_LEN: usize = 16;
 /// Attempts to open a document whose actor is unloading at the moment of the join.
-const JOIN_ATTEMPTS: usize = 3;
+pub const JOIN_ATTEMPTS: u32 = 5;
+/// Pause before the n-th retry is `n ×` this (the unloading actor is flushing).
+pub const JOIN_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -277,7 +279,10 @@ impl WsSession {
         let id = doc.clone();
         let join = async move {
             let mut last = None;
-            for _ in 0..JOIN_ATTEMPTS {
+            for attempt in 0..JOIN_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(JOIN_RETRY_PAUSE * attempt).await;
+                }
                 let addr = registry.send(OpenDoc { id: id.clone() }).await??;
                 let join = Join {
                     session,

@@ -146,6 +146,19 @@ pub fn run_check(data_dir: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A number from the environment variable `name`, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The seed of a randomized test: `SEED` from the environment, or a fresh one.
+pub fn seed() -> u64 {
+    env_or("SEED", rand::random::<u64>())
+}
+
 /// One HTTP/1.1 exchange; returns the status and the JSON body (`Null` if none).
 pub fn http(
     addr: SocketAddr,
