@@ -130,6 +130,7 @@ fn serve(config: Config) -> Result<()> {
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(http::routes)
         })
+        .on_connect(disable_nagle)
         .workers(config.workers)
         .disable_signals()
         .shutdown_timeout(config.shutdown_timeout.as_secs())
@@ -170,6 +171,16 @@ fn serve(config: Config) -> Result<()> {
         writer_thread.stop();
         Ok(())
     })
+}
+
+/// Sends small frames at once: without `TCP_NODELAY`, Nagle's algorithm holds a small
+/// WebSocket frame until the previous one is acknowledged, and delayed ACKs make that ~40 ms.
+fn disable_nagle(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(e) = tcp.set_nodelay(true) {
+            warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
 }
 
 /// Waits for SIGINT or SIGTERM and names it.

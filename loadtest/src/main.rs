@@ -1,19 +1,13 @@
-//! `coedit-loadtest`: replays editing traces and (with the server) generates load.
-//!
-//! # Layout
-//! - `trace`: loading sequential and concurrent traces.
-//! - `engine`: `replay --engine`, the document core against a bare rope.
-//! - `open_bench`: `open-bench`, the time to open a document with a long op log.
-
-mod engine;
-mod open_bench;
-mod trace;
+//! `coedit-loadtest`: the command line over the `coedit_loadtest` library: load generation
+//! against a server, trace replay, storage benchmarks.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use coedit_loadtest::{engine, net_replay, open_bench, run, trace};
 
 /// Default number of timed runs per trace; the median is reported.
 const DEFAULT_RUNS: usize = 5;
@@ -31,12 +25,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open real WebSocket clients against a server and measure latency and convergence.
+    Run(RunArgs),
     /// Replay editing traces and check the final text against `endContent`.
     Replay {
         /// Replay through the document core in this process (no server), timing it against the
         /// bare rope.
-        #[arg(long, env = "COEDIT_LOADTEST_ENGINE")]
+        #[arg(long, env = "COEDIT_LOADTEST_ENGINE", conflicts_with = "url")]
         engine: bool,
+        /// Replay through the server at this WebSocket URL, one new document per trace.
+        #[arg(long, env = "COEDIT_LOADTEST_URL")]
+        url: Option<String>,
         /// Timed runs per trace (median reported).
         #[arg(long, default_value_t = DEFAULT_RUNS, env = "COEDIT_LOADTEST_RUNS")]
         runs: usize,
@@ -58,6 +57,66 @@ enum Command {
     },
 }
 
+/// Flags of `run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Server WebSocket URL.
+    #[arg(
+        long,
+        default_value = "ws://127.0.0.1:8080/ws",
+        env = "COEDIT_LOADTEST_URL"
+    )]
+    url: String,
+    /// Number of clients.
+    #[arg(long, default_value_t = 50, env = "COEDIT_LOADTEST_CLIENTS")]
+    clients: usize,
+    /// Number of documents the clients are spread over.
+    #[arg(long, default_value_t = 5, env = "COEDIT_LOADTEST_DOCS")]
+    docs: usize,
+    /// Put every client on one document.
+    #[arg(long, env = "COEDIT_LOADTEST_HOT")]
+    hot: bool,
+    /// Edits per second per client.
+    #[arg(long, default_value_t = 5.0, env = "COEDIT_LOADTEST_RATE")]
+    rate: f64,
+    /// Presence updates per second per client.
+    #[arg(long, default_value_t = 1.0, env = "COEDIT_LOADTEST_PRESENCE_RATE")]
+    presence_rate: f64,
+    /// Seconds over which clients connect.
+    #[arg(long, default_value_t = 2.0, env = "COEDIT_LOADTEST_RAMP")]
+    ramp: f64,
+    /// Seconds of typing after the ramp.
+    #[arg(long, default_value_t = 10.0, env = "COEDIT_LOADTEST_DURATION")]
+    duration: f64,
+    /// Only this many clients keep full replicas (and are checked); the others track length.
+    #[arg(long, env = "COEDIT_LOADTEST_FULL")]
+    full: Option<usize>,
+    /// The server's process id (found from the port when the server is local).
+    #[arg(long, env = "COEDIT_LOADTEST_SERVER_PID")]
+    server_pid: Option<i32>,
+    /// Errors tolerated before the run fails.
+    #[arg(long, default_value_t = 0, env = "COEDIT_LOADTEST_MAX_ERRORS")]
+    max_errors: u64,
+    /// Hard bound on the whole run, seconds (default: ramp + duration + 120).
+    #[arg(long, env = "COEDIT_LOADTEST_TIMEOUT")]
+    timeout: Option<f64>,
+    /// Prefix of document ids.
+    #[arg(long, default_value = "load-", env = "COEDIT_LOADTEST_DOC_PREFIX")]
+    doc_prefix: String,
+    /// Seed of the clients' random choices (printed; random when absent).
+    #[arg(long, env = "SEED")]
+    seed: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long, env = "COEDIT_LOADTEST_JSON")]
+    json: Option<PathBuf>,
+    /// Write an SVG plot of latency percentiles over time here.
+    #[arg(long, env = "COEDIT_LOADTEST_PLOT")]
+    plot: Option<PathBuf>,
+}
+
+/// Slack added to ramp + duration for the hard time bound, seconds.
+const DEFAULT_TIMEOUT_SLACK_S: f64 = 120.0;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
@@ -72,21 +131,35 @@ fn main() -> ExitCode {
 /// Runs the command; `Ok(false)` when a check failed.
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
+        Command::Run(a) => run_load(a),
         Command::Replay {
             engine,
+            url,
             runs,
             files,
         } => {
-            if !engine {
-                anyhow::bail!("replay over the network (--url) is not available yet; use --engine");
-            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let nonce: u32 = rand::random();
             let mut all_match = true;
             for f in &files {
                 let name = trace::Trace::name(f);
                 let t = trace::Trace::load(f)?;
-                let report = engine::replay(&name, &t, runs)?;
-                all_match &= report.matches_end;
-                println!("{}", serde_json::to_string(&report)?);
+                let (matches, line) = match (&url, engine) {
+                    (_, true) => {
+                        let r = engine::replay(&name, &t, runs)?;
+                        (r.matches_end, serde_json::to_string(&r)?)
+                    }
+                    (Some(url), false) => {
+                        let doc = format!("replay-{name}-{nonce:08x}");
+                        let r = rt.block_on(net_replay::replay_sequential(url, &doc, &name, &t))?;
+                        (r.matches_end, serde_json::to_string(&r)?)
+                    }
+                    (None, false) => anyhow::bail!("give --engine or --url"),
+                };
+                all_match &= matches;
+                println!("{line}");
             }
             Ok(all_match)
         }
@@ -100,4 +173,75 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `run`: drives the load, prints the summary, writes the report and plot.
+fn run_load(a: RunArgs) -> Result<bool> {
+    let seed = a.seed.unwrap_or_else(rand::random);
+    let limit = a
+        .timeout
+        .unwrap_or(a.ramp + a.duration + DEFAULT_TIMEOUT_SLACK_S);
+    let cfg = run::RunConfig {
+        url: a.url,
+        clients: a.clients,
+        docs: a.docs,
+        hot: a.hot,
+        rate: a.rate,
+        presence_rate: a.presence_rate,
+        ramp: Duration::from_secs_f64(a.ramp),
+        duration: Duration::from_secs_f64(a.duration),
+        full: a.full,
+        server_pid: a.server_pid,
+        doc_prefix: a.doc_prefix,
+        seed,
+    };
+    eprintln!("SEED={seed}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs_f64(limit), run::run(cfg)).await
+    });
+    let report = match report {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the run exceeded its time bound of {limit} s"),
+    };
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "{} clients, {} docs, {:.0} s: {} ops acked ({:.0}/s), errors {}, reconnects {}, converged {}",
+        report.clients,
+        report.docs,
+        report.duration_s,
+        report.ops_acked,
+        report.ops_per_s,
+        report.errors,
+        report.reconnects,
+        report.converged
+    );
+    for (name, p) in [
+        ("op → ack", &report.ack_ms),
+        ("op → visible", &report.visible_ms),
+    ] {
+        println!(
+            "{name:>13} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            p.p50, p.p90, p.p99, p.p999, p.max
+        );
+    }
+    println!(
+        "server: cpu {}% ({} ms/edit), rss {} MB; load generator: cpu {}%, bound {:?}",
+        opt(report.server_cpu_pct),
+        report
+            .server_cpu_ms_per_edit
+            .map_or("n/a".to_string(), |v| format!("{v:.3}")),
+        opt(report.server_rss_mb),
+        opt(report.loadgen_cpu_pct),
+        report.loadgen_bound
+    );
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &a.plot {
+        std::fs::write(path, run::plot_svg(&report))?;
+    }
+    Ok(report.converged && report.errors <= a.max_errors)
 }

@@ -1,0 +1,17 @@
+//! coedit's load generator and trace replay, as a library (used by the `coedit-loadtest`
+//! binary and by the server's integration tests).
+//!
+//! # Layout
+//! - [`trace`]: loading sequential and concurrent editing traces.
+//! - [`engine`]: `replay --engine`, the document core against a bare rope.
+//! - [`net_replay`]: `replay --url`, a trace typed through a real server.
+//! - [`open_bench`]: `open-bench`, the time to open a document with a long op log.
+//! - [`run`]: `run`, real OT clients over WebSocket, latency histograms, convergence check.
+//! - [`procstat`]: CPU and memory of local processes from /proc.
+
+pub mod engine;
+pub mod net_replay;
+pub mod open_bench;
+pub mod procstat;
+pub mod run;
+pub mod trace;
