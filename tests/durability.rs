@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use coedit_actors::store::{key, Kv, Tree};
 use coedit_actors::SledStore;
 use coedit_protocol::{ClientMsg, ErrorCode, Op};
@@ -139,7 +137,7 @@ async fn corrupted_records_are_refused_and_reported() -> anyhow::Result<()> {
         rev: None,
     })
     .await?;
-    c.pump(Duration::from_millis(200)).await?;
+    c.pump_until(|c| !c.errors.is_empty()).await?;
     let (code, msg) = c
         .errors
         .last()

@@ -8,9 +8,9 @@
 //!   REST reads see the last durable revision (the text of the non-durable tail is rolled back
 //!   with the document's undo tail). In relaxed mode everything is shown at once.
 //! - All messages of a document reach a subscriber in revision order. Fan-out is coalesced:
-//!   the ops made durable by one flush (relaxed: accepted within one tick) go out as one `ops`
-//!   frame, presence changes within one tick as one `presence` frame, each encoded once per
-//!   format and shared by every subscriber. The author finds its own op in that stream (that
+//!   at most one `ops` frame and one `presence` frame per subscriber per `fanout_tick` (sent at
+//!   once when the previous flush is a tick old, so light load adds no delay), each encoded
+//!   once per format and shared by every subscriber. The author finds its own op in that stream (that
 //!   is its ack); a duplicate of an applied op is answered with an explicit `ack` once that op
 //!   is durable and after every earlier revision was sent.
 //! - Stored selections are transformed through every applied op, so they always refer to the
@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use ahash::AHashMap;
@@ -124,6 +124,8 @@ pub struct DocActor {
     ack_waiters: VecDeque<(u64, AckWaiter)>,
     /// A fan-out flush is scheduled.
     flush_scheduled: bool,
+    /// When the last fan-out flush sent anything.
+    last_flush: Instant,
     /// Revision of the last snapshot written.
     snapshot_rev: u64,
     /// Bumped whenever the subscriber set becomes empty; an idle check only acts on its own.
@@ -165,6 +167,7 @@ impl DocActor {
             pending_presence: AHashMap::new(),
             ack_waiters: VecDeque::new(),
             flush_scheduled: false,
+            last_flush: Instant::now(),
             snapshot_rev,
             idle_generation: 0,
             closing: false,
@@ -229,21 +232,28 @@ impl DocActor {
         }
     }
 
+    /// Sends pending ops and presence at most once per fan-out tick: at once if the last
+    /// flush was a tick ago or more (no added latency under light load), else at the end of
+    /// the tick (one frame per subscriber per tick under heavy load).
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if self.flush_scheduled {
             return;
         }
-        self.flush_scheduled = true;
-        if self.config.fanout_tick.is_zero() {
+        let since = self.last_flush.elapsed();
+        if since >= self.config.fanout_tick {
             self.flush();
         } else {
-            ctx.run_later(self.config.fanout_tick, |a, _| a.flush());
+            self.flush_scheduled = true;
+            ctx.run_later(self.config.fanout_tick - since, |a, _| a.flush());
         }
     }
 
     /// Sends every durable op and presence change not yet sent.
     fn flush(&mut self) {
         self.flush_scheduled = false;
+        if !self.pending_ops.is_empty() || !self.pending_presence.is_empty() {
+            self.last_flush = Instant::now();
+        }
         if !self.pending_ops.is_empty() {
             let msg = ServerMsg::Ops {
                 doc: self.id.to_string(),
@@ -271,7 +281,7 @@ impl DocActor {
 
     /// Marks everything up to `rev` durable: sends those ops, then releases every waiter whose
     /// revision is durable.
-    fn made_durable(&mut self, rev: u64) {
+    fn made_durable(&mut self, rev: u64, ctx: &mut Context<Self>) {
         let rev = rev.min(self.doc.rev());
         if rev > self.durable_rev {
             self.durable_rev = rev;
@@ -289,7 +299,7 @@ impl DocActor {
             }
         }
         if moved {
-            self.flush();
+            self.schedule_flush(ctx);
         }
         while self
             .ack_waiters
@@ -374,8 +384,9 @@ impl DocActor {
             .into_actor(self)
             .map(move |res, act, ctx| {
                 if res.is_ok() {
-                    act.made_durable(act.doc.rev());
+                    act.made_durable(act.doc.rev(), ctx);
                 }
+                act.flush();
                 then(act);
                 ctx.stop();
             })
@@ -480,8 +491,8 @@ impl Handler<Durable> for DocActor {
     type Result = ();
 
     /// Sends the newly durable ops and releases their acks.
-    fn handle(&mut self, m: Durable, _: &mut Context<Self>) {
-        self.made_durable(m.rev);
+    fn handle(&mut self, m: Durable, ctx: &mut Context<Self>) {
+        self.made_durable(m.rev, ctx);
     }
 }
 
@@ -710,7 +721,7 @@ impl DocActor {
                 .position(|(r, _)| *r > applied.rev)
                 .unwrap_or(self.ack_waiters.len());
             self.ack_waiters.insert(pos, (applied.rev, w));
-            self.made_durable(self.durable_rev);
+            self.made_durable(self.durable_rev, ctx);
         }
         Ok((applied, rest))
     }

@@ -440,6 +440,21 @@ impl TestClient {
         Ok(None)
     }
 
+    /// Pumps until `cond` holds (bounded by [`HTTP_TIMEOUT`]).
+    pub async fn pump_until(&mut self, cond: impl Fn(&TestClient) -> bool) -> Result<()> {
+        let deadline = std::time::Instant::now() + HTTP_TIMEOUT;
+        while !cond(self) {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "client {}: condition not reached in {HTTP_TIMEOUT:?}",
+                    self.id()
+                );
+            }
+            self.pump(Duration::from_millis(20)).await?;
+        }
+        Ok(())
+    }
+
     /// Pumps until the client is synchronized and quiet (bounded).
     pub async fn settle(&mut self) -> Result<()> {
         for _ in 0..200 {
