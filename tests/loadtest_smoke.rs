@@ -30,6 +30,7 @@ async fn smoke_run_converges_without_errors() -> anyhow::Result<()> {
         server_pid: None,
         doc_prefix: "smoke-".into(),
         seed,
+        baseline: false,
     })
     .await?;
     println!("{}", serde_json::to_string(&report)?);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use coedit_loadtest::{engine, net_replay, open_bench, run, trace};
+use coedit_loadtest::{baseline, engine, net_replay, open_bench, run, trace};
 
 /// Default number of timed runs per trace; the median is reported.
 const DEFAULT_RUNS: usize = 5;
@@ -27,6 +27,12 @@ struct Cli {
 enum Command {
     /// Open real WebSocket clients against a server and measure latency and convergence.
     Run(RunArgs),
+    /// Serve the bare broadcast baseline (same stack, no OT, storage or crypto).
+    BaselineServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090", env = "COEDIT_BASELINE_BIND")]
+        bind: std::net::SocketAddr,
+    },
     /// Replay editing traces and check the final text against `endContent`.
     Replay {
         /// Replay through the document core in this process (no server), timing it against the
@@ -106,6 +112,9 @@ struct RunArgs {
     /// Seed of the clients' random choices (printed; random when absent).
     #[arg(long, env = "SEED")]
     seed: Option<u64>,
+    /// The server is `baseline-server`: do not apply remote ops or check convergence.
+    #[arg(long, env = "COEDIT_LOADTEST_BASELINE")]
+    baseline: bool,
     /// Write the JSON report here.
     #[arg(long, env = "COEDIT_LOADTEST_JSON")]
     json: Option<PathBuf>,
@@ -132,6 +141,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Run(a) => run_load(a),
+        Command::BaselineServer { bind } => baseline::serve(bind).map(|()| true),
         Command::Replay {
             engine,
             url,
@@ -194,6 +204,7 @@ fn run_load(a: RunArgs) -> Result<bool> {
         server_pid: a.server_pid,
         doc_prefix: a.doc_prefix,
         seed,
+        baseline: a.baseline,
     };
     eprintln!("SEED={seed}");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -242,6 +253,9 @@ fn run_load(a: RunArgs) -> Result<bool> {
     }
     if let Some(path) = &a.plot {
         std::fs::write(path, run::plot_svg(&report))?;
+    }
+    if !report.convergence_checked {
+        println!("convergence not checked (baseline server)");
     }
     Ok(report.converged && report.errors <= a.max_errors)
 }

@@ -79,6 +79,9 @@ pub struct RunConfig {
     pub doc_prefix: String,
     /// Seed of the clients' random choices.
     pub seed: u64,
+    /// Against `baseline-server`: remote ops are counted and timed, not applied, and
+    /// convergence is not checked (the baseline does no OT).
+    pub baseline: bool,
 }
 
 /// p50/p90/p99/p99.9/max in milliseconds.
@@ -141,6 +144,8 @@ pub struct Report {
     pub reconnects: u64,
     /// Every client at the server's revision and every full replica equal to its text.
     pub converged: bool,
+    /// Whether convergence was checked (not against the baseline server).
+    pub convergence_checked: bool,
     /// Server resident memory at the end (MB), when the server runs locally.
     pub server_rss_mb: Option<f64>,
     /// Server CPU use during the run, percent of one core.
@@ -251,6 +256,8 @@ struct Client {
     visible: Histogram<u32>,
     second: Histogram<u32>,
     second_idx: usize,
+    /// Running against the baseline server (remote ops are not applied).
+    baseline: bool,
     shared: Arc<Shared>,
 }
 
@@ -365,7 +372,9 @@ impl Client {
                 for r in ops {
                     match self.ot.on_server_op(r.rev, &r.client, r.seq, &r.op)? {
                         ServerOpOutcome::Apply(op) => {
-                            self.replica.apply(&op)?;
+                            if !self.baseline {
+                                self.replica.apply(&op)?;
+                            }
                             self.cursor =
                                 transform_position(self.cursor, &op).min(self.replica.len());
                             if let Some(t) = r.t {
@@ -574,6 +583,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
             visible: histogram(),
             second: histogram(),
             second_idx: 0,
+            baseline: cfg.baseline,
             shared: shared.clone(),
         };
         tasks.push(tokio::spawn(client.run(cfg.clone(), stop_rx.clone())));
@@ -610,7 +620,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     }
     let mut converged = ends.len() == cfg.clients;
     let mut server_state = std::collections::HashMap::new();
-    for end in &ends {
+    for end in ends.iter().filter(|_| !cfg.baseline) {
         if !server_state.contains_key(&end.doc) {
             let state = tokio::task::spawn_blocking({
                 let (base, doc) = (base.clone(), end.doc.clone());
@@ -682,6 +692,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
             .unwrap_or_default(),
         reconnects: shared.reconnects.load(Ordering::Relaxed),
         converged,
+        convergence_checked: !cfg.baseline,
         server_rss_mb: server_pid.map(|_| peak_rss as f64 / (1024.0 * 1024.0)),
         server_cpu_pct,
         server_cpu_ms_per_edit,
