@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use coedit_loadtest::net_replay::replay_sequential;
+use coedit_loadtest::net_replay::{replay_concurrent, replay_sequential, ConcurrentReplayError};
 use coedit_loadtest::run::{run, RunConfig};
 use coedit_loadtest::trace::Trace;
 use common::{env_or, seed, start_server};
@@ -55,5 +55,58 @@ async fn sequential_trace_typed_over_the_network() -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(&r)?);
     assert!(r.matches_end, "the server's text differs from endContent");
     assert_eq!(r.patches, 259_778);
+    Ok(())
+}
+
+/// A server tuned for replay speed: no fan-out tick, no fsync per op (the replay checks OT,
+/// not durability).
+const FAST: &str = "[document]\nfanout_tick_ms = 0\n[storage]\ndurability = \"relaxed\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_traces_typed_by_their_agents() -> anyhow::Result<()> {
+    let srv = common::start_server_with(FAST);
+    for name in ["friendsforever", "clownschool"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../shared/data/traces/concurrent/{name}.json.gz"));
+        let trace = Trace::load(&path)?;
+        let r = replay_concurrent(&srv.ws_url(), &format!("c-{name}"), name, &trace).await?;
+        println!("{}", serde_json::to_string(&r)?);
+        assert!(
+            r.matches_end,
+            "{name}: the server's text differs from endContent"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causal_order_that_no_server_order_reproduces_is_reported() -> anyhow::Result<()> {
+    // Agents 0 and 1 type concurrently; agent 2 has seen agent 1's "y" but not agent 0's "x",
+    // which the server ordered first.
+    let trace: Trace = serde_json::from_str(
+        r#"{"kind": "concurrent", "numAgents": 3, "endContent": "xyz",
+            "txns": [
+              {"parents": [], "agent": 0, "patches": [[0, 0, "x"]]},
+              {"parents": [], "agent": 1, "patches": [[0, 0, "y"]]},
+              {"parents": [1], "agent": 2, "patches": [[1, 0, "z"]]}
+            ]}"#,
+    )?;
+    let srv = common::start_server_with(FAST);
+    let err = replay_concurrent(&srv.ws_url(), "unorderable", "synthetic", &trace)
+        .await
+        .expect_err("must be reported");
+    let e = err
+        .downcast_ref::<ConcurrentReplayError>()
+        .unwrap_or_else(|| panic!("wrong error: {err:#}"));
+    assert!(matches!(
+        e,
+        ConcurrentReplayError::NotServerOrderable {
+            txn: 2,
+            agent: 2,
+            needed: 1,
+            blocker: 0,
+            ..
+        }
+    ));
     Ok(())
 }

@@ -163,7 +163,11 @@ fn run(cli: Cli) -> Result<bool> {
                     }
                     (Some(url), false) => {
                         let doc = format!("replay-{name}-{nonce:08x}");
-                        let r = rt.block_on(net_replay::replay_sequential(url, &doc, &name, &t))?;
+                        let r = if t.is_concurrent() {
+                            rt.block_on(net_replay::replay_concurrent(url, &doc, &name, &t))?
+                        } else {
+                            rt.block_on(net_replay::replay_sequential(url, &doc, &name, &t))?
+                        };
                         (r.matches_end, serde_json::to_string(&r)?)
                     }
                     (None, false) => anyhow::bail!("give --engine or --url"),

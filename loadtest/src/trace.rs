@@ -20,6 +20,12 @@ pub struct Patch(pub usize, pub usize, pub String);
 pub struct Txn {
     /// Patches, applied one after another.
     pub patches: Vec<Patch>,
+    /// Txns (by index) the author had seen (concurrent traces only).
+    #[serde(default)]
+    pub parents: Vec<usize>,
+    /// Author (concurrent traces only).
+    #[serde(default)]
+    pub agent: usize,
 }
 
 /// A whole trace.
@@ -36,6 +42,9 @@ pub struct Trace {
     /// `"concurrent"` for concurrent traces.
     #[serde(default)]
     pub kind: Option<String>,
+    /// Number of agents (concurrent traces only).
+    #[serde(default)]
+    pub num_agents: Option<usize>,
 }
 
 impl Trace {
