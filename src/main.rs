@@ -100,6 +100,11 @@ fn check(config: &Config) -> Result<()> {
 fn serve(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // Every connection is a file descriptor: allow as many as the hard limit does.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(open_files = n, "file descriptor limit"),
+        Err(e) => warn!(error = %e, "cannot raise the file descriptor limit"),
+    }
     let system = actix::System::new();
     system.block_on(async move {
         let arbiters: Vec<Arbiter> = (0..config.doc_threads).map(|_| Arbiter::new()).collect();

@@ -154,6 +154,8 @@ pub struct Report {
     pub server_cpu_ms_per_edit: Option<f64>,
     /// Load generator CPU use, percent of one core.
     pub loadgen_cpu_pct: Option<f64>,
+    /// Load generator resident memory at the end (MB).
+    pub loadgen_rss_mb: Option<f64>,
     /// The machine was saturated and the load generator used more CPU than the server: the
     /// figures measure the generator as much as the server.
     pub loadgen_bound: Option<bool>,
@@ -171,6 +173,8 @@ struct Shared {
     start: Instant,
     ops_sent: AtomicU64,
     ops_acked: AtomicU64,
+    /// Clients that stopped typing and have nothing unacknowledged, or that failed.
+    settled: AtomicU64,
     errors: AtomicU64,
     reconnects: AtomicU64,
     errors_by_code: Mutex<std::collections::BTreeMap<u16, u64>>,
@@ -426,11 +430,13 @@ impl Client {
         }
     }
 
-    /// Types until told to stop, then drains until synchronized and quiet.
+    /// Types until told to stop; reports when it has nothing unacknowledged; once every client
+    /// has (`finish`), drains until quiet.
     async fn run(
         mut self,
         cfg: Arc<RunConfig>,
         mut stop: watch::Receiver<bool>,
+        mut finish: watch::Receiver<bool>,
     ) -> Result<ClientEnd> {
         let mut rng =
             SmallRng::seed_from_u64(cfg.seed ^ (self.idx as u64).wrapping_mul(0x9e37_79b9));
@@ -448,6 +454,8 @@ impl Client {
         let presence_period = Duration::from_secs_f64(1.0 / cfg.presence_rate.max(1e-6));
         let mut presence = tokio::time::interval(presence_period);
         let mut stopping = *stop.borrow();
+        let mut settled = false;
+        let mut finishing = false;
         let mut last_msg = Instant::now();
         let drain_deadline = tokio::time::sleep(Duration::MAX.min(Duration::from_secs(86_400)));
         tokio::pin!(drain_deadline);
@@ -488,8 +496,13 @@ impl Client {
                     stopping = true;
                     drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_TIMEOUT);
                 }
+                _ = finish.changed(), if !finishing => finishing = true,
                 _ = tokio::time::sleep(QUIET), if stopping => {
-                    if self.ot.is_synchronized() && last_msg.elapsed() >= QUIET {
+                    if !settled && self.ot.is_synchronized() {
+                        settled = true;
+                        self.shared.settled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if finishing && self.ot.is_synchronized() && last_msg.elapsed() >= QUIET {
                         break;
                     }
                 }
@@ -554,6 +567,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         start: Instant::now(),
         ops_sent: AtomicU64::new(0),
         ops_acked: AtomicU64::new(0),
+        settled: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         reconnects: AtomicU64::new(0),
         errors_by_code: Mutex::new(Default::default()),
@@ -565,6 +579,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     let server_before = server_pid.and_then(procstat::usage);
     let own_before = procstat::usage(procstat::own_pid());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (finish_tx, finish_rx) = watch::channel(false);
     let mut tasks = Vec::with_capacity(cfg.clients);
     for idx in 0..cfg.clients {
         let full = cfg.full.is_none_or(|k| idx < k);
@@ -586,7 +601,19 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
             baseline: cfg.baseline,
             shared: shared.clone(),
         };
-        tasks.push(tokio::spawn(client.run(cfg.clone(), stop_rx.clone())));
+        let (cfg, stop, finish, shared) = (
+            cfg.clone(),
+            stop_rx.clone(),
+            finish_rx.clone(),
+            shared.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = client.run(cfg, stop, finish).await;
+            if r.is_err() {
+                shared.settled.fetch_add(1, Ordering::Relaxed);
+            }
+            r
+        }));
     }
     let typing_start = Instant::now();
     let mut peak_rss = 0u64;
@@ -604,6 +631,14 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     let server_after = server_pid.and_then(procstat::usage);
     let own_after = procstat::usage(procstat::own_pid());
     let _ = stop_tx.send(true);
+    // Only when no client has anything in flight can "quiet" mean "done".
+    let settle_deadline = Instant::now() + DRAIN_TIMEOUT;
+    while shared.settled.load(Ordering::Relaxed) < cfg.clients as u64
+        && Instant::now() < settle_deadline
+    {
+        tokio::time::sleep(QUIET).await;
+    }
+    let _ = finish_tx.send(true);
     let mut ends = Vec::new();
     for t in tasks {
         match t.await {
@@ -697,6 +732,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         server_cpu_pct,
         server_cpu_ms_per_edit,
         loadgen_cpu_pct,
+        loadgen_rss_mb: own_after.map(|u| u.rss as f64 / (1024.0 * 1024.0)),
         loadgen_bound,
         timeline,
     })
