@@ -219,8 +219,9 @@ pub enum ConcurrentReplayError {
 }
 
 /// Replays a concurrent trace: one client per agent; before typing a txn, the agent has seen
-/// exactly the txns in its causal past. Each txn travels as its own op (an agent waits for the
-/// ack of its previous op first). The server's final text must equal `endContent`.
+/// exactly the txns in its causal past. Each txn travels as its own op and is acknowledged
+/// before the next txn is typed, so the server orders txns as the trace does and a replay is
+/// deterministic. The server's final text must equal `endContent`.
 pub async fn replay_concurrent(
     url: &str,
     doc: &str,
@@ -355,6 +356,15 @@ pub async fn replay_concurrent(
             txn_of_op.insert((a, out.seq), seq);
             sent_seqs[a].push(seq);
             send_op(&mut ag.ws, doc, out, &mut sent).await?;
+        }
+        // The server orders txns as the trace does: each is applied before the next is typed.
+        // That makes a replay deterministic (ops of different agents would otherwise race).
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        while !agents[a].ot.is_synchronized() {
+            if Instant::now() > deadline {
+                bail!("{name}: txn {i} was not acknowledged");
+            }
+            pump_all(&mut agents, &ids, &txn_of_op).await?;
         }
     }
     // Drain: every agent synchronized.
