@@ -64,6 +64,32 @@ async fn recv(ws: &mut Ws) -> Result<ServerMsg> {
     }
 }
 
+/// Connects, says hello and joins `doc` (with `rev`); returns the connection, the client id
+/// the server assigned, and the join's answer.
+async fn open(url: &str, doc: &str, rev: Option<u64>) -> Result<(Ws, String, ServerMsg)> {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let hello = ClientMsg::Hello {
+        v: PROTOCOL_VERSION,
+        client: None,
+        token: None,
+    };
+    send(&mut ws, &hello).await?;
+    let id = match recv(&mut ws).await? {
+        ServerMsg::Welcome { client, .. } => client,
+        other => bail!("expected welcome, got {other:?}"),
+    };
+    send(
+        &mut ws,
+        &ClientMsg::Join {
+            doc: doc.into(),
+            rev,
+        },
+    )
+    .await?;
+    let answer = recv(&mut ws).await?;
+    Ok((ws, id, answer))
+}
+
 /// Handles one server message; returns the next op to send, if one is released.
 fn handle(ot: &mut OtClient, msg: ServerMsg) -> Result<Option<Outgoing>> {
     match msg {
@@ -106,29 +132,8 @@ pub async fn replay_sequential(
         bail!("{name}: concurrent traces are not replayed over the network yet");
     }
     let start = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    send(
-        &mut ws,
-        &ClientMsg::Hello {
-            v: PROTOCOL_VERSION,
-            client: None,
-            token: None,
-        },
-    )
-    .await?;
-    let id = match recv(&mut ws).await? {
-        ServerMsg::Welcome { client, .. } => client,
-        other => bail!("expected welcome, got {other:?}"),
-    };
-    send(
-        &mut ws,
-        &ClientMsg::Join {
-            doc: doc.into(),
-            rev: None,
-        },
-    )
-    .await?;
-    let mut ot = match recv(&mut ws).await? {
+    let (mut ws, id, answer) = open(url, doc, None).await?;
+    let mut ot = match answer {
         ServerMsg::Snapshot { rev: 0, text, .. } if text.is_empty() => OtClient::new(id, 0),
         other => bail!("{doc} must be a new document, got {other:?}"),
     };
@@ -253,29 +258,8 @@ pub async fn replay_concurrent(
     let mut agents = Vec::with_capacity(n);
     let mut ids = std::collections::HashMap::new();
     for a in 0..n {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-        send(
-            &mut ws,
-            &ClientMsg::Hello {
-                v: PROTOCOL_VERSION,
-                client: None,
-                token: None,
-            },
-        )
-        .await?;
-        let id = match recv(&mut ws).await? {
-            ServerMsg::Welcome { client, .. } => client,
-            other => bail!("expected welcome, got {other:?}"),
-        };
-        send(
-            &mut ws,
-            &ClientMsg::Join {
-                doc: doc.into(),
-                rev: Some(0),
-            },
-        )
-        .await?;
-        match recv(&mut ws).await? {
+        let (ws, id, answer) = open(url, doc, Some(0)).await?;
+        match answer {
             ServerMsg::Ops { ops, .. } if ops.is_empty() => {}
             other => bail!("{doc} must be a new document, got {other:?}"),
         }

@@ -556,6 +556,12 @@ fn server_doc(base: &str, doc: &str) -> Result<(u64, String)> {
 
 /// Runs the load and returns the report.
 pub async fn run(cfg: RunConfig) -> Result<Report> {
+    if !(cfg.rate.is_finite() && cfg.rate > 0.0) {
+        bail!("--rate must be a positive number of edits per second");
+    }
+    if !(cfg.presence_rate.is_finite() && cfg.presence_rate >= 0.0) {
+        bail!("--presence-rate must be zero or a positive number per second");
+    }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (base, port, host) = http_base(&cfg.url)?;
     let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
