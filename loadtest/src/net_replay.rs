@@ -129,7 +129,7 @@ pub async fn replay_sequential(
     trace: &Trace,
 ) -> Result<NetReplayReport> {
     if trace.is_concurrent() {
-        bail!("{name}: concurrent traces are not replayed over the network yet");
+        bail!("{name} is a concurrent trace: replay it with replay_concurrent");
     }
     let start = Instant::now();
     let (mut ws, id, answer) = open(url, doc, None).await?;
