@@ -164,20 +164,12 @@ pub async fn replay_sequential(
         }
     }
     let _ = ws.close(None).await;
-    let base = url
-        .strip_prefix("ws://")
-        .and_then(|r| r.split('/').next())
-        .ok_or_else(|| anyhow!("--url must be ws://host:port/…"))?;
-    let url = format!("http://{base}/api/docs/{doc}");
-    let v: serde_json::Value = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-        Ok(ureq::get(&url).call()?.body_mut().read_json()?)
-    })
-    .await??;
+    let text = server_text(url, doc).await?;
     Ok(NetReplayReport {
         trace: name.to_string(),
         patches: trace.patches().count(),
         ops_sent: sent,
-        matches_end: v["text"].as_str() == Some(trace.end_content.as_str()),
+        matches_end: text == trace.end_content,
         ms: start.elapsed().as_secs_f64() * 1e3,
     })
 }
@@ -445,16 +437,11 @@ async fn pump_all(
     handle_agent_msg(&mut agents[i], m, ids, txn_of_op)
 }
 
-/// The server's text of `doc`.
+/// The server's text of `doc`, over REST.
 async fn server_text(url: &str, doc: &str) -> Result<String> {
-    let base = url
-        .strip_prefix("ws://")
-        .and_then(|r| r.split('/').next())
-        .ok_or_else(|| anyhow!("--url must be ws://host:port/…"))?;
-    let url = format!("http://{base}/api/docs/{doc}");
-    let v: serde_json::Value = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-        Ok(ureq::get(&url).call()?.body_mut().read_json()?)
-    })
-    .await??;
-    Ok(v["text"].as_str().unwrap_or_default().to_string())
+    let (base, _, _) = crate::run::http_base(url)?;
+    let doc = doc.to_string();
+    let (_, text) =
+        tokio::task::spawn_blocking(move || crate::run::server_doc(&base, &doc)).await??;
+    Ok(text)
 }

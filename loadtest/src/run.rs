@@ -524,8 +524,8 @@ impl Client {
     }
 }
 
-/// `http://host:port` from `ws://host:port/…`.
-fn http_base(url: &str) -> Result<(String, u16, String)> {
+/// `http://host:port`, the port and the host, from `ws://host:port/…`.
+pub(crate) fn http_base(url: &str) -> Result<(String, u16, String)> {
     let rest = url
         .strip_prefix("ws://")
         .ok_or_else(|| anyhow!("--url must start with ws:// (got {url})"))?;
@@ -543,7 +543,7 @@ fn http_base(url: &str) -> Result<(String, u16, String)> {
 }
 
 /// The server's revision and text of a document.
-fn server_doc(base: &str, doc: &str) -> Result<(u64, String)> {
+pub(crate) fn server_doc(base: &str, doc: &str) -> Result<(u64, String)> {
     let v: serde_json::Value = ureq::get(&format!("{base}/api/docs/{doc}"))
         .call()?
         .body_mut()
