@@ -14,9 +14,11 @@
 //! - [`errors`]: errors of this layer and the one mapping from error codes to WebSocket close
 //!   codes and HTTP statuses.
 
+pub mod crypto;
 pub mod document;
 pub mod errors;
 pub mod frame;
+pub mod keys;
 pub mod registry;
 pub mod session;
 pub mod store;

@@ -1,11 +1,17 @@
 //! Where documents live: the `Store` trait, its record format, and two backends (sled on disk,
 //! an ordered map in memory) that share every line of encoding and verification.
 //!
-//! Layout (see `docs/STORAGE.md`): three key spaces ("trees"): `ops` holds one record per
+//! Layout (see `docs/STORAGE.md`): five key spaces ("trees"): `ops` holds one record per
 //! applied op under `doc \0 rev` (rev big-endian, so a document's ops sort by revision),
-//! `snapshots` holds snapshots under the same key shape, `meta` holds the format version.
-//! Every value is a versioned, checksummed record:
-//! `[format u8][kind u8][crc32 of body, u32 LE][body: MessagePack]`.
+//! `snapshots` holds snapshots under the same key shape, `meta` holds the format version and
+//! the encryption mode, `keys` holds wrapped data keys (see [`crate::keys`]), `audit` holds the
+//! audit chain (see [`crate::audit`]). Every op and snapshot value is a versioned record,
+//! either plaintext with a checksum:
+//! `[format u8 = 1][kind u8][crc32 of body, u32 LE][body: MessagePack]`
+//! or, in an encrypted store, sealed with SM4-GCM under the document's data key:
+//! `[format u8 = 2][kind u8][key generation u32 BE][nonce ‖ ciphertext ‖ tag]`, authenticated
+//! together with its header and its key (so it cannot be moved to another revision or
+//! document).
 //!
 //! Invariants:
 //! - `load` returns the latest snapshot and the ops after it, or `StoreError::Corrupt` naming
@@ -14,18 +20,37 @@
 //! - Writes are buffered; they are durable only after `flush` returns (sled 0.34 flushes with
 //!   `sync_file_range`/`fsync`).
 //! - Document ids never contain `\0` (the protocol's id check), so prefixes cannot collide.
+//! - An encrypted store reads sealed records only: a plaintext record in it (however valid its
+//!   checksum) is corruption, so nobody with write access to the disk can slip one in.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::crypto::{CryptoError, MasterKeyring, SEAL_OVERHEAD};
+use crate::keys::DataKeys;
+
 use coedit_protocol::{ClientId, Document, DocumentConfig, DocumentSnapshot, Op};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Version of the record format written by this build.
+/// Version of the store layout written by this build (stored in `meta`).
 pub const RECORD_FORMAT: u8 = 1;
+/// Record format of a plaintext, checksummed record.
+const FORMAT_PLAIN: u8 = 1;
+/// Record format of a record sealed with SM4-GCM.
+const FORMAT_SEALED: u8 = 2;
+/// Bytes before the sealed part of a sealed record.
+const SEALED_HEADER_LEN: usize = 6;
+/// A key past every document key (document ids are ASCII).
+const PAST_ALL_DOCS: &[u8] = &[0xff];
+/// Key of the store-wide encryption mode in the `meta` tree.
+const META_CRYPTO_KEY: &[u8] = b"crypto";
+/// `meta` value of an unencrypted store.
+const CRYPTO_NONE: &[u8] = b"none";
+/// `meta` value of a store encrypted with SM4-GCM.
+const CRYPTO_SM4_GCM: &[u8] = b"sm4-gcm";
 /// Record kind: one applied op.
 const KIND_OP: u8 = 1;
 /// Record kind: a snapshot.
@@ -58,6 +83,18 @@ pub enum StoreError {
         /// The format found.
         found: u8,
     },
+    /// A data key cannot be used (wrapped key altered, master key version missing, key
+    /// destroyed).
+    #[error("data key of document {doc:?}: {source}")]
+    Crypto {
+        /// The document.
+        doc: String,
+        /// What failed.
+        source: CryptoError,
+    },
+    /// The store cannot be opened with this configuration (e.g. encrypted store, no key).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// One applied op as stored in the log.
@@ -138,8 +175,20 @@ pub trait Store: Send + Sync + 'static {
     fn text_at(&self, doc: &str, rev: u64) -> Result<Option<String>, StoreError>;
     /// Every document with stored data.
     fn documents(&self) -> Result<Vec<String>, StoreError>;
-    /// Removes every record of `doc`.
+    /// Removes every record of `doc`; in an encrypted store also destroys its data key, so
+    /// copies of its records (in sled's log, backups, freed disk blocks) can never be opened.
     fn delete(&self, doc: &str) -> Result<(), StoreError>;
+    /// Whether records are sealed with SM4-GCM.
+    fn encrypted(&self) -> bool;
+    /// Re-wraps every data key under the newest key of `ring`, which replaces the ring in use.
+    /// Returns the number of keys re-wrapped; fails on an unencrypted store.
+    fn rotate_master_key(&self, ring: MasterKeyring) -> Result<usize, StoreError>;
+    /// Writes one audit record (buffered) under its sequence number.
+    fn audit_put(&self, seq: u64, value: &[u8]) -> Result<(), StoreError>;
+    /// The last audit record.
+    fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// Every audit record in key order, with the sequence number its key holds.
+    fn audit_all(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 }
 
 fn corrupt(doc: &str, rev: u64, reason: impl Into<String>) -> StoreError {
@@ -200,7 +249,7 @@ fn decode_record<T: for<'de> Deserialize<'de>>(
             format!("truncated record of {} bytes", value.len()),
         ));
     }
-    if value[0] != RECORD_FORMAT {
+    if value[0] != FORMAT_PLAIN {
         return Err(corrupt(
             doc,
             rev,
@@ -222,26 +271,108 @@ fn decode_record<T: for<'de> Deserialize<'de>>(
     rmp_serde::from_slice(body).map_err(|e| corrupt(doc, rev, format!("undecodable record: {e}")))
 }
 
-fn decode_op(doc: &str, key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
-    let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed op key"))?;
-    let r: LogRecord = decode_record(doc, rev, KIND_OP, value)?;
-    if r.rev != rev {
-        return Err(corrupt(doc, rev, format!("record says revision {}", r.rev)));
+impl<K: Kv> RecordStore<K> {
+    /// Encodes a record for `key` of `doc`: plaintext with a checksum, or sealed under the
+    /// document's data key in an encrypted store.
+    fn encode<T: Serialize>(
+        &self,
+        doc: &str,
+        key: &[u8],
+        kind: u8,
+        body: &T,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Some(keys) = &self.keys else {
+            return encode_record(kind, body);
+        };
+        let plain = zeroize::Zeroizing::new(rmp_serde::to_vec(body).map_err(backend)?);
+        let dk = keys.for_writing(&self.kv, doc)?;
+        let mut v = Vec::with_capacity(SEALED_HEADER_LEN + plain.len() + SEAL_OVERHEAD);
+        v.push(FORMAT_SEALED);
+        v.push(kind);
+        v.extend_from_slice(&dk.generation.to_be_bytes());
+        let aad = [v.as_slice(), key].concat();
+        let sealed = dk.key.seal(&aad, &plain).map_err(|source| StoreError::Crypto {
+            doc: doc.to_string(),
+            source,
+        })?;
+        v.extend_from_slice(&sealed);
+        Ok(v)
     }
-    Ok(r)
-}
 
-fn decode_snapshot(doc: &str, key: &[u8], value: &[u8]) -> Result<DocumentSnapshot, StoreError> {
-    let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed snapshot key"))?;
-    let s: DocumentSnapshot = decode_record(doc, rev, KIND_SNAPSHOT, value)?;
-    if s.rev != rev {
-        return Err(corrupt(
-            doc,
-            rev,
-            format!("snapshot says revision {}", s.rev),
-        ));
+    /// Decodes and verifies (or opens) a record stored under `key`, revision `rev` of `doc`.
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        doc: &str,
+        rev: u64,
+        key: &[u8],
+        kind: u8,
+        value: &[u8],
+    ) -> Result<T, StoreError> {
+        let Some(keys) = &self.keys else {
+            return decode_record(doc, rev, kind, value);
+        };
+        if let Some(&f) = value.first().filter(|&&f| f != FORMAT_SEALED) {
+            return Err(corrupt(
+                doc,
+                rev,
+                format!("record format {f} in an encrypted store (only sealed records are accepted)"),
+            ));
+        }
+        if value.len() < SEALED_HEADER_LEN + SEAL_OVERHEAD {
+            return Err(corrupt(
+                doc,
+                rev,
+                format!("truncated record of {} bytes", value.len()),
+            ));
+        }
+        if value[1] != kind {
+            return Err(corrupt(
+                doc,
+                rev,
+                format!("record kind {} where {kind} was expected", value[1]),
+            ));
+        }
+        let generation = u32::from_be_bytes([value[2], value[3], value[4], value[5]]);
+        let dk = keys
+            .for_reading(&self.kv, doc, generation)
+            .map_err(|e| corrupt(doc, rev, e.to_string()))?;
+        let (header, sealed) = value.split_at(SEALED_HEADER_LEN);
+        let aad = [header, key].concat();
+        let plain = zeroize::Zeroizing::new(
+            dk.key
+                .open("record", &aad, sealed)
+                .map_err(|e| corrupt(doc, rev, e.to_string()))?,
+        );
+        rmp_serde::from_slice(&plain)
+            .map_err(|e| corrupt(doc, rev, format!("undecodable record: {e}")))
     }
-    Ok(s)
+
+    fn decode_op(&self, doc: &str, key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
+        let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed op key"))?;
+        let r: LogRecord = self.decode(doc, rev, key, KIND_OP, value)?;
+        if r.rev != rev {
+            return Err(corrupt(doc, rev, format!("record says revision {}", r.rev)));
+        }
+        Ok(r)
+    }
+
+    fn decode_snapshot(
+        &self,
+        doc: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<DocumentSnapshot, StoreError> {
+        let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed snapshot key"))?;
+        let s: DocumentSnapshot = self.decode(doc, rev, key, KIND_SNAPSHOT, value)?;
+        if s.rev != rev {
+            return Err(corrupt(
+                doc,
+                rev,
+                format!("snapshot says revision {}", s.rev),
+            ));
+        }
+        Ok(s)
+    }
 }
 
 /// Checks that `ops` continue `after` without gaps.
@@ -271,7 +402,14 @@ pub enum Tree {
     Snapshots,
     /// Store-wide metadata.
     Meta,
+    /// Wrapped data keys.
+    Keys,
+    /// The audit chain.
+    Audit,
 }
+
+/// Number of key spaces.
+const TREES: usize = 5;
 
 /// An ordered key-value backend.
 pub trait Kv: Send + Sync + 'static {
@@ -296,6 +434,8 @@ pub trait Kv: Send + Sync + 'static {
 /// The `Store` over any ordered key-value backend.
 pub struct RecordStore<K: Kv> {
     kv: K,
+    /// Data keys, in an encrypted store.
+    keys: Option<DataKeys>,
 }
 
 /// The on-disk store.
@@ -308,6 +448,15 @@ impl MemoryStore {
     pub fn new() -> Self {
         RecordStore {
             kv: MemKv::default(),
+            keys: None,
+        }
+    }
+
+    /// An empty in-memory store that seals records under data keys wrapped by `ring`.
+    pub fn encrypted(ring: MasterKeyring) -> Self {
+        RecordStore {
+            kv: MemKv::default(),
+            keys: Some(DataKeys::new(ring)),
         }
     }
 }
@@ -319,15 +468,34 @@ impl Default for MemoryStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`, checking its format version.
+    /// Opens (or creates) an unencrypted store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, None)
+    }
+
+    /// Opens (or creates) the store in `dir`; with a master key ring, an encrypted one. An
+    /// encrypted store refuses to open without keys, and encryption cannot be switched on for
+    /// a store that already holds plaintext documents.
+    pub fn open_with(dir: &Path, ring: Option<MasterKeyring>) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
             .open()
             .map_err(backend)?;
         let kv = SledKv::new(db)?;
-        let store = RecordStore { kv };
+        let store = RecordStore {
+            kv,
+            keys: ring.map(DataKeys::new),
+        };
+        store.check_format()?;
+        store.check_crypto_mode()?;
+        Ok(store)
+    }
+}
+
+impl<K: Kv> RecordStore<K> {
+    fn check_format(&self) -> Result<(), StoreError> {
+        let store = self;
         match store.kv.get(Tree::Meta, META_FORMAT_KEY)? {
             Some(v) if v.as_slice() == [RECORD_FORMAT] => {}
             Some(v) => {
@@ -342,7 +510,41 @@ impl SledStore {
                 store.kv.flush()?;
             }
         }
-        Ok(store)
+        Ok(())
+    }
+
+    /// Records the encryption mode of a new store; refuses a mode that does not match.
+    fn check_crypto_mode(&self) -> Result<(), StoreError> {
+        let want = if self.keys.is_some() {
+            CRYPTO_SM4_GCM
+        } else {
+            CRYPTO_NONE
+        };
+        let found = self.kv.get(Tree::Meta, META_CRYPTO_KEY)?;
+        let has_docs = || -> Result<bool, StoreError> {
+            Ok(self.kv.first_in(Tree::Ops, &[], PAST_ALL_DOCS)?.is_some()
+                || self.kv.first_in(Tree::Snapshots, &[], PAST_ALL_DOCS)?.is_some())
+        };
+        match found.as_deref() {
+            Some(f) if f == want => return Ok(()),
+            Some(CRYPTO_SM4_GCM) => {
+                return Err(StoreError::Config(
+                    "the store is encrypted (SM4-GCM): configure [crypto] mode = \"sm\" and the \
+                     master key"
+                        .into(),
+                ))
+            }
+            Some(_) | None if self.keys.is_some() && has_docs()? => {
+                return Err(StoreError::Config(
+                    "the store holds unencrypted documents; encryption can only be enabled for \
+                     a new data directory"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        self.kv.put(Tree::Meta, META_CRYPTO_KEY, want)?;
+        self.kv.flush()
     }
 }
 
@@ -370,7 +572,7 @@ impl<K: Kv> RecordStore<K> {
             to
         };
         match self.kv.last_in(Tree::Snapshots, &prefix(doc), &to)? {
-            Some((k, v)) => Ok(Some(decode_snapshot(doc, &k, &v)?)),
+            Some((k, v)) => Ok(Some(self.decode_snapshot(doc, &k, &v)?)),
             None => Ok(None),
         }
     }
@@ -386,15 +588,16 @@ impl<K: Kv> Store for RecordStore<K> {
 
     fn append(&self, doc: &str, records: &[LogRecord]) -> Result<(), StoreError> {
         for r in records {
-            self.kv
-                .put(Tree::Ops, &key(doc, r.rev), &encode_record(KIND_OP, r)?)?;
+            let k = key(doc, r.rev);
+            self.kv.put(Tree::Ops, &k, &self.encode(doc, &k, KIND_OP, r)?)?;
         }
         Ok(())
     }
 
     fn put_snapshot(&self, doc: &str, snapshot: &DocumentSnapshot) -> Result<(), StoreError> {
-        let v = encode_record(KIND_SNAPSHOT, snapshot)?;
-        self.kv.put(Tree::Snapshots, &key(doc, snapshot.rev), &v)
+        let k = key(doc, snapshot.rev);
+        let v = self.encode(doc, &k, KIND_SNAPSHOT, snapshot)?;
+        self.kv.put(Tree::Snapshots, &k, &v)
     }
 
     fn compact(&self, doc: &str, rev: u64) -> Result<(), StoreError> {
@@ -442,7 +645,7 @@ impl<K: Kv> Store for RecordStore<K> {
             .kv
             .range(Tree::Ops, &key(doc, from.saturating_add(1)), &end)?
             .iter()
-            .map(|(k, v)| decode_op(doc, k, v))
+            .map(|(k, v)| self.decode_op(doc, k, v))
             .collect::<Result<Vec<_>, _>>()?;
         check_contiguous(doc, from, &ops)?;
         Ok(ops)
@@ -478,9 +681,51 @@ impl<K: Kv> Store for RecordStore<K> {
 
     fn delete(&self, doc: &str) -> Result<(), StoreError> {
         let (p, end) = (prefix(doc), Self::end(doc));
+        if let Some(keys) = &self.keys {
+            keys.destroy(&self.kv, doc)?;
+        }
         self.kv.delete_range(Tree::Ops, &p, &end)?;
         self.kv.delete_range(Tree::Snapshots, &p, &end)
     }
+
+    fn encrypted(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    fn rotate_master_key(&self, ring: MasterKeyring) -> Result<usize, StoreError> {
+        match &self.keys {
+            Some(keys) => keys.rewrap_all(&self.kv, ring),
+            None => Err(StoreError::Config(
+                "the store is not encrypted: there are no data keys to re-wrap".into(),
+            )),
+        }
+    }
+
+    fn audit_put(&self, seq: u64, value: &[u8]) -> Result<(), StoreError> {
+        self.kv.put(Tree::Audit, &seq.to_be_bytes(), value)
+    }
+
+    fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .kv
+            .last_in(Tree::Audit, &[], &[0xff; 9])?
+            .map(|(k, v)| (audit_seq(&k), v)))
+    }
+
+    fn audit_all(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .kv
+            .range(Tree::Audit, &[], &[0xff; 9])?
+            .into_iter()
+            .map(|(k, v)| (audit_seq(&k), v))
+            .collect())
+    }
+}
+
+/// The sequence number in an audit key (`u64::MAX` for a malformed key, which the verifier
+/// then reports as out of order).
+fn audit_seq(key: &[u8]) -> u64 {
+    key.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
 }
 
 impl<K: Kv> RecordStore<K> {
@@ -505,7 +750,7 @@ pub fn check_document<K: Kv>(
         .kv
         .range(Tree::Snapshots, &p, &end)?
         .iter()
-        .map(|(k, v)| decode_snapshot(doc, k, v))
+        .map(|(k, v)| store.decode_snapshot(doc, k, v))
         .collect::<Result<Vec<_>, _>>()?;
     let first_op = store.first_op_rev(doc)?.unwrap_or(1);
     // Replay starts at the snapshot just before the first retained op (or from empty).
@@ -559,7 +804,7 @@ pub fn check_document<K: Kv>(
 /// In-memory backend: ordered maps behind a mutex.
 #[derive(Default)]
 pub struct MemKv {
-    trees: Mutex<[BTreeMap<Vec<u8>, Vec<u8>>; 3]>,
+    trees: Mutex<[BTreeMap<Vec<u8>, Vec<u8>>; TREES]>,
 }
 
 fn tree_index(t: Tree) -> usize {
@@ -567,6 +812,8 @@ fn tree_index(t: Tree) -> usize {
         Tree::Ops => 0,
         Tree::Snapshots => 1,
         Tree::Meta => 2,
+        Tree::Keys => 3,
+        Tree::Audit => 4,
     }
 }
 
@@ -645,7 +892,7 @@ impl Kv for MemKv {
 /// sled backend: one sled tree per key space.
 pub struct SledKv {
     db: sled::Db,
-    trees: [sled::Tree; 3],
+    trees: [sled::Tree; TREES],
 }
 
 impl SledKv {
@@ -654,6 +901,8 @@ impl SledKv {
             db.open_tree("ops").map_err(backend)?,
             db.open_tree("snapshots").map_err(backend)?,
             db.open_tree("meta").map_err(backend)?,
+            db.open_tree("keys").map_err(backend)?,
+            db.open_tree("audit").map_err(backend)?,
         ];
         Ok(SledKv { db, trees })
     }
@@ -887,5 +1136,134 @@ mod tests {
             .into_document("d", DocumentConfig::default())
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { rev: 3, .. }));
+    }
+
+    #[test]
+    fn encrypted_stores_round_trip() {
+        exercise(MemoryStore::encrypted(MasterKeyring::generate().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let ring = MasterKeyring::generate().unwrap();
+        exercise(SledStore::open_with(dir.path(), Some(ring.clone())).unwrap());
+        let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
+        assert_eq!(s.load("other").unwrap().ops.len(), 1);
+        assert!(s.encrypted());
+    }
+
+    #[test]
+    fn encryption_mode_is_fixed_per_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = MasterKeyring::generate().unwrap();
+        drop(SledStore::open_with(dir.path(), Some(ring.clone())).unwrap());
+        let e = SledStore::open(dir.path()).err().expect("needs the key");
+        assert!(e.to_string().contains("encrypted"), "{e}");
+        let other = MasterKeyring::generate().unwrap();
+        let s = SledStore::open_with(dir.path(), Some(other)).unwrap();
+        s.append("d", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+        drop(s);
+        // The wrong master key: the data key does not unwrap, the document is refused.
+        let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
+        assert!(matches!(s.load("d"), Err(StoreError::Corrupt { rev: 1, .. })));
+        let plain = tempfile::tempdir().unwrap();
+        let s = SledStore::open(plain.path()).unwrap();
+        fill(&s);
+        drop(s);
+        let e = SledStore::open_with(plain.path(), Some(MasterKeyring::generate().unwrap()))
+            .err()
+            .expect("plaintext documents exist");
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+    }
+
+    #[test]
+    fn sealed_records_are_opaque_and_tamper_evident() {
+        let s = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+        fill(&s);
+        let good = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
+        assert_eq!(good[0], FORMAT_SEALED);
+        let snap = s.kv().get(Tree::Snapshots, &key("d", 2)).unwrap().unwrap();
+        assert!(!snap.windows(3).any(|w| w == b"abc"), "snapshot text in the clear");
+        let four = s.kv().get(Tree::Ops, &key("d", 4)).unwrap().unwrap();
+        assert!(!four.windows(3).any(|w| w == "中".as_bytes()));
+        let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
+        for i in [1, 3, 7, good.len() / 2, good.len() - 1] {
+            let mut b = good.clone();
+            b[i] ^= 0x10;
+            cases.push((b, if i == 1 { "kind" } else { "" }));
+        }
+        cases.push((good[..20].to_vec(), "truncated"));
+        cases.push((encode_record(KIND_OP, &rec(3, Op::noop())).unwrap(), "only sealed"));
+        cases.push((four.clone(), "authentication failed"));
+        for (bad, why) in cases {
+            s.kv().put_raw(Tree::Ops, &key("d", 3), &bad).unwrap();
+            match s.load("d") {
+                Err(StoreError::Corrupt { doc, rev, reason }) => {
+                    assert_eq!((doc.as_str(), rev), ("d", 3));
+                    assert!(reason.contains(why), "{why}: {reason}");
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        s.kv().put_raw(Tree::Ops, &key("d", 3), &good).unwrap();
+        assert_eq!(s.load("d").unwrap().ops.len(), 2);
+        // A wrapped key with a flipped bit does not unwrap (fresh store: no cached key).
+        let t = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+        t.append("k", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+        let mut wrapped = t.kv().get(Tree::Keys, b"k").unwrap().unwrap();
+        let n = wrapped.len();
+        wrapped[n - 1] ^= 1;
+        t.kv().put_raw(Tree::Keys, b"k", &wrapped).unwrap();
+        t.keys.as_ref().unwrap().forget_cached();
+        match t.load("k") {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("wrapped data key"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleting_a_document_shreds_its_key() {
+        let s = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+        fill(&s);
+        let old = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
+        s.delete("d").unwrap();
+        assert!(s.load("d").unwrap().is_empty());
+        // The same bytes put back (a copy from a backup or a freed block) no longer open.
+        s.kv().put_raw(Tree::Ops, &key("d", 3), &old).unwrap();
+        match s.ops("d", 2, 3) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("destroyed"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        s.delete("d").unwrap();
+        // A re-created document gets a new key generation.
+        s.append("d", &[rec(1, Op::insert_at(0, "new"))]).unwrap();
+        let keys = DataKeys::list(s.kv()).unwrap();
+        assert!(keys.contains(&("d".to_string(), 2, 1)), "{keys:?}");
+        s.kv().put_raw(Tree::Ops, &key("d", 3), &old).unwrap();
+        assert!(s.ops("d", 2, 3).is_err());
+    }
+
+    #[test]
+    fn master_key_rotation_rewraps_without_rewriting_data() {
+        let mut ring = MasterKeyring::generate().unwrap();
+        let s = MemoryStore::encrypted(ring.clone());
+        fill(&s);
+        let ops_before = s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap();
+        ring.add_version().unwrap();
+        assert_eq!(s.rotate_master_key(ring.clone()).unwrap(), 2);
+        assert_eq!(s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap(), ops_before);
+        for (_, _, master) in DataKeys::list(s.kv()).unwrap() {
+            assert_eq!(master, 2);
+        }
+        // Only the new version is needed from now on.
+        ring.retire_old();
+        s.keys.as_ref().unwrap().forget_cached();
+        s.rotate_master_key(ring).unwrap();
+        s.keys.as_ref().unwrap().forget_cached();
+        assert_eq!(s.load("other").unwrap().ops.len(), 1);
+        assert!(MemoryStore::new()
+            .rotate_master_key(MasterKeyring::generate().unwrap())
+            .is_err());
     }
 }
