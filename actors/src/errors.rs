@@ -4,6 +4,7 @@
 use coedit_protocol::{DocError, ErrorCode};
 use thiserror::Error;
 
+use crate::auth::AuthError;
 use crate::store::StoreError;
 
 /// WebSocket close code: normal closure.
@@ -40,6 +41,9 @@ pub enum ActorError {
     /// a slow consumer).
     #[error("not subscribed to document {0}")]
     NotSubscribed(String),
+    /// Authentication or authorization refused the request.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The actor that should answer is gone.
     #[error("actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
@@ -50,7 +54,10 @@ impl ActorError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ActorError::Doc(e) => e.code(),
-            ActorError::Store(StoreError::Corrupt { .. }) => ErrorCode::DocumentDamaged,
+            ActorError::Auth(e) => e.code(),
+            ActorError::Store(StoreError::Corrupt { .. } | StoreError::Crypto { .. }) => {
+                ErrorCode::DocumentDamaged
+            }
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
             ActorError::Closing(_) | ActorError::Mailbox(_) => ErrorCode::Unavailable,
@@ -65,6 +72,9 @@ pub fn close_code_for(code: ErrorCode) -> Option<u16> {
         ErrorCode::UnsupportedVersion => Some(CLOSE_PROTOCOL),
         ErrorCode::FrameTooLarge => Some(CLOSE_TOO_BIG),
         ErrorCode::Internal => Some(CLOSE_INTERNAL),
+        ErrorCode::AuthRequired | ErrorCode::InvalidToken | ErrorCode::TokenExpired => {
+            Some(CLOSE_POLICY)
+        }
         _ => None,
     }
 }
@@ -88,6 +98,9 @@ pub fn http_status_for(code: ErrorCode) -> u16 {
         ErrorCode::RevisionTooOld => 410,
         ErrorCode::RateLimited | ErrorCode::TooManyDocuments => 429,
         ErrorCode::Unavailable => 503,
+        ErrorCode::AuthRequired | ErrorCode::InvalidToken | ErrorCode::TokenExpired => 401,
+        ErrorCode::WrongTenant | ErrorCode::ReadOnly | ErrorCode::NotPermitted => 403,
+        ErrorCode::UnknownDocument => 404,
         _ => 500,
     }
 }

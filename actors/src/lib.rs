@@ -14,6 +14,8 @@
 //! - [`errors`]: errors of this layer and the one mapping from error codes to WebSocket close
 //!   codes and HTTP statuses.
 
+pub mod audit;
+pub mod auth;
 pub mod crypto;
 pub mod document;
 pub mod errors;

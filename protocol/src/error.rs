@@ -58,11 +58,25 @@ pub enum ErrorCode {
     TooManyDocuments = 4004,
     /// The document's stored data is damaged; it is refused until repaired.
     DocumentDamaged = 4005,
+    /// The server requires an access token (in `hello` or the `Authorization` header).
+    AuthRequired = 5001,
+    /// The access token is malformed, altered, or signed with another key or algorithm.
+    InvalidToken = 5002,
+    /// The access token has expired: reconnect with a fresh one.
+    TokenExpired = 5003,
+    /// The document reference names a tenant other than the token's.
+    WrongTenant = 5004,
+    /// No such document, or the token grants no access to it.
+    UnknownDocument = 5005,
+    /// The token's role on the document does not allow writing.
+    ReadOnly = 5006,
+    /// The token does not allow this management or administration action.
+    NotPermitted = 5007,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadMessage,
         ErrorCode::FrameTooLarge,
         ErrorCode::UnsupportedVersion,
@@ -84,6 +98,13 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::TooManyDocuments,
         ErrorCode::DocumentDamaged,
+        ErrorCode::AuthRequired,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::WrongTenant,
+        ErrorCode::UnknownDocument,
+        ErrorCode::ReadOnly,
+        ErrorCode::NotPermitted,
     ];
 
     /// The numeric value on the wire.

@@ -48,6 +48,28 @@ pub fn validate_doc_id(id: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// Separates an optional tenant from a document name in a reference: `name` or
+/// `tenant:name`, each part a valid document id ([`validate_doc_id`]).
+pub fn split_doc_ref(r: &str) -> Result<(Option<&str>, &str), ProtocolError> {
+    match r.split_once(':') {
+        Some((tenant, name)) => {
+            validate_doc_id(tenant)?;
+            validate_doc_id(name)?;
+            Ok((Some(tenant), name))
+        }
+        None => {
+            validate_doc_id(r)?;
+            Ok((None, r))
+        }
+    }
+}
+
+/// Checks a document reference: a document id, optionally qualified by a tenant
+/// (`tenant:name`, see [`split_doc_ref`]).
+pub fn validate_doc_ref(r: &str) -> Result<(), ProtocolError> {
+    split_doc_ref(r).map(|_| ())
+}
+
 /// Checks a client id: 1 to [`MAX_CLIENT_ID_LEN`] bytes of `[A-Za-z0-9_-]`.
 pub fn validate_client_id(id: &str) -> Result<(), ProtocolError> {
     if id.is_empty()
@@ -169,7 +191,7 @@ impl ClientMsg {
     /// Checks what decoding alone cannot: ids, version, sizes.
     pub fn validate(&self) -> Result<(), ProtocolError> {
         if let Some(doc) = self.doc() {
-            validate_doc_id(doc)?;
+            validate_doc_ref(doc)?;
         }
         match self {
             ClientMsg::Hello { v, client, .. } => {

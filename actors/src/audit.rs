@@ -1,0 +1,528 @@
+//! The audit log: an append-only chain of events in the store's `audit` tree, each record
+//! carrying the SM3 hash of the one before it, with SM2-signed checkpoints of the chain head.
+//!
+//! Record: key = sequence number (u64 BE, from 1); value = `[format u8 = 1][MessagePack of
+//! AuditRecord, named fields]`. `prev` is the SM3 hash of the previous record's whole value
+//! (32 zero bytes for record 1). A checkpoint record signs, with the server's SM2 key,
+//! `CHECKPOINT_DOMAIN ‖ seq (u64 BE) ‖ time_ms (u64 BE) ‖ prev`: it vouches for every record
+//! before it and for itself.
+//!
+//! Invariants:
+//! - Only the store's writer appends (one at a time), so sequence numbers are consecutive and
+//!   every `prev` links to the record before it.
+//! - Records never hold document text: an op is recorded by revision, author and the SM3 hash
+//!   of its encoding.
+//! - `verify` names the first bad position: a record whose bytes changed (the next link or a
+//!   checkpoint no longer matches), a missing record, records out of order, or a checkpoint
+//!   whose signature does not verify. Records after the last checkpoint are covered by the
+//!   hash chain only: cutting off the tail is detected only by the next checkpoint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{sm3, Sm2Signer, Sm2Verifier, DIGEST_LEN};
+use crate::store::{Store, StoreError};
+
+/// Version of the audit record format.
+pub const AUDIT_FORMAT: u8 = 1;
+/// Domain separation for checkpoint signatures.
+const CHECKPOINT_DOMAIN: &[u8] = b"coedit/audit-checkpoint/v1\0";
+
+/// One audited event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// The server started.
+    ServerStart {
+        /// Server version.
+        version: String,
+        /// Whether records are encrypted at rest.
+        encrypted: bool,
+        /// Authentication mode.
+        auth: String,
+    },
+    /// The server stopped cleanly.
+    ServerStop,
+    /// A WebSocket session said hello and was authenticated.
+    SessionOpen {
+        /// Session id.
+        session: u64,
+        /// Client id.
+        client: String,
+        /// Token subject.
+        subject: Option<String>,
+        /// Token tenant.
+        tenant: Option<String>,
+    },
+    /// A session ended.
+    SessionClose {
+        /// Session id.
+        session: u64,
+    },
+    /// A session joined a document.
+    Join {
+        /// Session id.
+        session: u64,
+        /// Document (internal id, tenant-qualified).
+        doc: String,
+        /// The role the token grants on it.
+        role: Option<String>,
+    },
+    /// A session left a document.
+    Leave {
+        /// Session id.
+        session: u64,
+        /// Document.
+        doc: String,
+    },
+    /// An op was applied.
+    Op {
+        /// Document.
+        doc: String,
+        /// Revision it produced.
+        rev: u64,
+        /// Author's client id.
+        client: String,
+        /// Author's sequence number.
+        seq: u64,
+        /// SM3 of the op's MessagePack encoding (hex).
+        op_sm3: String,
+    },
+    /// A request was refused by authentication or authorization.
+    Refused {
+        /// Session id (WebSocket), if any.
+        session: Option<u64>,
+        /// Token subject, if the token was valid.
+        subject: Option<String>,
+        /// What was attempted (`hello`, `join`, `op`, `presence`, `GET /api/docs/…`…).
+        action: String,
+        /// Document, if any.
+        doc: Option<String>,
+        /// Error code sent.
+        code: u16,
+        /// Why.
+        reason: String,
+    },
+    /// An administrative action.
+    Admin {
+        /// Token subject, or `cli` for offline tools.
+        subject: String,
+        /// What was done.
+        action: String,
+        /// On what.
+        target: String,
+        /// Result.
+        outcome: String,
+    },
+    /// A signed checkpoint of the chain.
+    Checkpoint {
+        /// SM3 fingerprint of the signing public key (hex).
+        signer: String,
+        /// SM2 signature `r ‖ s` (hex).
+        sig: String,
+    },
+}
+
+/// One record of the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// SM3 of the previous record's value (hex).
+    pub prev: String,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn checkpoint_message(seq: u64, time_ms: u64, prev: &str) -> Vec<u8> {
+    let mut m = CHECKPOINT_DOMAIN.to_vec();
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m.extend_from_slice(prev.as_bytes());
+    m
+}
+
+fn encode(record: &AuditRecord) -> Result<Vec<u8>, StoreError> {
+    let mut v = vec![AUDIT_FORMAT];
+    rmp_serde::encode::write_named(&mut v, record)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(v)
+}
+
+/// Decodes a record value.
+pub fn decode(value: &[u8]) -> Result<AuditRecord, String> {
+    match value.split_first() {
+        Some((&AUDIT_FORMAT, body)) => rmp_serde::from_slice(body).map_err(|e| e.to_string()),
+        Some((f, _)) => Err(format!("unknown audit format {f}")),
+        None => Err("empty record".into()),
+    }
+}
+
+/// The writer's end of the chain: the next sequence number and the hash it links to.
+#[derive(Debug)]
+pub struct AuditChain {
+    next_seq: u64,
+    prev: [u8; DIGEST_LEN],
+}
+
+impl AuditChain {
+    /// Continues the chain stored in `store` (or starts one).
+    pub fn resume(store: &dyn Store) -> Result<Self, StoreError> {
+        Ok(match store.audit_last()? {
+            Some((seq, value)) => AuditChain {
+                next_seq: seq + 1,
+                prev: sm3(&value),
+            },
+            None => AuditChain {
+                next_seq: 1,
+                prev: [0; DIGEST_LEN],
+            },
+        })
+    }
+
+    /// Number of records written so far.
+    pub fn len(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// True before the first record.
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 1
+    }
+
+    /// Appends an event (buffered: durable with the store's next flush). Returns its sequence
+    /// number.
+    pub fn append(&mut self, store: &dyn Store, event: AuditEvent) -> Result<u64, StoreError> {
+        let record = AuditRecord {
+            seq: self.next_seq,
+            time_ms: now_ms(),
+            prev: hex::encode(self.prev),
+            event,
+        };
+        self.write(store, &record)
+    }
+
+    /// Appends a checkpoint signed by `signer`.
+    pub fn checkpoint(&mut self, store: &dyn Store, signer: &Sm2Signer) -> Result<u64, StoreError> {
+        let (seq, time_ms, prev) = (self.next_seq, now_ms(), hex::encode(self.prev));
+        let sig = signer.sign(&checkpoint_message(seq, time_ms, &prev));
+        let record = AuditRecord {
+            seq,
+            time_ms,
+            prev,
+            event: AuditEvent::Checkpoint {
+                signer: hex::encode(signer.verifier().fingerprint()),
+                sig: hex::encode(sig),
+            },
+        };
+        self.write(store, &record)
+    }
+
+    fn write(&mut self, store: &dyn Store, record: &AuditRecord) -> Result<u64, StoreError> {
+        let value = encode(record)?;
+        store.audit_put(record.seq, &value)?;
+        self.prev = sm3(&value);
+        self.next_seq += 1;
+        Ok(record.seq)
+    }
+}
+
+/// What a successful verification found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    /// Records in the chain.
+    pub records: u64,
+    /// Checkpoint records.
+    pub checkpoints: u64,
+    /// Checkpoints whose signature was verified (0 without a public key).
+    pub verified_checkpoints: u64,
+    /// Sequence number of the last checkpoint.
+    pub last_checkpoint: Option<u64>,
+    /// Records after the last checkpoint (protected by the hash chain only).
+    pub unsigned_tail: u64,
+}
+
+/// The first bad position found by [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("audit record {position}: {reason}")]
+pub struct AuditFault {
+    /// Sequence number (position in the chain) of the first bad record.
+    pub position: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Walks the chain (`(key seq, value)` in key order) and reports the first bad record. With a
+/// verifier, every checkpoint must carry its fingerprint and a valid signature.
+pub fn verify(
+    records: &[(u64, Vec<u8>)],
+    verifier: Option<&Sm2Verifier>,
+) -> Result<AuditReport, AuditFault> {
+    let fault = |position: u64, reason: String| AuditFault { position, reason };
+    let mut report = AuditReport::default();
+    let mut prev = [0u8; DIGEST_LEN];
+    let fingerprint = verifier.map(|v| hex::encode(v.fingerprint()));
+    for (i, (key_seq, value)) in records.iter().enumerate() {
+        let expected = i as u64 + 1;
+        if *key_seq != expected {
+            return Err(fault(
+                expected,
+                format!("missing (the next stored record is {key_seq})"),
+            ));
+        }
+        let record = decode(value).map_err(|e| {
+            fault(
+                expected,
+                format!("undecodable ({e}): the record was altered"),
+            )
+        })?;
+        if record.seq != expected {
+            return Err(fault(
+                expected,
+                format!(
+                    "holds record {} (records were moved or reordered)",
+                    record.seq
+                ),
+            ));
+        }
+        if record.prev != hex::encode(prev) {
+            // The link into this record is broken: either the record before it changed, or
+            // this one did (then its own outgoing link is broken too).
+            let next_links_here = records
+                .get(i + 1)
+                .and_then(|(_, v)| decode(v).ok())
+                .is_some_and(|next| next.prev == hex::encode(sm3(value)));
+            return Err(if expected > 1 && next_links_here {
+                fault(
+                    expected - 1,
+                    format!(
+                        "altered: its SM3 hash no longer matches the link stored in record \
+                         {expected}"
+                    ),
+                )
+            } else {
+                fault(
+                    expected,
+                    "altered: its link to the previous record does not match".into(),
+                )
+            });
+        }
+        if let AuditEvent::Checkpoint { signer, sig } = &record.event {
+            report.checkpoints += 1;
+            report.last_checkpoint = Some(expected);
+            if let (Some(v), Some(fp)) = (verifier, &fingerprint) {
+                if signer != fp {
+                    return Err(fault(
+                        expected,
+                        format!("checkpoint signed by key {signer}, not by the given key {fp}"),
+                    ));
+                }
+                let sig = hex::decode(sig).unwrap_or_default();
+                v.verify(&checkpoint_message(record.seq, record.time_ms, &record.prev), &sig)
+                    .map_err(|_| {
+                        fault(
+                            expected,
+                            "checkpoint signature does not verify (the checkpoint was altered \
+                             or forged)"
+                                .into(),
+                        )
+                    })?;
+                report.verified_checkpoints += 1;
+            }
+        }
+        prev = sm3(value);
+        report.records = expected;
+    }
+    report.unsigned_tail = report.records - report.last_checkpoint.unwrap_or(0);
+    Ok(report)
+}
+
+/// One exported line: the record with its own hash.
+#[derive(Serialize)]
+struct ExportLine<'a> {
+    #[serde(flatten)]
+    record: &'a AuditRecord,
+    hash: String,
+}
+
+/// Writes the chain as JSON lines (one record per line, with its SM3 hash). Undecodable
+/// records are written as `{"seq":…,"undecodable":"…"}`. Returns the number of lines.
+pub fn export(records: &[(u64, Vec<u8>)], out: &mut dyn std::io::Write) -> std::io::Result<u64> {
+    for (seq, value) in records {
+        let line = match decode(value) {
+            Ok(record) => serde_json::to_string(&ExportLine {
+                record: &record,
+                hash: hex::encode(sm3(value)),
+            })?,
+            Err(e) => serde_json::json!({ "seq": seq, "undecodable": e }).to_string(),
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok(records.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::generate_sm2_pem;
+    use crate::store::{Kv, MemoryStore, Tree};
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent::Op {
+            doc: "acme:d".into(),
+            rev: i,
+            client: "c".into(),
+            seq: i,
+            op_sm3: hex::encode(sm3(&i.to_be_bytes())),
+        }
+    }
+
+    /// 10 events, a checkpoint (11), 5 events, a checkpoint (17), 2 events.
+    fn chain() -> (MemoryStore, Sm2Verifier) {
+        let (private, _) = generate_sm2_pem().unwrap();
+        let signer = Sm2Signer::from_pem(&private).unwrap();
+        let store = MemoryStore::new();
+        let mut c = AuditChain::resume(&store).unwrap();
+        for i in 1..=10 {
+            c.append(&store, event(i)).unwrap();
+        }
+        c.checkpoint(&store, &signer).unwrap();
+        // A writer that restarts continues the same chain.
+        let mut c = AuditChain::resume(&store).unwrap();
+        assert_eq!(c.len(), 11);
+        for i in 11..=15 {
+            c.append(&store, event(i)).unwrap();
+        }
+        c.checkpoint(&store, &signer).unwrap();
+        c.append(&store, AuditEvent::ServerStop).unwrap();
+        c.append(&store, event(16)).unwrap();
+        (store, signer.verifier())
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let (store, key) = chain();
+        let records = store.audit_all().unwrap();
+        let report = verify(&records, Some(&key)).unwrap();
+        assert_eq!(
+            report,
+            AuditReport {
+                records: 19,
+                checkpoints: 2,
+                verified_checkpoints: 2,
+                last_checkpoint: Some(17),
+                unsigned_tail: 2,
+            }
+        );
+        assert_eq!(verify(&records, None).unwrap().verified_checkpoints, 0);
+        let mut out = Vec::new();
+        assert_eq!(export(&records, &mut out).unwrap(), 19);
+        let text = String::from_utf8(out).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["seq"], 1);
+        assert_eq!(first["event"]["kind"], "op");
+        assert_eq!(first["hash"].as_str().unwrap().len(), 64);
+    }
+
+    fn tampered(f: impl FnOnce(&MemoryStore)) -> AuditFault {
+        let (store, key) = chain();
+        f(&store);
+        verify(&store.audit_all().unwrap(), Some(&key)).unwrap_err()
+    }
+
+    fn raw(store: &MemoryStore, seq: u64) -> Vec<u8> {
+        store
+            .kv()
+            .get(Tree::Audit, &seq.to_be_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_changed_byte_is_found_and_named() {
+        // Every byte position of record 4 (a flip may leave it decodable or not).
+        let len = raw(&chain().0, 4).len();
+        for i in 0..len {
+            let f = tampered(|s| {
+                let mut v = raw(s, 4);
+                v[i] ^= 0x01;
+                s.kv().put_raw(Tree::Audit, &4u64.to_be_bytes(), &v).unwrap();
+            });
+            assert_eq!(f.position, 4, "byte {i}: {f}");
+        }
+        // The last record before a checkpoint: the checkpoint's link catches it.
+        let f = tampered(|s| {
+            let mut v = raw(s, 16);
+            let n = v.len();
+            v[n - 1] ^= 0x01;
+            s.kv().put_raw(Tree::Audit, &16u64.to_be_bytes(), &v).unwrap();
+        });
+        assert_eq!(f.position, 16, "{f}");
+    }
+
+    #[test]
+    fn a_deleted_record_is_found_and_named() {
+        let f = tampered(|s| {
+            s.kv()
+                .delete_range(Tree::Audit, &6u64.to_be_bytes(), &7u64.to_be_bytes())
+                .unwrap();
+        });
+        assert_eq!(f.position, 6, "{f}");
+        assert!(f.reason.contains("missing"), "{f}");
+        // Deleting one and renumbering the rest to hide the gap breaks the links instead.
+        let f = tampered(|s| {
+            let all = s.audit_all().unwrap();
+            s.kv()
+                .delete_range(Tree::Audit, &[], &[0xff; 9])
+                .unwrap();
+            for (seq, v) in all.into_iter().filter(|(seq, _)| *seq != 6) {
+                let new = if seq > 6 { seq - 1 } else { seq };
+                s.kv().put_raw(Tree::Audit, &new.to_be_bytes(), &v).unwrap();
+            }
+        });
+        assert_eq!(f.position, 6, "{f}");
+    }
+
+    #[test]
+    fn reordered_records_are_found_and_named() {
+        let f = tampered(|s| {
+            let (a, b) = (raw(s, 3), raw(s, 4));
+            s.kv().put_raw(Tree::Audit, &3u64.to_be_bytes(), &b).unwrap();
+            s.kv().put_raw(Tree::Audit, &4u64.to_be_bytes(), &a).unwrap();
+        });
+        assert_eq!(f.position, 3, "{f}");
+        assert!(f.reason.contains("reordered"), "{f}");
+    }
+
+    #[test]
+    fn forged_checkpoints_are_refused() {
+        // Re-signing with another key after rewriting history.
+        let (store, key) = chain();
+        let (other, _) = generate_sm2_pem().unwrap();
+        let other = Sm2Signer::from_pem(&other).unwrap();
+        let mut c = AuditChain::resume(&store).unwrap();
+        c.checkpoint(&store, &other).unwrap();
+        let f = verify(&store.audit_all().unwrap(), Some(&key)).unwrap_err();
+        assert_eq!(f.position, 20, "{f}");
+        // A checkpoint's signature altered (hex stays valid).
+        let f = tampered(|s| {
+            let mut r = decode(&raw(s, 11)).unwrap();
+            if let AuditEvent::Checkpoint { sig, .. } = &mut r.event {
+                let flipped = if sig.starts_with('0') { "1" } else { "0" };
+                sig.replace_range(0..1, flipped);
+            }
+            s.kv()
+                .put_raw(Tree::Audit, &11u64.to_be_bytes(), &encode(&r).unwrap())
+                .unwrap();
+        });
+        // Rewriting record 11 changes its hash too, but the signature is checked first.
+        assert_eq!(f.position, 11, "{f}");
+    }
+}
