@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
-use coedit_actors::store_actor::DEFAULT_RELAXED_FLUSH_INTERVAL;
+use coedit_actors::crypto_actor::DEFAULT_CRYPTO_THREADS;
+use coedit_actors::store_actor::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RELAXED_FLUSH_INTERVAL};
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
 use serde::Deserialize;
@@ -110,6 +111,66 @@ pub struct StorageSection {
     pub retain_ops: Option<u64>,
 }
 
+/// Encryption at rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CryptoMode {
+    /// Records are stored in the clear (with checksums).
+    #[default]
+    None,
+    /// Records are sealed with SM4-GCM under per-document data keys.
+    Sm,
+}
+
+/// `[crypto]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CryptoSection {
+    /// `none` (default) or `sm`.
+    pub mode: Option<CryptoMode>,
+    /// Master key ring file (mode 0600); else the `COEDIT_MASTER_KEY` environment variable.
+    pub master_key_file: Option<PathBuf>,
+    /// SM2 private key (PEM, mode 0600) that signs audit checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// Crypto threads.
+    pub threads: Option<usize>,
+}
+
+/// How access tokens are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// No authentication: anyone may do anything (local trial only).
+    #[default]
+    None,
+    /// HMAC-SM3 tokens with a shared secret.
+    HmacSm3,
+    /// SM2-signed tokens (compliance mode).
+    Sm2,
+}
+
+/// `[auth]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `none` (default), `hmac-sm3` or `sm2`.
+    pub mode: Option<AuthMode>,
+    /// Shared secret for `hmac-sm3` (file, mode 0600, at least 16 bytes).
+    pub hmac_key_file: Option<PathBuf>,
+    /// The token issuer's SM2 public key (PEM) for `sm2`.
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// `[audit]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Record the audit log (default: true).
+    pub enabled: Option<bool>,
+    /// Seconds between signed checkpoints (needs `[crypto] signing_key_file`).
+    pub checkpoint_interval_s: Option<u64>,
+}
+
 /// The whole TOML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +187,15 @@ pub struct FileConfig {
     /// `[storage]`.
     #[serde(default)]
     pub storage: StorageSection,
+    /// `[crypto]`.
+    #[serde(default)]
+    pub crypto: CryptoSection,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: AuditSection,
 }
 
 impl FileConfig {
@@ -156,6 +226,24 @@ pub struct Config {
     pub doc: DocActorConfig,
     /// Settings of sessions.
     pub session: SessionConfig,
+    /// Encryption at rest.
+    pub crypto_mode: CryptoMode,
+    /// Master key ring file.
+    pub master_key_file: Option<PathBuf>,
+    /// SM2 key signing audit checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// Crypto threads.
+    pub crypto_threads: usize,
+    /// Token checking.
+    pub auth_mode: AuthMode,
+    /// HMAC-SM3 secret file.
+    pub hmac_key_file: Option<PathBuf>,
+    /// Token issuer's SM2 public key.
+    pub public_key_file: Option<PathBuf>,
+    /// Whether the audit log is recorded.
+    pub audit: bool,
+    /// Interval between signed audit checkpoints.
+    pub checkpoint_interval: Duration,
 }
 
 impl Config {
@@ -226,6 +314,22 @@ impl Config {
                 max_docs: f.session.max_docs.unwrap_or(s.max_docs),
                 max_frame_bytes: f.session.max_frame_bytes.unwrap_or(s.max_frame_bytes),
             },
+            crypto_mode: f.crypto.mode.unwrap_or_default(),
+            master_key_file: f.crypto.master_key_file,
+            signing_key_file: f.crypto.signing_key_file,
+            crypto_threads: f
+                .crypto
+                .threads
+                .unwrap_or(DEFAULT_CRYPTO_THREADS)
+                .max(1),
+            auth_mode: f.auth.mode.unwrap_or_default(),
+            hmac_key_file: f.auth.hmac_key_file,
+            public_key_file: f.auth.public_key_file,
+            audit: f.audit.enabled.unwrap_or(true),
+            checkpoint_interval: f
+                .audit
+                .checkpoint_interval_s
+                .map_or(DEFAULT_CHECKPOINT_INTERVAL, secs),
         })
     }
 }

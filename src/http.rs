@@ -1,17 +1,26 @@
 //! HTTP routes: health, the WebSocket endpoint, and the REST API over documents.
 //!
 //! Every error is JSON `{"error": {"code": N, "msg": "…"}}` with the status from
-//! `coedit_actors::http_status_for`; document ids are validated by
-//! `coedit_protocol::wire::validate_doc_id`, the same check the WebSocket uses.
+//! `coedit_actors::http_status_for`; document references are validated by
+//! `coedit_protocol::wire::split_doc_ref`, the same check the WebSocket uses.
+//!
+//! With authentication on, every document call carries `Authorization: Bearer <token>` and is
+//! authorized exactly like the WebSocket (`coedit_actors::auth::authorize`); refusals are
+//! audited. Administrative calls (`DELETE` a document, rotate the master key) are audited too.
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use coedit_actors::audit::AuditEvent;
+use coedit_actors::auth::{authorize, now_s, Action, AuthError, Claims, Resolved, Role};
+use coedit_actors::crypto::MasterKeyring;
+use coedit_actors::crypto_actor::Guard;
 use coedit_actors::document::{Applied, GetOps, GetText, GetVersions, Submit};
-use coedit_actors::registry::{OpenCount, OpenDoc};
+use coedit_actors::registry::{DeleteDocument, OpenCount, OpenDoc};
 use coedit_actors::session::{start_session, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE};
+use coedit_actors::store_actor::RotateMasterKey;
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
-use coedit_protocol::wire::{validate_client_id, validate_doc_id};
+use coedit_protocol::wire::{validate_client_id, validate_doc_ref};
 use coedit_protocol::{ClientId, ErrorCode, Op, ProtocolError};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
@@ -26,6 +35,10 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     /// Settings for new WebSocket sessions.
     pub session: SessionConfig,
+    /// Authentication and audit.
+    pub guard: Guard,
+    /// The master key ring file, re-read for online rotation.
+    pub master_key_file: Option<std::path::PathBuf>,
 }
 
 /// An error response.
@@ -68,6 +81,12 @@ impl From<ActorError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
 impl From<ProtocolError> for ApiError {
     fn from(e: ProtocolError) -> Self {
         ApiError::new(e.code(), e.to_string())
@@ -82,6 +101,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/docs/{id}/versions", web::get().to(get_versions))
         .route("/api/docs/{id}/ops", web::get().to(get_ops))
         .route("/api/docs/{id}/ops", web::post().to(post_op))
+        .route("/api/docs/{id}", web::delete().to(delete_doc))
+        .route(
+            "/api/admin/rotate-master-key",
+            web::post().to(rotate_master_key),
+        )
         .default_service(web::to(not_found));
 }
 
@@ -104,13 +128,59 @@ async fn websocket(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    start_session(&req, stream, state.registry.clone(), state.session.clone())
+    start_session(
+        &req,
+        stream,
+        state.registry.clone(),
+        state.session.clone(),
+        state.guard.clone(),
+    )
+}
+
+/// The bearer token of a request, if any.
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let h = req.headers().get("authorization")?.to_str().ok()?;
+    h.strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .map(|t| t.trim().to_string())
+}
+
+/// Authenticates the request and authorizes `action` on `doc`; audits refusals.
+async fn check(
+    state: &AppState,
+    req: &HttpRequest,
+    doc: Option<&str>,
+    action: Action,
+) -> Result<(Option<Claims>, Option<Resolved>), ApiError> {
+    if let Some(d) = doc {
+        validate_doc_ref(d)?;
+    }
+    let what = format!("{} {}", req.method(), req.path());
+    let claims = match state.guard.authenticate(bearer(req)).await {
+        Ok(c) => c,
+        Err(e) => {
+            state.guard.refused(None, None, &what, doc, &e);
+            return Err(e.into());
+        }
+    };
+    let Some(doc) = doc else {
+        return Ok((claims, None));
+    };
+    match authorize(claims.as_ref(), doc, action, now_s()) {
+        Ok(r) => Ok((claims, Some(r))),
+        Err(e) => {
+            state.guard.refused(None, claims.as_ref(), &what, Some(doc), &e);
+            Err(e.into())
+        }
+    }
 }
 
 /// Sends a message to a document's actor, reopening it if it was unloading.
 async fn call_doc<M, R>(
-    registry: &Addr<Registry>,
-    id: &str,
+    state: &AppState,
+    req: &HttpRequest,
+    doc: &str,
+    action: Action,
     make: impl Fn() -> M,
 ) -> Result<R, ApiError>
 where
@@ -118,16 +188,29 @@ where
     R: Send + 'static,
     DocActor: Handler<M>,
 {
-    validate_doc_id(id)?;
-    let mut last = ActorError::Closing(id.to_string());
+    let (claims, resolved) = check(state, req, Some(doc), action).await?;
+    let r = resolved.expect("a document was given");
+    let mut last = ActorError::Closing(r.name.clone());
     for attempt in 0..JOIN_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(JOIN_RETRY_PAUSE * attempt).await;
         }
-        let addr = registry
-            .send(OpenDoc { id: id.to_string() })
-            .await
-            .map_err(ActorError::from)??;
+        let open = OpenDoc {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            create: r.role >= Role::Editor,
+        };
+        let addr = match state.registry.send(open).await.map_err(ActorError::from)? {
+            Ok(a) => a,
+            Err(ActorError::Auth(e)) => {
+                let what = format!("{} {}", req.method(), req.path());
+                state
+                    .guard
+                    .refused(None, claims.as_ref(), &what, Some(doc), &e);
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         match addr.send(make()).await {
             Ok(Ok(r)) => return Ok(r),
             Ok(Err(e @ ActorError::Closing(_))) => last = e,
@@ -156,15 +239,16 @@ async fn get_doc(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: DocQuery = query(&req)?;
-    let t = call_doc(&state.registry, &id, || GetText { rev: q.rev }).await?;
+    let t = call_doc(&state, &req, &id, Action::Read, || GetText { rev: q.rev }).await?;
     Ok(HttpResponse::Ok().json(json!({"id": *id, "rev": t.rev, "text": t.text})))
 }
 
 async fn get_versions(
     id: web::Path<String>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let v = call_doc(&state.registry, &id, || GetVersions).await?;
+    let v = call_doc(&state, &req, &id, Action::Read, || GetVersions).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": *id,
         "snapshots": v.snapshots,
@@ -188,7 +272,7 @@ async fn get_ops(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: OpsQuery = query(&req)?;
-    let ops = call_doc(&state.registry, &id, || GetOps {
+    let ops = call_doc(&state, &req, &id, Action::Read, || GetOps {
         from: q.from,
         to: q.to,
     })
@@ -209,6 +293,7 @@ struct OpBody {
 
 async fn post_op(
     id: web::Path<String>,
+    req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -234,7 +319,7 @@ async fn post_op(
             ))
         }
     };
-    let applied: Applied = call_doc(&state.registry, &id, || Submit {
+    let applied: Applied = call_doc(&state, &req, &id, Action::Write, || Submit {
         session: None,
         client: client.clone(),
         seq,
@@ -248,4 +333,71 @@ async fn post_op(
         "op": applied.op,
         "duplicate": applied.duplicate,
     })))
+}
+
+/// `DELETE /api/docs/{id}`: owners only. Deletes every record; in an encrypted store the data
+/// key is destroyed (crypto-shredding).
+async fn delete_doc(
+    id: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (claims, resolved) = check(&state, &req, Some(&id), Action::Manage).await?;
+    let r = resolved.expect("a document was given");
+    let res = state
+        .registry
+        .send(DeleteDocument { id: r.id.clone() })
+        .await
+        .map_err(ActorError::from)?;
+    state.guard.audit(AuditEvent::Admin {
+        subject: claims.map_or_else(|| "anonymous".into(), |c| c.sub),
+        action: "delete-document".into(),
+        target: r.id,
+        outcome: match &res {
+            Ok(()) => "deleted".into(),
+            Err(e) => format!("failed: {e}"),
+        },
+    });
+    res?;
+    Ok(HttpResponse::Ok().json(json!({"id": *id, "deleted": true})))
+}
+
+/// `POST /api/admin/rotate-master-key`: re-reads the master key file and re-wraps every data
+/// key under its newest version. Needs an admin token (with authentication on).
+async fn rotate_master_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (claims, _) = check(&state, &req, None, Action::Manage).await?;
+    let subject = claims.as_ref().map_or_else(|| "anonymous".into(), |c| c.sub.clone());
+    if claims.as_ref().is_some_and(|c| !c.admin) {
+        let e = AuthError::NotPermitted("rotating the master key needs an admin token".into());
+        let what = format!("{} {}", req.method(), req.path());
+        state.guard.refused(None, claims.as_ref(), &what, None, &e);
+        return Err(e.into());
+    }
+    let unavailable = |msg: String| ApiError::new(ErrorCode::NotPermitted, msg);
+    let path = state
+        .master_key_file
+        .as_ref()
+        .ok_or_else(|| unavailable("online rotation needs [crypto] master_key_file".into()))?;
+    let ring = MasterKeyring::load(path).map_err(|e| unavailable(e.to_string()))?;
+    let version = ring.current_version().unwrap_or(0);
+    let res = state
+        .guard
+        .writer
+        .send(RotateMasterKey { ring })
+        .await
+        .map_err(ActorError::from)?;
+    state.guard.audit(AuditEvent::Admin {
+        subject,
+        action: "rotate-master-key".into(),
+        target: format!("master key v{version}"),
+        outcome: match &res {
+            Ok(n) => format!("{n} data keys re-wrapped"),
+            Err(e) => format!("failed: {e}"),
+        },
+    });
+    let n = res.map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    Ok(HttpResponse::Ok().json(json!({"rewrapped": n, "master_version": version})))
 }

@@ -4,9 +4,12 @@
 //! - `main.rs`: the command line and the wiring of actors and HTTP server.
 //! - `config.rs`: defaults ← TOML file ← flags and `COEDIT_*` environment variables.
 //! - `http.rs`: health, WebSocket and REST routes, and the JSON error mapping.
+//! - `security.rs`: keys from the configuration; `keygen`, `token`, `rotate-master-key`,
+//!   `audit` subcommands.
 
 mod config;
 mod http;
+mod security;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +18,10 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use coedit_actors::audit::AuditEvent;
+use coedit_actors::crypto_actor::{CryptoActor, Guard};
 use coedit_actors::registry::ShutdownAll;
+use coedit_actors::store_actor::Record;
 use coedit_actors::store::check_document;
 use coedit_actors::{MemoryStore, Registry, SledStore, Store, StoreActor};
 use tracing::{info, warn};
@@ -52,6 +58,79 @@ enum Command {
     /// checksum, revisions without gaps, every op replaying, every snapshot equal to the
     /// replay. Exits non-zero on any fault.
     Check,
+    /// Create a master key ring, an SM2 key pair and an HMAC-SM3 secret (never overwrites).
+    Keygen {
+        /// Directory for the key files.
+        #[arg(long, env = "COEDIT_KEY_DIR", default_value = "./keys")]
+        out: PathBuf,
+    },
+    /// Access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Add a master key version, re-wrap every data key under it (online through a running
+    /// server with --url, else offline in the data directory), then retire the old versions.
+    RotateMasterKey {
+        /// The master key ring file (the one the server is configured with).
+        #[arg(long, env = "COEDIT_MASTER_KEY_FILE")]
+        key_file: PathBuf,
+        /// A running server's base URL (e.g. http://127.0.0.1:8080).
+        #[arg(long, env = "COEDIT_URL", requires = "token")]
+        url: Option<String>,
+        /// An admin token for the running server.
+        #[arg(long, env = "COEDIT_TOKEN")]
+        token: Option<String>,
+    },
+    /// The audit log (offline; the server must not be running).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Print a signed access token.
+    Issue {
+        /// Subject (user id).
+        #[arg(long, env = "COEDIT_TOKEN_SUB")]
+        sub: String,
+        /// Tenant.
+        #[arg(long, env = "COEDIT_TOKEN_TENANT")]
+        tenant: String,
+        /// Grant `PATTERN=ROLE` (id or `prefix*`; viewer, commenter, editor, owner); repeat.
+        #[arg(long = "grant", env = "COEDIT_TOKEN_GRANTS", value_delimiter = ',')]
+        grants: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, env = "COEDIT_TOKEN_TTL", default_value_t = 3600)]
+        ttl: u64,
+        /// Server administrator (key rotation).
+        #[arg(long, env = "COEDIT_TOKEN_ADMIN")]
+        admin: bool,
+        /// Sign with this SM2 private key (PEM).
+        #[arg(long, env = "COEDIT_TOKEN_SM2_KEY")]
+        sm2_key: Option<PathBuf>,
+        /// Sign with this HMAC-SM3 secret file.
+        #[arg(long, env = "COEDIT_TOKEN_HMAC_KEY")]
+        hmac_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Walk the chain and report the first bad record; exits non-zero on any fault.
+    Verify {
+        /// SM2 public key (PEM) whose signatures the checkpoints must carry.
+        #[arg(long, env = "COEDIT_AUDIT_PUBKEY")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Write the chain as JSON lines.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, env = "COEDIT_AUDIT_OUT")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -71,12 +150,62 @@ fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Check => check(&config),
+        Command::Keygen { out } => security::keygen(&out),
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    sub,
+                    tenant,
+                    grants,
+                    ttl,
+                    admin,
+                    sm2_key,
+                    hmac_key,
+                },
+        } => {
+            let grants = grants
+                .iter()
+                .map(|g| security::parse_grant(g))
+                .collect::<Result<Vec<_>>>()?;
+            let req = security::TokenRequest {
+                sub,
+                tenant,
+                grants,
+                ttl_s: ttl,
+                admin,
+            };
+            println!(
+                "{}",
+                security::issue_token(req, sm2_key.as_deref(), hmac_key.as_deref())?
+            );
+            Ok(())
+        }
+        Command::RotateMasterKey {
+            key_file,
+            url,
+            token,
+        } => {
+            let online = url.as_deref().zip(token.as_deref());
+            let n = security::rotate_master_key(&key_file, online, &config.data_dir)?;
+            println!("{n} data keys re-wrapped; old master key versions retired");
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { pubkey },
+        } => security::audit_verify(&config.data_dir, pubkey.as_ref()),
+        Command::Audit {
+            command: AuditCommand::Export { out },
+        } => {
+            let n = security::audit_export(&config.data_dir, out.as_ref())?;
+            eprintln!("{n} audit records exported");
+            Ok(())
+        }
     }
 }
 
 /// `coedit check`: verifies every document in the data directory.
 fn check(config: &Config) -> Result<()> {
-    let store = SledStore::open(&config.data_dir)
+    let store = SledStore::open_with(&config.data_dir, security::master_ring(config)?)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let docs = store.documents()?;
     let mut faults = 0;
@@ -109,24 +238,59 @@ fn serve(config: Config) -> Result<()> {
     system.block_on(async move {
         let arbiters: Vec<Arbiter> = (0..config.doc_threads).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(|a| a.handle()).collect();
-        let store: Arc<dyn Store> = match config.backend {
-            Backend::Sled => Arc::new(SledStore::open(&config.data_dir).with_context(|| {
-                format!("opening the store in {}", config.data_dir.display())
-            })?),
-            Backend::Memory => {
+        let ring = security::master_ring(&config)?;
+        let store: Arc<dyn Store> = match (config.backend, ring) {
+            (Backend::Sled, ring) => Arc::new(
+                SledStore::open_with(&config.data_dir, ring).with_context(|| {
+                    format!("opening the store in {}", config.data_dir.display())
+                })?,
+            ),
+            (Backend::Memory, ring) => {
                 warn!("storage is in memory: documents do not survive a restart");
-                Arc::new(MemoryStore::new())
+                Arc::new(match ring {
+                    Some(r) => MemoryStore::encrypted(r),
+                    None => MemoryStore::new(),
+                })
             }
         };
+        let signer = security::checkpoint_signer(&config)?;
+        let tokens = security::token_key(&config)?;
+        let auth = tokens.is_some();
+        if !auth {
+            warn!("AUTHENTICATION IS OFF: anyone who can reach this server can read, edit and delete every document ([auth] mode = \"none\"; for local trials only)");
+            eprintln!("WARNING: authentication is off: every document is open to anyone who can connect (set [auth] mode)");
+        }
+        if config.audit && signer.is_none() {
+            warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
+        }
+        let crypto =
+            CryptoActor::start(config.crypto_threads, store.clone(), tokens, signer.clone());
+        let checkpoints = signer.as_ref().map(|_| config.checkpoint_interval);
+        let writer_actor = StoreActor::new(
+            store.clone(),
+            config.doc.durability,
+            crypto.clone(),
+            config.audit,
+            checkpoints,
+        )
+        .context("reading the audit log")?;
         let writer_thread = Arbiter::new();
-        let writer = StoreActor::start_in_arbiter(&writer_thread.handle(), {
-            let (store, durability) = (store.clone(), config.doc.durability);
-            move |_| StoreActor::new(store, durability)
-        });
-        let registry = Registry::new(config.doc.clone(), store, writer, handles).start();
+        let writer = StoreActor::start_in_arbiter(&writer_thread.handle(), move |_| writer_actor);
+        writer.do_send(Record(AuditEvent::ServerStart {
+            version: env!("CARGO_PKG_VERSION").into(),
+            encrypted: store.encrypted(),
+            auth: format!("{:?}", config.auth_mode),
+        }));
+        let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles).start();
         let state = web::Data::new(AppState {
             registry: registry.clone(),
             session: config.session.clone(),
+            guard: Guard {
+                crypto,
+                writer: writer.clone(),
+                auth,
+            },
+            master_key_file: config.master_key_file.clone(),
         });
         let max_body = config.session.max_frame_bytes;
         let server = HttpServer::new(move || {
@@ -142,7 +306,7 @@ fn serve(config: Config) -> Result<()> {
         .bind(config.bind)
         .with_context(|| format!("binding {}", config.bind))?;
         for addr in server.addrs() {
-            info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, "coedit listening");
+            info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
             println!("coedit listening on {addr}");
         }
         let server = server.run();

@@ -106,8 +106,12 @@ enum AckWaiter {
 
 /// The actor owning one document. See the module documentation.
 pub struct DocActor {
-    /// Document id.
+    /// Document id in the store (tenant-qualified with authentication).
     id: Arc<str>,
+    /// The id clients use for it, echoed in every message.
+    name: Arc<str>,
+    /// Nothing was stored for it when it was loaded.
+    new: bool,
     /// The document core.
     doc: Document,
     /// Highest revision known durable (equal to `doc.rev()` in relaxed mode).
@@ -142,15 +146,23 @@ pub struct DocActor {
 }
 
 impl DocActor {
-    /// Loads document `id` from `store`: its latest snapshot, then the ops after it.
+    /// Whether nothing was stored for the document when it was loaded.
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
+
+    /// Loads document `id` (which clients call `name`) from `store`: its latest snapshot, then
+    /// the ops after it.
     pub fn load(
         id: Arc<str>,
+        name: Arc<str>,
         config: DocActorConfig,
         store: Arc<dyn Store>,
         writer: Addr<StoreActor>,
         registry: Addr<Registry>,
     ) -> Result<Self, ActorError> {
         let stored = store.load(&id)?;
+        let new = stored.is_empty();
         let snapshot_rev = stored.snapshot.as_ref().map_or(0, |s| s.rev);
         let mut doc = stored.into_document(&id, config.document.clone())?;
         if config.durability == Durability::Strict {
@@ -159,6 +171,8 @@ impl DocActor {
         let span = info_span!("doc", id = %id);
         Ok(DocActor {
             id,
+            name,
+            new,
             durable_rev: doc.rev(),
             doc,
             subs: AHashMap::new(),
@@ -185,7 +199,7 @@ impl DocActor {
 
     fn check_open(&self) -> Result<(), ActorError> {
         if self.closing {
-            return Err(ActorError::Closing(self.id.to_string()));
+            return Err(ActorError::Closing(self.name.to_string()));
         }
         Ok(())
     }
@@ -256,7 +270,7 @@ impl DocActor {
         }
         if !self.pending_ops.is_empty() {
             let msg = ServerMsg::Ops {
-                doc: self.id.to_string(),
+                doc: self.name.to_string(),
                 ops: std::mem::take(&mut self.pending_ops),
             };
             self.broadcast(&msg);
@@ -271,7 +285,7 @@ impl DocActor {
                 })
                 .collect();
             let msg = ServerMsg::Presence {
-                doc: self.id.to_string(),
+                doc: self.name.to_string(),
                 rev: self.doc.rev(),
                 peers,
             };
@@ -314,7 +328,7 @@ impl DocActor {
                     // Every earlier revision must have reached the session first.
                     self.flush();
                     let ack = ServerMsg::Ack {
-                        doc: self.id.to_string(),
+                        doc: self.name.to_string(),
                         seq,
                         rev: r,
                     };
@@ -520,7 +534,7 @@ impl Handler<Join> for DocActor {
     /// Adds the subscriber and sends it the catch-up or a snapshot, then current presence.
     fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
-        let doc = self.id.to_string();
+        let doc = self.name.to_string();
         let durable = self.durable_rev;
         let catch_up = match m
             .rev
@@ -642,7 +656,7 @@ impl DocActor {
         self.check_open()?;
         if let Some(s) = m.session {
             if !self.subs.contains_key(&s) {
-                return Err(ActorError::NotSubscribed(self.id.to_string()));
+                return Err(ActorError::NotSubscribed(self.name.to_string()));
             }
         }
         let applied = match self.doc.submit(&m.client, m.seq, m.base_rev, m.op) {
@@ -657,7 +671,7 @@ impl DocActor {
                     let err = ServerMsg::Error {
                         code: e.code(),
                         msg: e.to_string(),
-                        doc: Some(self.id.to_string()),
+                        doc: Some(self.name.to_string()),
                         seq: Some(m.seq),
                     };
                     self.reply(s, &err);
@@ -760,7 +774,7 @@ impl Handler<SetPresence> for DocActor {
                 let err = ServerMsg::Error {
                     code: ErrorCode::InvalidSelection,
                     msg,
-                    doc: Some(self.id.to_string()),
+                    doc: Some(self.name.to_string()),
                     seq: None,
                 };
                 self.reply(m.session, &err);

@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod auth;
 pub mod crypto;
+pub mod crypto_actor;
 pub mod document;
 pub mod errors;
 pub mod frame;

@@ -6,16 +6,18 @@
 //!   saved the document before that, so the next `OpenDoc` loads the latest state.
 //! - Document ids reaching the registry have been validated by the protocol layer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{debug, warn};
 
 use crate::document::{DocActor, DocActorConfig, Shutdown};
+use crate::auth::AuthError;
 use crate::errors::ActorError;
 use crate::store::Store;
-use crate::store_actor::{FlushNow, StoreActor};
+use crate::audit::AuditEvent;
+use crate::store_actor::{Checkpoint, DeleteDoc, FlushNow, Record, StoreActor};
 
 /// The registry actor. See the module documentation.
 pub struct Registry {
@@ -31,6 +33,8 @@ pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
     /// Shutting down: no document opens any more.
     shutting_down: bool,
+    /// Documents being deleted: they do not open until the deletion is durable.
+    deleting: HashSet<String>,
 }
 
 impl Registry {
@@ -49,6 +53,7 @@ impl Registry {
             writer,
             arbiters,
             shutting_down: false,
+            deleting: HashSet::new(),
         }
     }
 
@@ -69,8 +74,12 @@ impl Actor for Registry {
 #[derive(Message)]
 #[rtype(result = "Result<Addr<DocActor>, ActorError>")]
 pub struct OpenDoc {
-    /// A validated document id.
+    /// A validated document id, as stored (tenant-qualified with authentication).
     pub id: String,
+    /// The id clients use (echoed in messages).
+    pub name: String,
+    /// Whether a document with nothing stored may be created (else `UnknownDocument`).
+    pub create: bool,
 }
 
 impl Handler<OpenDoc> for Registry {
@@ -78,8 +87,8 @@ impl Handler<OpenDoc> for Registry {
 
     /// Returns the open actor or starts one from the store (refused during shutdown).
     fn handle(&mut self, m: OpenDoc, ctx: &mut Context<Self>) -> Self::Result {
-        if self.shutting_down {
-            return Err(ActorError::Closing(m.id));
+        if self.shutting_down || self.deleting.contains(&m.id) {
+            return Err(ActorError::Closing(m.name));
         }
         if let Some(addr) = self.docs.get(m.id.as_str()) {
             if addr.connected() {
@@ -89,11 +98,15 @@ impl Handler<OpenDoc> for Registry {
         let id: Arc<str> = Arc::from(m.id);
         let actor = DocActor::load(
             id.clone(),
+            Arc::from(m.name.as_str()),
             self.config.clone(),
             self.store.clone(),
             self.writer.clone(),
             ctx.address(),
         )?;
+        if actor.is_new() && !m.create {
+            return Err(AuthError::UnknownDocument(m.name).into());
+        }
         let addr = match self.arbiter_for(&id) {
             Some(arbiter) => DocActor::start_in_arbiter(arbiter, move |_| actor),
             None => actor.start(),
@@ -161,10 +174,51 @@ impl Handler<ShutdownAll> for Registry {
                     Err(e) => warn!(doc = %id, error = %e, "document actor gone at shutdown"),
                 }
             }
+            writer.do_send(Record(AuditEvent::ServerStop));
+            if let Err(e) = writer.send(Checkpoint).await {
+                warn!(error = %e, "store writer gone at shutdown");
+            }
             if let Err(e) = writer.send(FlushNow).await {
                 warn!(error = %e, "store writer gone at shutdown");
             }
             saved
         })
+    }
+}
+
+/// Delete a document: stop its actor (subscribers are closed with 1012), then delete its
+/// records and, in an encrypted store, destroy its data key. Answers once that is durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct DeleteDocument {
+    /// Storage id.
+    pub id: String,
+}
+
+impl Handler<DeleteDocument> for Registry {
+    type Result = ResponseActFuture<Self, Result<(), ActorError>>;
+
+    /// Refuses opens of the document until the deletion is durable.
+    fn handle(&mut self, m: DeleteDocument, _: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down || !self.deleting.insert(m.id.clone()) {
+            return Box::pin(actix::fut::ready(Err(ActorError::Closing(m.id))));
+        }
+        let open = self.docs.remove(m.id.as_str());
+        let writer = self.writer.clone();
+        let id = m.id.clone();
+        let work = async move {
+            if let Some(addr) = open {
+                addr.send(Shutdown).await?;
+            }
+            writer
+                .send(DeleteDoc { doc: id.clone() })
+                .await?
+                .map_err(|e| ActorError::Store(crate::store::StoreError::Backend(e)))
+        };
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
+            act.deleting.remove(&m.id);
+            debug!(doc = %m.id, ok = res.is_ok(), "document deleted");
+            res
+        }))
     }
 }

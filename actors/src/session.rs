@@ -5,7 +5,9 @@
 //! - Each frame is decoded once, at this boundary, into a validated `ClientMsg`; everything
 //!   past it is typed. The session answers in the frame type of the request (binary →
 //!   MessagePack, text → JSON); a document's stream uses the frame type of the `join`.
-//! - Nothing but `hello` and `ping` is served before `hello`.
+//! - Nothing but `hello` and `ping` is served before `hello`; with authentication on, `hello`
+//!   must carry a valid token, and every join, op and presence is checked against its claims
+//!   (expiry, tenant, role) before it reaches a document. Refusals and sessions are audited.
 //! - Bad input gets an `error` message and the session survives, except where the protocol
 //!   cannot go on (unsupported version, oversized or malformed frames, bad UTF-8), which close
 //!   the connection with the close code from `errors::close_code_for`.
@@ -23,13 +25,16 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use coedit_protocol::wire::{validate_client_id, MAX_FRAME_BYTES};
+use coedit_protocol::wire::{split_doc_ref, validate_client_id, MAX_FRAME_BYTES};
 use coedit_protocol::{
     ClientId, ClientMsg, ErrorCode, OpMsg, ProtocolError, ServerMsg, PROTOCOL_VERSION,
 };
 use rand::distr::{Alphanumeric, SampleString};
 use tracing::{debug, info_span};
 
+use crate::audit::AuditEvent;
+use crate::auth::{authorize, now_s, Action, AuthError, Claims, Resolved, Role};
+use crate::crypto_actor::Guard;
 use crate::document::{DocActor, Join, Leave, SetPresence, Submit};
 use crate::errors::{
     close_code_for, ActorError, CLOSE_INVALID_PAYLOAD, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL,
@@ -89,9 +94,10 @@ pub fn start_session(
     stream: web::Payload,
     registry: Addr<Registry>,
     config: SessionConfig,
+    guard: Guard,
 ) -> Result<HttpResponse, actix_web::Error> {
     let max = config.max_frame_bytes;
-    ws::WsResponseBuilder::new(WsSession::new(registry, config), req, stream)
+    ws::WsResponseBuilder::new(WsSession::new(registry, config, guard), req, stream)
         .frame_size(max)
         .start()
 }
@@ -102,27 +108,83 @@ pub struct WsSession {
     id: SessionId,
     /// The client id, once `hello` arrived.
     client: Option<ClientId>,
-    /// Documents joined, with their actors.
+    /// The token's claims (authentication on, after `hello`).
+    claims: Option<Claims>,
+    /// Documents joined, by the name the client uses, with their actors.
     docs: HashMap<String, Addr<DocActor>>,
     /// When the client last sent anything.
     last_seen: Instant,
     registry: Addr<Registry>,
     config: SessionConfig,
+    guard: Guard,
     span: tracing::Span,
 }
 
 impl WsSession {
     /// A session that opens documents through `registry`.
-    pub fn new(registry: Addr<Registry>, config: SessionConfig) -> Self {
+    pub fn new(registry: Addr<Registry>, config: SessionConfig, guard: Guard) -> Self {
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         WsSession {
             id,
             client: None,
+            claims: None,
             docs: HashMap::new(),
             last_seen: Instant::now(),
             registry,
             config,
+            guard,
             span: info_span!("session", id),
+        }
+    }
+
+    /// Resolves and authorizes a document reference for this session's claims; on refusal,
+    /// audits it and reports it to the client.
+    fn authorize(
+        &self,
+        doc: &str,
+        action: Action,
+        seq: Option<u64>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Option<Resolved> {
+        match authorize(self.claims.as_ref(), doc, action, now_s()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.refuse(&e, action_name(action), Some(doc), seq, format, ctx);
+                None
+            }
+        }
+    }
+
+    /// Audits and reports a refusal.
+    fn refuse(
+        &self,
+        e: &AuthError,
+        action: &str,
+        doc: Option<&str>,
+        seq: Option<u64>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        debug!(parent: &self.span, error = %e, action, "refused");
+        self.guard
+            .refused(Some(self.id), self.claims.as_ref(), action, doc, e);
+        Self::fail(
+            ctx,
+            format,
+            e.code(),
+            e.to_string(),
+            doc.map(str::to_string),
+            seq,
+        );
+    }
+
+    /// The name under which a reference was joined (`tenant:name` → `name` for the session's
+    /// own tenant).
+    fn joined_name<'a>(&self, doc: &'a str) -> &'a str {
+        match (&self.claims, split_doc_ref(doc)) {
+            (Some(c), Ok((Some(t), name))) if t == c.tenant => name,
+            _ => doc,
         }
     }
 
@@ -187,8 +249,8 @@ impl WsSession {
             (ClientMsg::Ping { t }, _) => {
                 return Self::send(ctx, &ServerMsg::Pong { t: *t }, format);
             }
-            (ClientMsg::Hello { client, .. }, None) => {
-                return self.on_hello(client.clone(), format, ctx);
+            (ClientMsg::Hello { client, token, .. }, None) => {
+                return self.on_hello(client.clone(), token.clone(), format, ctx);
             }
             (ClientMsg::Hello { .. }, Some(_)) => {
                 let e = "hello was already received on this connection".to_string();
@@ -203,18 +265,32 @@ impl WsSession {
         match msg {
             ClientMsg::Join { doc, rev } => self.on_join(client, doc, rev, format, ctx),
             ClientMsg::Op(m) => self.on_op(client, m, format, ctx),
-            ClientMsg::Presence { doc, rev, sel } => match self.docs.get(&doc) {
-                Some(addr) => addr.do_send(SetPresence {
-                    session: self.id,
-                    rev,
-                    sel,
-                }),
-                None => Self::not_joined(ctx, format, doc, None),
-            },
-            ClientMsg::Leave { doc } => match self.docs.remove(&doc) {
-                Some(addr) => addr.do_send(Leave { session: self.id }),
-                None => Self::not_joined(ctx, format, doc, None),
-            },
+            ClientMsg::Presence { doc, rev, sel } => {
+                let Some(r) = self.authorize(&doc, Action::Presence, None, format, ctx) else {
+                    return;
+                };
+                match self.docs.get(&r.name) {
+                    Some(addr) => addr.do_send(SetPresence {
+                        session: self.id,
+                        rev,
+                        sel,
+                    }),
+                    None => Self::not_joined(ctx, format, doc, None),
+                }
+            }
+            ClientMsg::Leave { doc } => {
+                let name = self.joined_name(&doc).to_string();
+                match self.docs.remove(&name) {
+                    Some(addr) => {
+                        addr.do_send(Leave { session: self.id });
+                        self.guard.audit(AuditEvent::Leave {
+                            session: self.id,
+                            doc: name,
+                        });
+                    }
+                    None => Self::not_joined(ctx, format, doc, None),
+                }
+            }
             ClientMsg::Hello { .. } | ClientMsg::Ping { .. } => {}
         }
     }
@@ -232,6 +308,7 @@ impl WsSession {
     fn on_hello(
         &mut self,
         client: Option<String>,
+        token: Option<String>,
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
@@ -242,8 +319,34 @@ impl WsSession {
         if let Err(e) = validate_client_id(&client) {
             return Self::fail(ctx, format, e.code(), e.to_string(), None, None);
         }
+        let guard = self.guard.clone();
+        // Nothing else from this client is handled until the token is checked.
+        ctx.wait(
+            async move { guard.authenticate(token).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(claims) => act.welcome(client, claims, format, ctx),
+                    Err(e) => act.refuse(&e, "hello", None, None, format, ctx),
+                }),
+        );
+    }
+
+    fn welcome(
+        &mut self,
+        client: String,
+        claims: Option<Claims>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         debug!(parent: &self.span, client = %client, "hello");
+        self.guard.audit(AuditEvent::SessionOpen {
+            session: self.id,
+            client: client.clone(),
+            subject: claims.as_ref().map(|c| c.sub.clone()),
+            tenant: claims.as_ref().map(|c| c.tenant.clone()),
+        });
         self.client = Some(ClientId::from(client.as_str()));
+        self.claims = claims;
         let welcome = ServerMsg::Welcome {
             v: PROTOCOL_VERSION,
             client,
@@ -259,6 +362,12 @@ impl WsSession {
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        let Some(resolved) = self.authorize(&doc, Action::Read, None, format, ctx) else {
+            return;
+        };
+        // Opening a document that does not exist creates it: editors and owners only.
+        let create = resolved.role >= Role::Editor;
+        let doc = resolved.name.clone();
         if !self.docs.contains_key(&doc) && self.docs.len() >= self.config.max_docs {
             let msg = format!(
                 "a session may join at most {} documents",
@@ -276,14 +385,19 @@ impl WsSession {
         let registry = self.registry.clone();
         let session = self.id;
         let out = ctx.address().recipient();
-        let id = doc.clone();
+        let (id, name) = (resolved.id.clone(), resolved.name.clone());
         let join = async move {
             let mut last = None;
             for attempt in 0..JOIN_ATTEMPTS {
                 if attempt > 0 {
                     tokio::time::sleep(JOIN_RETRY_PAUSE * attempt).await;
                 }
-                let addr = registry.send(OpenDoc { id: id.clone() }).await??;
+                let open = OpenDoc {
+                    id: id.clone(),
+                    name: name.clone(),
+                    create,
+                };
+                let addr = registry.send(open).await??;
                 let join = Join {
                     session,
                     client: client.clone(),
@@ -298,12 +412,18 @@ impl WsSession {
                     Ok(Err(e)) => return Err(e),
                 }
             }
-            Err(last.unwrap_or(ActorError::Closing(id)))
+            Err(last.unwrap_or(ActorError::Closing(name)))
         };
         ctx.wait(join.into_actor(self).map(move |res, act, ctx| match res {
             Ok(addr) => {
+                act.guard.audit(AuditEvent::Join {
+                    session: act.id,
+                    doc: resolved.id,
+                    role: act.claims.as_ref().map(|_| resolved.role.to_string()),
+                });
                 act.docs.insert(doc, addr);
             }
+            Err(ActorError::Auth(e)) => act.refuse(&e, "join", Some(&doc), None, format, ctx),
             Err(e) => Self::fail(ctx, format, e.code(), e.to_string(), Some(doc), None),
         }));
     }
@@ -315,7 +435,10 @@ impl WsSession {
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let Some(addr) = self.docs.get(&m.doc) else {
+        let Some(r) = self.authorize(&m.doc, Action::Write, Some(m.seq), format, ctx) else {
+            return;
+        };
+        let Some(addr) = self.docs.get(&r.name) else {
             return Self::not_joined(ctx, format, m.doc, Some(m.seq));
         };
         match m.checked_op() {
@@ -357,6 +480,10 @@ impl Actor for WsSession {
     fn stopped(&mut self, _: &mut Self::Context) {
         for (_, addr) in self.docs.drain() {
             addr.do_send(Leave { session: self.id });
+        }
+        if self.client.is_some() {
+            self.guard
+                .audit(AuditEvent::SessionClose { session: self.id });
         }
         debug!(parent: &self.span, "session closed");
     }
@@ -407,5 +534,15 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         Self::close(ctx, CLOSE_NORMAL, "connection closed");
+    }
+}
+
+/// The audit name of an action.
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Read => "join",
+        Action::Presence => "presence",
+        Action::Write => "op",
+        Action::Manage => "manage",
     }
 }

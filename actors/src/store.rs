@@ -493,6 +493,27 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Opens the store in `dir` to read its audit log only (no keys needed, whatever the
+    /// encryption mode). Used by `coedit audit`; never write documents through it.
+    pub fn open_audit_reader(dir: &Path) -> Result<Self, StoreError> {
+        if !dir.join("db").exists() && !dir.join("conf").exists() {
+            return Err(StoreError::Config(format!("no store in {}", dir.display())));
+        }
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend)?;
+        let store = RecordStore {
+            kv: SledKv::new(db)?,
+            keys: None,
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+}
+
 impl<K: Kv> RecordStore<K> {
     fn check_format(&self) -> Result<(), StoreError> {
         let store = self;

@@ -132,6 +132,18 @@ pub fn start_server_at(data_dir: &Path, config: &str) -> Server {
     }
 }
 
+/// Runs the `coedit` binary with `args`; returns success and stdout + stderr.
+pub fn run_coedit(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args(args)
+        .env("COEDIT_LOG", "error")
+        .output()
+        .expect("run coedit");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Runs `coedit check` on a data directory; returns success and the output.
 pub fn run_check(data_dir: &Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_coedit"))
@@ -166,12 +178,24 @@ pub fn http(
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, serde_json::Value)> {
+    http_auth(addr, method, path, body, None)
+}
+
+/// [`http`] with an optional bearer token.
+pub fn http_auth(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Result<(u16, serde_json::Value)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(HTTP_TIMEOUT))?;
     let body = body.unwrap_or("");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
@@ -259,6 +283,8 @@ pub struct TestClient {
     pub errors: Vec<(ErrorCode, String)>,
     /// Latest known selections of other clients.
     pub presence: HashMap<String, Vec<Selection>>,
+    /// Access token sent in `hello`.
+    pub token: Option<String>,
     /// `(rev, seq)` of this client's acknowledged ops (its own op in the stream, or an `ack`).
     pub own_acks: Vec<(u64, u64)>,
 }
@@ -266,7 +292,19 @@ pub struct TestClient {
 impl TestClient {
     /// Connects, says hello (reusing `client_id` if given) and joins `doc` with no revision.
     pub async fn join(url: &str, doc: &str, client_id: Option<&str>, binary: bool) -> Result<Self> {
+        Self::join_as(url, doc, client_id, binary, None).await
+    }
+
+    /// [`TestClient::join`] with an access token.
+    pub async fn join_as(
+        url: &str,
+        doc: &str,
+        client_id: Option<&str>,
+        binary: bool,
+        token: Option<&str>,
+    ) -> Result<Self> {
         let mut c = TestClient {
+            token: token.map(str::to_string),
             url: url.to_string(),
             ws: None,
             binary,
@@ -305,7 +343,7 @@ impl TestClient {
         self.send(&ClientMsg::Hello {
             v: PROTOCOL_VERSION,
             client: client_id,
-            token: None,
+            token: self.token.clone(),
         })
         .await?;
         match self.read().await? {
