@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
 use coedit_actors::crypto_actor::DEFAULT_CRYPTO_THREADS;
+use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
 use coedit_actors::store_actor::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RELAXED_FLUSH_INTERVAL};
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
@@ -317,11 +317,7 @@ impl Config {
             crypto_mode: f.crypto.mode.unwrap_or_default(),
             master_key_file: f.crypto.master_key_file,
             signing_key_file: f.crypto.signing_key_file,
-            crypto_threads: f
-                .crypto
-                .threads
-                .unwrap_or(DEFAULT_CRYPTO_THREADS)
-                .max(1),
+            crypto_threads: f.crypto.threads.unwrap_or(DEFAULT_CRYPTO_THREADS).max(1),
             auth_mode: f.auth.mode.unwrap_or_default(),
             hmac_key_file: f.auth.hmac_key_file,
             public_key_file: f.auth.public_key_file,

@@ -169,7 +169,9 @@ async fn check(
     match authorize(claims.as_ref(), doc, action, now_s()) {
         Ok(r) => Ok((claims, Some(r))),
         Err(e) => {
-            state.guard.refused(None, claims.as_ref(), &what, Some(doc), &e);
+            state
+                .guard
+                .refused(None, claims.as_ref(), &what, Some(doc), &e);
             Err(e.into())
         }
     }
@@ -369,7 +371,9 @@ async fn rotate_master_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (claims, _) = check(&state, &req, None, Action::Manage).await?;
-    let subject = claims.as_ref().map_or_else(|| "anonymous".into(), |c| c.sub.clone());
+    let subject = claims
+        .as_ref()
+        .map_or_else(|| "anonymous".into(), |c| c.sub.clone());
     if claims.as_ref().is_some_and(|c| !c.admin) {
         let e = AuthError::NotPermitted("rotating the master key needs an admin token".into());
         let what = format!("{} {}", req.method(), req.path());

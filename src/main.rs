@@ -21,8 +21,8 @@ use clap::{Parser, Subcommand};
 use coedit_actors::audit::AuditEvent;
 use coedit_actors::crypto_actor::{CryptoActor, Guard};
 use coedit_actors::registry::ShutdownAll;
-use coedit_actors::store_actor::Record;
 use coedit_actors::store::check_document;
+use coedit_actors::store_actor::Record;
 use coedit_actors::{MemoryStore, Registry, SledStore, Store, StoreActor};
 use tracing::{info, warn};
 

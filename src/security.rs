@@ -173,7 +173,11 @@ pub struct TokenRequest {
 }
 
 /// `coedit token issue`: a token signed with an SM2 private key or an HMAC-SM3 secret.
-pub fn issue_token(req: TokenRequest, sm2_key: Option<&Path>, hmac_key: Option<&Path>) -> Result<String> {
+pub fn issue_token(
+    req: TokenRequest,
+    sm2_key: Option<&Path>,
+    hmac_key: Option<&Path>,
+) -> Result<String> {
     coedit_protocol::wire::validate_doc_id(&req.tenant).context("tenant")?;
     let signer = match (sm2_key, hmac_key) {
         (Some(p), None) => TokenSigner::Sm2(Sm2Signer::load(p)?),
@@ -223,8 +227,11 @@ pub fn rotate_master_key(
                 bail!("server refused the rotation ({}): {body}", resp.status());
             }
             if body["master_version"] != new_version {
-                bail!("the server re-wrapped under version {}, not {new_version}: is it using {}?",
-                    body["master_version"], key_file.display());
+                bail!(
+                    "the server re-wrapped under version {}, not {new_version}: is it using {}?",
+                    body["master_version"],
+                    key_file.display()
+                );
             }
             body["rewrapped"].as_u64().unwrap_or(0) as usize
         }
@@ -234,7 +241,12 @@ pub fn rotate_master_key(
                 .with_context(|| format!("opening the store in {}", data_dir.display()))?;
             let n = store.rotate_master_key(ring.clone())?;
             store.flush()?;
-            append_admin_audit(&store, "rotate-master-key", &format!("master key v{new_version}"), n)?;
+            append_admin_audit(
+                &store,
+                "rotate-master-key",
+                &format!("master key v{new_version}"),
+                n,
+            )?;
             n
         }
     };
@@ -245,7 +257,12 @@ pub fn rotate_master_key(
 
 /// Records an offline administrative action in the audit chain (unsigned: the server signs
 /// the next checkpoint).
-fn append_admin_audit(store: &SledStore, action: &str, target: &str, n: usize) -> Result<(), StoreError> {
+fn append_admin_audit(
+    store: &SledStore,
+    action: &str,
+    target: &str,
+    n: usize,
+) -> Result<(), StoreError> {
     let mut chain = audit::AuditChain::resume(store)?;
     chain.append(
         store,

@@ -20,6 +20,16 @@ use common::{
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Method, path, body, token, expected status and code.
+type RestCase<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    u16,
+    ErrorCode,
+);
+
 const WAIT: Duration = Duration::from_secs(5);
 /// Text that must never appear in the data directory of an encrypted store.
 const MARKER: &str = "PLAINTEXT-MARKER-7f3a";
@@ -43,7 +53,10 @@ fn setup() -> Setup {
     assert!(ok, "{out}");
     use std::os::unix::fs::PermissionsExt;
     for secret in ["master.key", "sm2.pem", "hmac.key"] {
-        let mode = std::fs::metadata(keys.join(secret)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(keys.join(secret))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{secret}");
     }
     // keygen never overwrites.
@@ -95,7 +108,9 @@ fn expired(s: &Setup) -> String {
         tenant: "acme".into(),
         iat: now_s() - 7200,
         exp: now_s() - 3600,
-        grants: [("notes-*".to_string(), Role::Editor)].into_iter().collect(),
+        grants: [("notes-*".to_string(), Role::Editor)]
+            .into_iter()
+            .collect(),
         admin: false,
     })
 }
@@ -108,8 +123,10 @@ async fn hello(server: &Server, token: Option<&str>) -> Result<Option<(ErrorCode
         client: None,
         token: token.map(str::to_string),
     };
-    ws.send(Message::Text(coedit_protocol::wire::encode_json(&hello).into()))
-        .await?;
+    ws.send(Message::Text(
+        coedit_protocol::wire::encode_json(&hello).into(),
+    ))
+    .await?;
     match read_msg(&mut ws, WAIT).await? {
         Incoming::Msg(ServerMsg::Welcome { .. }) => Ok(None),
         Incoming::Msg(ServerMsg::Error { code, .. }) => {
@@ -152,7 +169,13 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     let s = setup();
-    let alice = issue(&s, "alice", "acme", &["notes-*=editor", "spec=owner"], false);
+    let alice = issue(
+        &s,
+        "alice",
+        "acme",
+        &["notes-*=editor", "spec=owner"],
+        false,
+    );
     let bob = issue(&s, "bob", "acme", &["notes-*=viewer"], false);
     let eve = issue(&s, "eve", "globex", &["notes-*=owner"], false);
     let mut server = start_server_at(&s.data, &s.config);
@@ -162,10 +185,22 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     let mut forged = alice.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
-    assert_eq!(hello(&server, None).await?, Some((ErrorCode::AuthRequired, Some(1008))));
-    assert_eq!(hello(&server, Some(&forged)).await?, Some((ErrorCode::InvalidToken, Some(1008))));
-    assert_eq!(hello(&server, Some("not.a.token")).await?, Some((ErrorCode::InvalidToken, Some(1008))));
-    assert_eq!(hello(&server, Some(&expired(&s))).await?, Some((ErrorCode::TokenExpired, Some(1008))));
+    assert_eq!(
+        hello(&server, None).await?,
+        Some((ErrorCode::AuthRequired, Some(1008)))
+    );
+    assert_eq!(
+        hello(&server, Some(&forged)).await?,
+        Some((ErrorCode::InvalidToken, Some(1008)))
+    );
+    assert_eq!(
+        hello(&server, Some("not.a.token")).await?,
+        Some((ErrorCode::InvalidToken, Some(1008)))
+    );
+    assert_eq!(
+        hello(&server, Some(&expired(&s))).await?,
+        Some((ErrorCode::TokenExpired, Some(1008)))
+    );
     assert_eq!(hello(&server, Some(&alice)).await?, None);
 
     // Alice (editor) creates and writes; Bob (viewer) reads but cannot write.
@@ -176,7 +211,12 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     assert_eq!(b.text, MARKER);
     b.edit(Op::insert_at(0, "bob was here ")).await?;
     b.pump(Duration::from_millis(300)).await?;
-    assert_eq!(b.errors.first().map(|e| e.0), Some(ErrorCode::ReadOnly), "{:?}", b.errors);
+    assert_eq!(
+        b.errors.first().map(|e| e.0),
+        Some(ErrorCode::ReadOnly),
+        "{:?}",
+        b.errors
+    );
     b.select(vec![(1, 1)]).await?;
     a.pump_until(|c| !c.presence.is_empty()).await?;
     // Unknown document (viewers cannot create), other tenant by qualified name.
@@ -185,19 +225,30 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
         ("secret", ErrorCode::UnknownDocument),
         ("globex:notes-1", ErrorCode::WrongTenant),
     ] {
-        b.send(&ClientMsg::Join { doc: doc.into(), rev: None }).await?;
+        b.send(&ClientMsg::Join {
+            doc: doc.into(),
+            rev: None,
+        })
+        .await?;
         let before = b.errors.len();
         b.pump_until(|c| c.errors.len() > before).await?;
         assert_eq!(b.errors.last().unwrap().0, code, "{doc}");
     }
-    assert!(b.ws.is_some(), "authorization refusals do not end the session");
+    assert!(
+        b.ws.is_some(),
+        "authorization refusals do not end the session"
+    );
 
     // Tenants are isolated: Eve's notes-1 is another document.
     let mut e = TestClient::join_as(&url, "notes-1", None, true, Some(&eve)).await?;
     assert_eq!(e.text, "");
     e.edit(Op::insert_at(0, "globex text")).await?;
     e.settle().await?;
-    e.send(&ClientMsg::Join { doc: "acme:notes-1".into(), rev: None }).await?;
+    e.send(&ClientMsg::Join {
+        doc: "acme:notes-1".into(),
+        rev: None,
+    })
+    .await?;
     e.pump_until(|c| !c.errors.is_empty()).await?;
     assert_eq!(e.errors[0].0, ErrorCode::WrongTenant);
 
@@ -205,26 +256,95 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     assert_eq!(get(&server, "notes-1", Some(&bob)).1["text"], MARKER);
     assert_eq!(get(&server, "acme:notes-1", Some(&alice)).1["text"], MARKER);
     assert_eq!(get(&server, "notes-1", Some(&eve)).1["text"], "globex text");
-    let cases: Vec<(&str, &str, Option<&str>, Option<&str>, u16, ErrorCode)> = vec![
-        ("GET", "/api/docs/notes-1", None, None, 401, ErrorCode::AuthRequired),
-        ("GET", "/api/docs/notes-1", None, Some(&forged), 401, ErrorCode::InvalidToken),
-        ("GET", "/api/docs/globex:notes-1", None, Some(&alice), 403, ErrorCode::WrongTenant),
-        ("GET", "/api/docs/secret", None, Some(&alice), 404, ErrorCode::UnknownDocument),
-        ("GET", "/api/docs/notes-zzz", None, Some(&bob), 404, ErrorCode::UnknownDocument),
-        ("POST", "/api/docs/notes-1/ops", Some(r#"{"base_rev":1,"op":["x"]}"#), Some(&bob), 403, ErrorCode::ReadOnly),
-        ("DELETE", "/api/docs/notes-1", None, Some(&alice), 403, ErrorCode::NotPermitted),
-        ("POST", "/api/admin/rotate-master-key", None, Some(&alice), 403, ErrorCode::NotPermitted),
+    let mut cases: Vec<RestCase> = vec![
+        (
+            "GET",
+            "/api/docs/notes-1",
+            None,
+            None,
+            401,
+            ErrorCode::AuthRequired,
+        ),
+        (
+            "GET",
+            "/api/docs/notes-1",
+            None,
+            Some(&forged),
+            401,
+            ErrorCode::InvalidToken,
+        ),
+        (
+            "GET",
+            "/api/docs/globex:notes-1",
+            None,
+            Some(&alice),
+            403,
+            ErrorCode::WrongTenant,
+        ),
+        (
+            "GET",
+            "/api/docs/secret",
+            None,
+            Some(&alice),
+            404,
+            ErrorCode::UnknownDocument,
+        ),
+        (
+            "GET",
+            "/api/docs/notes-zzz",
+            None,
+            Some(&bob),
+            404,
+            ErrorCode::UnknownDocument,
+        ),
+        (
+            "POST",
+            "/api/docs/notes-1/ops",
+            Some(r#"{"base_rev":1,"op":["x"]}"#),
+            Some(&bob),
+            403,
+            ErrorCode::ReadOnly,
+        ),
+        (
+            "DELETE",
+            "/api/docs/notes-1",
+            None,
+            Some(&alice),
+            403,
+            ErrorCode::NotPermitted,
+        ),
+        (
+            "POST",
+            "/api/admin/rotate-master-key",
+            None,
+            Some(&alice),
+            403,
+            ErrorCode::NotPermitted,
+        ),
     ];
     let expired_token = expired(&s);
-    let mut cases = cases;
-    cases.push(("GET", "/api/docs/notes-1", None, Some(&expired_token), 401, ErrorCode::TokenExpired));
+    cases.push((
+        "GET",
+        "/api/docs/notes-1",
+        None,
+        Some(&expired_token),
+        401,
+        ErrorCode::TokenExpired,
+    ));
     for (method, path, body, token, status, code) in &cases {
         let (st, v) = http_auth(server.addr, method, path, *body, *token)?;
-        assert_eq!((st, code_of(&v)), (*status, code.as_u16() as u64), "{method} {path}: {v}");
+        assert_eq!(
+            (st, code_of(&v)),
+            (*status, code.as_u16() as u64),
+            "{method} {path}: {v}"
+        );
     }
     // None of that changed anything.
     let (_, v) = get(&server, "notes-1", Some(&alice));
-    assert_eq!((v["text"].as_str(), v["rev"].as_u64()), (Some(MARKER), Some(1)));
+    assert_eq!(
+        (v["text"].as_str(), v["rev"].as_u64()),
+        (Some(MARKER), Some(1))
+    );
 
     // Crypto-shredding: the owner deletes a document; its key is gone.
     let mut owner = TestClient::join_as(&url, "spec", None, true, Some(&alice)).await?;
@@ -240,7 +360,10 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
 
     // Nothing readable at rest.
     let bytes = all_bytes(&s.data);
-    assert!(!contains(&bytes, MARKER), "document text found in the data directory");
+    assert!(
+        !contains(&bytes, MARKER),
+        "document text found in the data directory"
+    );
     assert!(!contains(&bytes, "globex text"));
     let store = SledStore::open_audit_reader(&s.data)?;
     let keys = coedit_actors::keys::DataKeys::list(store.kv())?;
@@ -250,18 +373,35 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     // The audit log: intact and signed; every refusal recorded with its code; no text.
     let data = path_str(&s.data);
     let pubkey = s.keys.join("sm2.pub.pem");
-    let (ok, out) = run_coedit(&["audit", "verify", "--data-dir", data, "--pubkey", path_str(&pubkey)]);
+    let (ok, out) = run_coedit(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data,
+        "--pubkey",
+        path_str(&pubkey),
+    ]);
     assert!(ok, "{out}");
     assert!(!out.contains(" 0 signatures verified"), "{out}");
     let export = s.data.with_extension("audit.jsonl");
-    let (ok, out) = run_coedit(&["audit", "export", "--data-dir", data, "--out", path_str(&export)]);
+    let (ok, out) = run_coedit(&[
+        "audit",
+        "export",
+        "--data-dir",
+        data,
+        "--out",
+        path_str(&export),
+    ]);
     assert!(ok, "{out}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&export)?
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let kinds = |k: &str| lines.iter().filter(|l| l["event"]["kind"] == k).count();
-    assert!(kinds("op") >= 3 && kinds("join") >= 3 && kinds("session_open") >= 4, "{lines:?}");
+    assert!(
+        kinds("op") >= 3 && kinds("join") >= 3 && kinds("session_open") >= 4,
+        "{lines:?}"
+    );
     assert!(kinds("checkpoint") >= 1 && kinds("admin") >= 1 && kinds("server_stop") == 1);
     let refused: std::collections::BTreeSet<u64> = lines
         .iter()
@@ -269,7 +409,10 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
         .map(|l| l["event"]["code"].as_u64().unwrap())
         .collect();
     for code in 5001..=5007 {
-        assert!(refused.contains(&code), "no refusal with code {code} audited: {refused:?}");
+        assert!(
+            refused.contains(&code),
+            "no refusal with code {code} audited: {refused:?}"
+        );
     }
     assert!(!std::fs::read_to_string(&export)?.contains(MARKER));
 
@@ -280,17 +423,32 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
         f(&store);
         store.flush().unwrap();
         drop(store);
-        let (ok, out) = run_coedit(&["audit", "verify", "--data-dir", data, "--pubkey", path_str(&pubkey)]);
+        let (ok, out) = run_coedit(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            data,
+            "--pubkey",
+            path_str(&pubkey),
+        ]);
         assert!(!ok, "tampering not detected: {out}");
         let store = SledStore::open_audit_reader(&s.data).unwrap();
-        store.kv().delete_range(Tree::Audit, &[], &[0xff; 9]).unwrap();
+        store
+            .kv()
+            .delete_range(Tree::Audit, &[], &[0xff; 9])
+            .unwrap();
         for (seq, v) in saved {
             store.audit_put(seq, &v).unwrap();
         }
         store.flush().unwrap();
         out
     };
-    let raw = |st: &SledStore, seq: u64| st.kv().get(Tree::Audit, &seq.to_be_bytes()).unwrap().unwrap();
+    let raw = |st: &SledStore, seq: u64| {
+        st.kv()
+            .get(Tree::Audit, &seq.to_be_bytes())
+            .unwrap()
+            .unwrap()
+    };
     let out = tamper(&|st| {
         let mut v = raw(st, 3);
         let n = v.len();
@@ -299,22 +457,44 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     });
     assert!(out.contains("audit record 3:"), "{out}");
     let out = tamper(&|st| {
-        st.kv().delete_range(Tree::Audit, &5u64.to_be_bytes(), &6u64.to_be_bytes()).unwrap();
+        st.kv()
+            .delete_range(Tree::Audit, &5u64.to_be_bytes(), &6u64.to_be_bytes())
+            .unwrap();
     });
-    assert!(out.contains("audit record 5:") && out.contains("missing"), "{out}");
+    assert!(
+        out.contains("audit record 5:") && out.contains("missing"),
+        "{out}"
+    );
     let out = tamper(&|st| {
         let (a, b) = (raw(st, 6), raw(st, 7));
         st.audit_put(6, &b).unwrap();
         st.audit_put(7, &a).unwrap();
     });
-    assert!(out.contains("audit record 6:") && out.contains("reordered"), "{out}");
-    let (ok, out) = run_coedit(&["audit", "verify", "--data-dir", data, "--pubkey", path_str(&pubkey)]);
+    assert!(
+        out.contains("audit record 6:") && out.contains("reordered"),
+        "{out}"
+    );
+    let (ok, out) = run_coedit(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data,
+        "--pubkey",
+        path_str(&pubkey),
+    ]);
     assert!(ok, "restored chain verifies: {out}");
     // A checkpoint checked against another key fails.
     let other = tempfile::tempdir()?;
     let (ok, _) = run_coedit(&["keygen", "--out", path_str(other.path())]);
     assert!(ok);
-    let (ok, out) = run_coedit(&["audit", "verify", "--data-dir", data, "--pubkey", path_str(&other.path().join("sm2.pub.pem"))]);
+    let (ok, out) = run_coedit(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data,
+        "--pubkey",
+        path_str(&other.path().join("sm2.pub.pem")),
+    ]);
     assert!(!ok && out.contains("checkpoint"), "{out}");
 
     // Offline master key rotation: data untouched, old version retired, documents readable.
@@ -328,13 +508,29 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     };
     assert_eq!(live, 2, "acme:notes-1 and globex:notes-1");
     let key_file = s.keys.join("master.key");
-    let (ok, out) = run_coedit(&["rotate-master-key", "--key-file", path_str(&key_file), "--data-dir", data]);
-    assert!(ok && out.contains(&format!("{live} data keys re-wrapped")), "{out}");
+    let (ok, out) = run_coedit(&[
+        "rotate-master-key",
+        "--key-file",
+        path_str(&key_file),
+        "--data-dir",
+        data,
+    ]);
+    assert!(
+        ok && out.contains(&format!("{live} data keys re-wrapped")),
+        "{out}"
+    );
     let ring = std::fs::read_to_string(&key_file)?;
-    assert!(ring.lines().any(|l| l.starts_with("2 ")) && !ring.lines().any(|l| l.starts_with("1 ")), "{ring}");
+    assert!(
+        ring.lines().any(|l| l.starts_with("2 ")) && !ring.lines().any(|l| l.starts_with("1 ")),
+        "{ring}"
+    );
     {
         let st = SledStore::open_audit_reader(&s.data)?;
-        assert_eq!(st.kv().range(Tree::Ops, &[], &[0xff])?, ops_before, "rotation rewrote data");
+        assert_eq!(
+            st.kv().range(Tree::Ops, &[], &[0xff])?,
+            ops_before,
+            "rotation rewrote data"
+        );
     }
     let server = start_server_at(&s.data, &s.config);
     assert_eq!(get(&server, "notes-1", Some(&alice)).1["text"], MARKER);
@@ -347,12 +543,20 @@ async fn online_master_key_rotation_and_hmac_tokens() -> Result<()> {
     let s = setup();
     let hmac = s.keys.join("hmac.key");
     let config = s.config.replace(
-        &format!("mode = \"sm2\"\npublic_key_file = \"{}/sm2.pub.pem\"", path_str(&s.keys)),
-        &format!("mode = \"hmac-sm3\"\nhmac_key_file = \"{}\"", path_str(&hmac)),
+        &format!(
+            "mode = \"sm2\"\npublic_key_file = \"{}/sm2.pub.pem\"",
+            path_str(&s.keys)
+        ),
+        &format!(
+            "mode = \"hmac-sm3\"\nhmac_key_file = \"{}\"",
+            path_str(&hmac)
+        ),
     );
     assert_ne!(config, s.config);
     let token = |admin: bool| {
-        let mut args = vec!["token", "issue", "--sub", "root", "--tenant", "acme", "--grant", "*=owner"];
+        let mut args = vec![
+            "token", "issue", "--sub", "root", "--tenant", "acme", "--grant", "*=owner",
+        ];
         args.extend(["--hmac-key", path_str(&hmac)]);
         if admin {
             args.push("--admin");
@@ -371,19 +575,45 @@ async fn online_master_key_rotation_and_hmac_tokens() -> Result<()> {
     c.settle().await?;
     let key_file = s.keys.join("master.key");
     let base = format!("http://{}", server.addr);
-    let (ok, out) = run_coedit(&["rotate-master-key", "--key-file", path_str(&key_file), "--url", &base, "--token", &user]);
-    assert!(!ok && out.contains("admin"), "a non-admin token cannot rotate: {out}");
+    let (ok, out) = run_coedit(&[
+        "rotate-master-key",
+        "--key-file",
+        path_str(&key_file),
+        "--url",
+        &base,
+        "--token",
+        &user,
+    ]);
+    assert!(
+        !ok && out.contains("admin"),
+        "a non-admin token cannot rotate: {out}"
+    );
     // The failed attempt added version 2 to the file; this one adds 3 and re-wraps under it.
-    let (ok, out) = run_coedit(&["rotate-master-key", "--key-file", path_str(&key_file), "--url", &base, "--token", &admin]);
+    let (ok, out) = run_coedit(&[
+        "rotate-master-key",
+        "--key-file",
+        path_str(&key_file),
+        "--url",
+        &base,
+        "--token",
+        &admin,
+    ]);
     assert!(ok && out.contains("1 data keys re-wrapped"), "{out}");
     let ring = std::fs::read_to_string(&key_file)?;
-    assert_eq!(ring.lines().filter(|l| !l.starts_with('#')).count(), 1, "{ring}");
+    assert_eq!(
+        ring.lines().filter(|l| !l.starts_with('#')).count(),
+        1,
+        "{ring}"
+    );
     // Writes after the rotation use the new version; everything survives a restart with only it.
     c.edit(Op::insert_at(0, "+")).await?;
     c.settle().await?;
     drop(c);
     assert!(server.terminate()?.success());
     let server = start_server_at(&s.data, &config);
-    assert_eq!(get(&server, "d", Some(&user)).1["text"], "+kept across rotation");
+    assert_eq!(
+        get(&server, "d", Some(&user)).1["text"],
+        "+kept across rotation"
+    );
     Ok(())
 }

@@ -325,15 +325,18 @@ pub fn verify(
                     ));
                 }
                 let sig = hex::decode(sig).unwrap_or_default();
-                v.verify(&checkpoint_message(record.seq, record.time_ms, &record.prev), &sig)
-                    .map_err(|_| {
-                        fault(
-                            expected,
-                            "checkpoint signature does not verify (the checkpoint was altered \
+                v.verify(
+                    &checkpoint_message(record.seq, record.time_ms, &record.prev),
+                    &sig,
+                )
+                .map_err(|_| {
+                    fault(
+                        expected,
+                        "checkpoint signature does not verify (the checkpoint was altered \
                              or forged)"
-                                .into(),
-                        )
-                    })?;
+                            .into(),
+                    )
+                })?;
                 report.verified_checkpoints += 1;
             }
         }
@@ -453,7 +456,9 @@ mod tests {
             let f = tampered(|s| {
                 let mut v = raw(s, 4);
                 v[i] ^= 0x01;
-                s.kv().put_raw(Tree::Audit, &4u64.to_be_bytes(), &v).unwrap();
+                s.kv()
+                    .put_raw(Tree::Audit, &4u64.to_be_bytes(), &v)
+                    .unwrap();
             });
             assert_eq!(f.position, 4, "byte {i}: {f}");
         }
@@ -462,7 +467,9 @@ mod tests {
             let mut v = raw(s, 16);
             let n = v.len();
             v[n - 1] ^= 0x01;
-            s.kv().put_raw(Tree::Audit, &16u64.to_be_bytes(), &v).unwrap();
+            s.kv()
+                .put_raw(Tree::Audit, &16u64.to_be_bytes(), &v)
+                .unwrap();
         });
         assert_eq!(f.position, 16, "{f}");
     }
@@ -479,9 +486,7 @@ mod tests {
         // Deleting one and renumbering the rest to hide the gap breaks the links instead.
         let f = tampered(|s| {
             let all = s.audit_all().unwrap();
-            s.kv()
-                .delete_range(Tree::Audit, &[], &[0xff; 9])
-                .unwrap();
+            s.kv().delete_range(Tree::Audit, &[], &[0xff; 9]).unwrap();
             for (seq, v) in all.into_iter().filter(|(seq, _)| *seq != 6) {
                 let new = if seq > 6 { seq - 1 } else { seq };
                 s.kv().put_raw(Tree::Audit, &new.to_be_bytes(), &v).unwrap();
@@ -494,8 +499,12 @@ mod tests {
     fn reordered_records_are_found_and_named() {
         let f = tampered(|s| {
             let (a, b) = (raw(s, 3), raw(s, 4));
-            s.kv().put_raw(Tree::Audit, &3u64.to_be_bytes(), &b).unwrap();
-            s.kv().put_raw(Tree::Audit, &4u64.to_be_bytes(), &a).unwrap();
+            s.kv()
+                .put_raw(Tree::Audit, &3u64.to_be_bytes(), &b)
+                .unwrap();
+            s.kv()
+                .put_raw(Tree::Audit, &4u64.to_be_bytes(), &a)
+                .unwrap();
         });
         assert_eq!(f.position, 3, "{f}");
         assert!(f.reason.contains("reordered"), "{f}");

@@ -129,10 +129,7 @@ impl Claims {
     /// Fails once the token has expired (with [`EXPIRY_LEEWAY_S`] of tolerance).
     pub fn check_fresh(&self, now: u64) -> Result<(), AuthError> {
         if now > self.exp.saturating_add(EXPIRY_LEEWAY_S) {
-            return Err(AuthError::Expired {
-                exp: self.exp,
-                now,
-            });
+            return Err(AuthError::Expired { exp: self.exp, now });
         }
         Ok(())
     }
@@ -450,9 +447,21 @@ mod tests {
             let (_, sig) = rest.split_once('.').unwrap();
             let claims_part = other.split('.').nth(1).unwrap();
             let spliced = format!("{h}.{claims_part}.{sig}");
-            assert!(matches!(key.verify(&spliced, 4000), Err(AuthError::Invalid(_))));
-            for bad in ["", "a.b", "a.b.c.d", "!!!.???.***", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
-                assert!(matches!(key.verify(bad, 4000), Err(AuthError::Invalid(_))), "{bad:?}");
+            assert!(matches!(
+                key.verify(&spliced, 4000),
+                Err(AuthError::Invalid(_))
+            ));
+            for bad in [
+                "",
+                "a.b",
+                "a.b.c.d",
+                "!!!.???.***",
+                &"x".repeat(MAX_TOKEN_BYTES + 1),
+            ] {
+                assert!(
+                    matches!(key.verify(bad, 4000), Err(AuthError::Invalid(_))),
+                    "{bad:?}"
+                );
             }
         }
     }
@@ -501,12 +510,25 @@ mod tests {
                 role: Role::Editor
             }
         );
-        assert_eq!(authorize(Some(&c), "acme:notes-a", Action::Write, 100).unwrap(), ok);
-        let code = |r: &str, a: Action, now: u64| authorize(Some(&c), r, a, now).unwrap_err().code();
-        assert_eq!(code("globex:notes-a", Action::Read, 100), ErrorCode::WrongTenant);
+        assert_eq!(
+            authorize(Some(&c), "acme:notes-a", Action::Write, 100).unwrap(),
+            ok
+        );
+        let code =
+            |r: &str, a: Action, now: u64| authorize(Some(&c), r, a, now).unwrap_err().code();
+        assert_eq!(
+            code("globex:notes-a", Action::Read, 100),
+            ErrorCode::WrongTenant
+        );
         assert_eq!(code("other", Action::Read, 100), ErrorCode::UnknownDocument);
-        assert_eq!(code("notes-locked", Action::Write, 100), ErrorCode::ReadOnly);
-        assert_eq!(code("notes-a", Action::Manage, 100), ErrorCode::NotPermitted);
+        assert_eq!(
+            code("notes-locked", Action::Write, 100),
+            ErrorCode::ReadOnly
+        );
+        assert_eq!(
+            code("notes-a", Action::Manage, 100),
+            ErrorCode::NotPermitted
+        );
         assert_eq!(code("notes-a", Action::Read, 9999), ErrorCode::TokenExpired);
         assert!(authorize(Some(&c), "notes-locked", Action::Presence, 100).is_ok());
         assert!(authorize(Some(&c), "spec", Action::Manage, 100).is_ok());

@@ -112,16 +112,16 @@ pub fn sm3_parts(parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
 
 /// HMAC-SM3 of `msg` under `key`.
 pub fn hmac_sm3(key: &[u8], msg: &[u8]) -> [u8; DIGEST_LEN] {
-    let mut m = <Hmac<Sm3> as hmac::KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of any length");
+    let mut m =
+        <Hmac<Sm3> as hmac::KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     m.update(msg);
     m.finalize().into_bytes().into()
 }
 
 /// Checks an HMAC-SM3 tag in constant time.
 pub fn hmac_sm3_verify(key: &[u8], msg: &[u8], tag: &[u8]) -> Result<(), CryptoError> {
-    let mut m = <Hmac<Sm3> as hmac::KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of any length");
+    let mut m =
+        <Hmac<Sm3> as hmac::KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     m.update(msg);
     m.verify_slice(tag).map_err(|_| CryptoError::BadSignature)
 }
@@ -185,7 +185,12 @@ impl SymKey {
 
     /// Opens a value made by [`SymKey::seal`] with the same `aad`. `what` names the value in
     /// the error.
-    pub fn open(&self, what: &'static str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn open(
+        &self,
+        what: &'static str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(CryptoError::Truncated(sealed.len()));
         }
@@ -384,7 +389,8 @@ pub struct Sm2Signer {
 impl Sm2Signer {
     /// From a PKCS#8 PEM private key.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
-        let sk = sm2::SecretKey::from_pkcs8_pem(pem).map_err(|e| malformed("SM2 private key", e))?;
+        let sk =
+            sm2::SecretKey::from_pkcs8_pem(pem).map_err(|e| malformed("SM2 private key", e))?;
         let key = SigningKey::new(SM2_DIST_ID, &sk).map_err(|e| malformed("SM2 private key", e))?;
         Ok(Sm2Signer { key })
     }
@@ -423,7 +429,8 @@ pub struct Sm2Verifier {
 impl Sm2Verifier {
     /// From a SubjectPublicKeyInfo PEM public key.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
-        let pk = sm2::PublicKey::from_public_key_pem(pem).map_err(|e| malformed("SM2 public key", e))?;
+        let pk =
+            sm2::PublicKey::from_public_key_pem(pem).map_err(|e| malformed("SM2 public key", e))?;
         Self::from_public_key(pk)
     }
 
@@ -468,7 +475,10 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/sm/vectors.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/sm/vectors.json"
+        );
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("{path}: {e} (the shared data must sit beside the repo)"));
         serde_json::from_str(&text).expect("vectors.json parses")
@@ -525,7 +535,9 @@ mod tests {
         let msg = c["message_ascii"].as_str().unwrap().as_bytes();
         let mut sig = unhex(&c["r"]);
         sig.extend(unhex(&c["s"]));
-        verifier.verify(msg, &sig).expect("Annex A signature verifies");
+        verifier
+            .verify(msg, &sig)
+            .expect("Annex A signature verifies");
         // Z_A = SM3(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ xA ‖ yA) and e = SM3(Z_A ‖ M), as in the annex.
         let curve = |h: &str| hex::decode(h).unwrap();
         let a = curve("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
@@ -556,7 +568,10 @@ mod tests {
             verifier.verify(b"message digesT", &sig),
             Err(CryptoError::BadSignature)
         );
-        assert_eq!(verifier.verify(msg, &sig[..63]), Err(CryptoError::BadSignature));
+        assert_eq!(
+            verifier.verify(msg, &sig[..63]),
+            Err(CryptoError::BadSignature)
+        );
         let mut other = point.clone();
         other[40] ^= 1;
         if let Ok(other) = Sm2Verifier::from_sec1(&other) {
@@ -566,8 +581,8 @@ mod tests {
 
     #[test]
     fn sm4_gcm_matches_rfc8998() {
-        let key = SymKey::from_bytes(&hex::decode("0123456789ABCDEFFEDCBA9876543210").unwrap())
-            .unwrap();
+        let key =
+            SymKey::from_bytes(&hex::decode("0123456789ABCDEFFEDCBA9876543210").unwrap()).unwrap();
         let nonce: [u8; 12] = hex::decode("00001234567800000000ABCD")
             .unwrap()
             .try_into()
@@ -593,7 +608,10 @@ mod tests {
     fn a_flipped_bit_in_nonce_ciphertext_or_tag_is_refused() {
         let key = SymKey::generate().unwrap();
         let sealed = key.seal(b"aad", b"attack at dawn").unwrap();
-        assert_eq!(key.open("record", b"aad", &sealed).unwrap(), b"attack at dawn");
+        assert_eq!(
+            key.open("record", b"aad", &sealed).unwrap(),
+            b"attack at dawn"
+        );
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x80;
@@ -621,7 +639,10 @@ mod tests {
         let dk = SymKey::generate().unwrap();
         let (v, wrapped) = ring.wrap(b"doc", &dk).unwrap();
         assert_eq!(v, 1);
-        assert_eq!(ring.unwrap(1, b"doc", &wrapped).unwrap().bytes(), dk.bytes());
+        assert_eq!(
+            ring.unwrap(1, b"doc", &wrapped).unwrap().bytes(),
+            dk.bytes()
+        );
         let mut bad = wrapped.clone();
         bad[NONCE_LEN + 3] ^= 1;
         assert_eq!(
@@ -636,7 +657,10 @@ mod tests {
         assert_eq!(ring.add_version().unwrap(), 2);
         let parsed = MasterKeyring::parse(&ring.to_text()).unwrap();
         assert_eq!(parsed.versions(), vec![1, 2]);
-        assert_eq!(parsed.unwrap(1, b"doc", &wrapped).unwrap().bytes(), dk.bytes());
+        assert_eq!(
+            parsed.unwrap(1, b"doc", &wrapped).unwrap().bytes(),
+            dk.bytes()
+        );
         assert_eq!(parsed.wrap(b"doc", &dk).unwrap().0, 2);
         ring.retire_old();
         assert_eq!(ring.versions(), vec![2]);
@@ -645,16 +669,28 @@ mod tests {
 
     #[test]
     fn keyring_text_errors_are_typed() {
-        for bad in ["", "# only a comment", "1", "x 00", "0 00112233445566778899aabbccddeeff",
-            "1 0011", "1 zz112233445566778899aabbccddeeff",
-            "1 00112233445566778899aabbccddeeff;1 00112233445566778899aabbccddeeff"]
-        {
+        for bad in [
+            "",
+            "# only a comment",
+            "1",
+            "x 00",
+            "0 00112233445566778899aabbccddeeff",
+            "1 0011",
+            "1 zz112233445566778899aabbccddeeff",
+            "1 00112233445566778899aabbccddeeff;1 00112233445566778899aabbccddeeff",
+        ] {
             assert!(
-                matches!(MasterKeyring::parse(bad), Err(CryptoError::Malformed { .. })),
+                matches!(
+                    MasterKeyring::parse(bad),
+                    Err(CryptoError::Malformed { .. })
+                ),
                 "{bad:?}"
             );
         }
-        let ring = MasterKeyring::parse("2 00112233445566778899aabbccddeeff; 1 ffeeddccbbaa99887766554433221100").unwrap();
+        let ring = MasterKeyring::parse(
+            "2 00112233445566778899aabbccddeeff; 1 ffeeddccbbaa99887766554433221100",
+        )
+        .unwrap();
         assert_eq!(ring.current_version(), Some(2));
     }
 

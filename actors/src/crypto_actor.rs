@@ -79,7 +79,12 @@ impl Handler<WriteBatch> for CryptoActor {
     fn handle(&mut self, m: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
         let mut chain = m.chain;
         let applied = m.writes.len();
-        let result = apply_batch(&*self.store, chain.as_mut(), self.signer.as_deref(), m.writes);
+        let result = apply_batch(
+            &*self.store,
+            chain.as_mut(),
+            self.signer.as_deref(),
+            m.writes,
+        );
         MessageResult(BatchDone {
             applied,
             result,

@@ -208,7 +208,10 @@ impl DataKeys {
     ) -> Result<DataKey, StoreError> {
         match self.live(kv, doc)? {
             Some(k) if k.generation == generation => Ok(k),
-            _ => Err(Self::crypto(doc, CryptoError::KeyDestroyed(doc.to_string()))),
+            _ => Err(Self::crypto(
+                doc,
+                CryptoError::KeyDestroyed(doc.to_string()),
+            )),
         }
     }
 
@@ -246,12 +249,18 @@ impl DataKeys {
             };
             let aad = wrap_aad(&doc, generation);
             let key = self.unwrap_live(&doc, generation, master, &wrapped)?.key;
-            let (v, rewrapped) = new_ring.wrap(&aad, &key).map_err(|e| Self::crypto(&doc, e))?;
+            let (v, rewrapped) = new_ring
+                .wrap(&aad, &key)
+                .map_err(|e| Self::crypto(&doc, e))?;
             // Prove the new wrapping opens before replacing the old one.
             new_ring
                 .unwrap(v, &aad, &rewrapped)
                 .map_err(|e| Self::crypto(&doc, e))?;
-            kv.put(Tree::Keys, &doc_key, &KeyRecord::encode(generation, v, &rewrapped))?;
+            kv.put(
+                Tree::Keys,
+                &doc_key,
+                &KeyRecord::encode(generation, v, &rewrapped),
+            )?;
             n += 1;
         }
         *self.ring.write().map_err(poisoned)? = new_ring;

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
-use crate::document::{DocActor, DocActorConfig, Shutdown};
+use crate::audit::AuditEvent;
 use crate::auth::AuthError;
+use crate::document::{DocActor, DocActorConfig, Shutdown};
 use crate::errors::ActorError;
 use crate::store::Store;
-use crate::audit::AuditEvent;
 use crate::store_actor::{Checkpoint, DeleteDoc, FlushNow, Record, StoreActor};
 
 /// The registry actor. See the module documentation.

@@ -291,10 +291,13 @@ impl<K: Kv> RecordStore<K> {
         v.push(kind);
         v.extend_from_slice(&dk.generation.to_be_bytes());
         let aad = [v.as_slice(), key].concat();
-        let sealed = dk.key.seal(&aad, &plain).map_err(|source| StoreError::Crypto {
-            doc: doc.to_string(),
-            source,
-        })?;
+        let sealed = dk
+            .key
+            .seal(&aad, &plain)
+            .map_err(|source| StoreError::Crypto {
+                doc: doc.to_string(),
+                source,
+            })?;
         v.extend_from_slice(&sealed);
         Ok(v)
     }
@@ -315,7 +318,9 @@ impl<K: Kv> RecordStore<K> {
             return Err(corrupt(
                 doc,
                 rev,
-                format!("record format {f} in an encrypted store (only sealed records are accepted)"),
+                format!(
+                    "record format {f} in an encrypted store (only sealed records are accepted)"
+                ),
             ));
         }
         if value.len() < SEALED_HEADER_LEN + SEAL_OVERHEAD {
@@ -544,7 +549,10 @@ impl<K: Kv> RecordStore<K> {
         let found = self.kv.get(Tree::Meta, META_CRYPTO_KEY)?;
         let has_docs = || -> Result<bool, StoreError> {
             Ok(self.kv.first_in(Tree::Ops, &[], PAST_ALL_DOCS)?.is_some()
-                || self.kv.first_in(Tree::Snapshots, &[], PAST_ALL_DOCS)?.is_some())
+                || self
+                    .kv
+                    .first_in(Tree::Snapshots, &[], PAST_ALL_DOCS)?
+                    .is_some())
         };
         match found.as_deref() {
             Some(f) if f == want => return Ok(()),
@@ -610,7 +618,8 @@ impl<K: Kv> Store for RecordStore<K> {
     fn append(&self, doc: &str, records: &[LogRecord]) -> Result<(), StoreError> {
         for r in records {
             let k = key(doc, r.rev);
-            self.kv.put(Tree::Ops, &k, &self.encode(doc, &k, KIND_OP, r)?)?;
+            self.kv
+                .put(Tree::Ops, &k, &self.encode(doc, &k, KIND_OP, r)?)?;
         }
         Ok(())
     }
@@ -1183,7 +1192,10 @@ mod tests {
         drop(s);
         // The wrong master key: the data key does not unwrap, the document is refused.
         let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
-        assert!(matches!(s.load("d"), Err(StoreError::Corrupt { rev: 1, .. })));
+        assert!(matches!(
+            s.load("d"),
+            Err(StoreError::Corrupt { rev: 1, .. })
+        ));
         let plain = tempfile::tempdir().unwrap();
         let s = SledStore::open(plain.path()).unwrap();
         fill(&s);
@@ -1201,7 +1213,10 @@ mod tests {
         let good = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
         assert_eq!(good[0], FORMAT_SEALED);
         let snap = s.kv().get(Tree::Snapshots, &key("d", 2)).unwrap().unwrap();
-        assert!(!snap.windows(3).any(|w| w == b"abc"), "snapshot text in the clear");
+        assert!(
+            !snap.windows(3).any(|w| w == b"abc"),
+            "snapshot text in the clear"
+        );
         let four = s.kv().get(Tree::Ops, &key("d", 4)).unwrap().unwrap();
         assert!(!four.windows(3).any(|w| w == "中".as_bytes()));
         let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
@@ -1211,7 +1226,10 @@ mod tests {
             cases.push((b, if i == 1 { "kind" } else { "" }));
         }
         cases.push((good[..20].to_vec(), "truncated"));
-        cases.push((encode_record(KIND_OP, &rec(3, Op::noop())).unwrap(), "only sealed"));
+        cases.push((
+            encode_record(KIND_OP, &rec(3, Op::noop())).unwrap(),
+            "only sealed",
+        ));
         cases.push((four.clone(), "authentication failed"));
         for (bad, why) in cases {
             s.kv().put_raw(Tree::Ops, &key("d", 3), &bad).unwrap();
@@ -1273,7 +1291,10 @@ mod tests {
         let ops_before = s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap();
         ring.add_version().unwrap();
         assert_eq!(s.rotate_master_key(ring.clone()).unwrap(), 2);
-        assert_eq!(s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap(), ops_before);
+        assert_eq!(
+            s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap(),
+            ops_before
+        );
         for (_, _, master) in DataKeys::list(s.kv()).unwrap() {
             assert_eq!(master, 2);
         }

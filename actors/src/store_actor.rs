@@ -247,22 +247,27 @@ impl StoreActor {
             writes,
             chain: self.chain.take(),
         };
-        ctx.spawn(self.crypto.send(batch).into_actor(self).map(|res, act, ctx| {
-            let done: BatchDone = match res {
-                Ok(d) => d,
-                Err(e) => Self::fatal(&StoreError::Backend(format!("crypto actor: {e}"))),
-            };
-            if let Err(e) = &done.result {
-                Self::fatal(e);
-            }
-            act.in_flight = false;
-            act.chain = done.chain;
-            act.written += done.applied as u64;
-            if act.durability == Durability::Strict || !act.flush_waiters.is_empty() {
-                act.start_flush(ctx);
-            }
-            act.pump(ctx);
-        }));
+        ctx.spawn(
+            self.crypto
+                .send(batch)
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    let done: BatchDone = match res {
+                        Ok(d) => d,
+                        Err(e) => Self::fatal(&StoreError::Backend(format!("crypto actor: {e}"))),
+                    };
+                    if let Err(e) = &done.result {
+                        Self::fatal(e);
+                    }
+                    act.in_flight = false;
+                    act.chain = done.chain;
+                    act.written += done.applied as u64;
+                    if act.durability == Durability::Strict || !act.flush_waiters.is_empty() {
+                        act.start_flush(ctx);
+                    }
+                    act.pump(ctx);
+                }),
+        );
     }
 
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
@@ -461,10 +466,18 @@ impl Handler<DeleteDoc> for StoreActor {
     /// Queues the deletion behind earlier writes of the document, then waits for the flush.
     fn handle(&mut self, m: DeleteDoc, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Write::Delete { doc: m.doc, done: tx }, ctx);
+        self.enqueue(
+            Write::Delete {
+                doc: m.doc,
+                done: tx,
+            },
+            ctx,
+        );
         let flushed = self.flushed_future(ctx);
         Box::pin(async move {
-            let r = rx.await.unwrap_or_else(|_| Err("store writer stopped".into()));
+            let r = rx
+                .await
+                .unwrap_or_else(|_| Err("store writer stopped".into()));
             let _ = flushed.await;
             r
         })
@@ -486,10 +499,18 @@ impl Handler<RotateMasterKey> for StoreActor {
     /// Queues the re-wrap behind earlier writes (so it never races a deletion).
     fn handle(&mut self, m: RotateMasterKey, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Write::Rotate { ring: m.ring, done: tx }, ctx);
+        self.enqueue(
+            Write::Rotate {
+                ring: m.ring,
+                done: tx,
+            },
+            ctx,
+        );
         let flushed = self.flushed_future(ctx);
         Box::pin(async move {
-            let r = rx.await.unwrap_or_else(|_| Err("store writer stopped".into()));
+            let r = rx
+                .await
+                .unwrap_or_else(|_| Err("store writer stopped".into()));
             let _ = flushed.await;
             if let Err(e) = &r {
                 warn!(error = %e, "master key rotation failed");
