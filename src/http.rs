@@ -12,7 +12,9 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coedit_actors::audit::AuditEvent;
-use coedit_actors::auth::{authorize, now_s, Action, AuthError, Claims, Resolved, Role};
+use coedit_actors::auth::{
+    authorize, bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role,
+};
 use coedit_actors::crypto::MasterKeyring;
 use coedit_actors::crypto_actor::Guard;
 use coedit_actors::document::{Applied, GetOps, GetText, GetVersions, Submit};
@@ -145,33 +147,37 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .map(|t| t.trim().to_string())
 }
 
+/// What a request did, for the audit log.
+fn what(req: &HttpRequest) -> String {
+    format!("{} {}", req.method(), req.path())
+}
+
+/// Authenticates the request's bearer token; audits refusals.
+async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    doc: Option<&str>,
+) -> Result<Option<Claims>, ApiError> {
+    state.guard.authenticate(bearer(req)).await.map_err(|e| {
+        state.guard.refused(None, None, &what(req), doc, &e);
+        e.into()
+    })
+}
+
 /// Authenticates the request and authorizes `action` on `doc`; audits refusals.
 async fn check(
     state: &AppState,
     req: &HttpRequest,
-    doc: Option<&str>,
+    doc: &str,
     action: Action,
-) -> Result<(Option<Claims>, Option<Resolved>), ApiError> {
-    if let Some(d) = doc {
-        validate_doc_ref(d)?;
-    }
-    let what = format!("{} {}", req.method(), req.path());
-    let claims = match state.guard.authenticate(bearer(req)).await {
-        Ok(c) => c,
-        Err(e) => {
-            state.guard.refused(None, None, &what, doc, &e);
-            return Err(e.into());
-        }
-    };
-    let Some(doc) = doc else {
-        return Ok((claims, None));
-    };
+) -> Result<(Option<Claims>, Resolved), ApiError> {
+    validate_doc_ref(doc)?;
+    let claims = authenticate(state, req, Some(doc)).await?;
     match authorize(claims.as_ref(), doc, action, now_s()) {
-        Ok(r) => Ok((claims, Some(r))),
+        Ok(r) => Ok((claims, r)),
         Err(e) => {
-            state
-                .guard
-                .refused(None, claims.as_ref(), &what, Some(doc), &e);
+            let c = claims.as_ref();
+            state.guard.refused(None, c, &what(req), Some(doc), &e);
             Err(e.into())
         }
     }
@@ -190,8 +196,24 @@ where
     R: Send + 'static,
     DocActor: Handler<M>,
 {
-    let (claims, resolved) = check(state, req, Some(doc), action).await?;
-    let r = resolved.expect("a document was given");
+    let (claims, r) = check(state, req, doc, action).await?;
+    call_resolved(state, req, claims.as_ref(), &r, make).await
+}
+
+/// [`call_doc`] for a request already checked.
+async fn call_resolved<M, R>(
+    state: &AppState,
+    req: &HttpRequest,
+    claims: Option<&Claims>,
+    r: &Resolved,
+    make: impl Fn() -> M,
+) -> Result<R, ApiError>
+where
+    M: Message<Result = Result<R, ActorError>> + Send + 'static,
+    R: Send + 'static,
+    DocActor: Handler<M>,
+{
+    let doc = r.name.as_str();
     let mut last = ActorError::Closing(r.name.clone());
     for attempt in 0..JOIN_ATTEMPTS {
         if attempt > 0 {
@@ -205,10 +227,7 @@ where
         let addr = match state.registry.send(open).await.map_err(ActorError::from)? {
             Ok(a) => a,
             Err(ActorError::Auth(e)) => {
-                let what = format!("{} {}", req.method(), req.path());
-                state
-                    .guard
-                    .refused(None, claims.as_ref(), &what, Some(doc), &e);
+                state.guard.refused(None, claims, &what(req), Some(doc), &e);
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
@@ -302,8 +321,11 @@ async fn post_op(
     let body: OpBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad body: {e}")))?;
     let op = Op::from_json(&body.op.to_string()).map_err(ProtocolError::from)?;
+    let (claims, resolved) = check(&state, &req, &id, Action::Write).await?;
     let (client, seq) = match (body.client, body.seq) {
         (Some(c), Some(s)) => {
+            validate_client_id(&c)?;
+            let c = bind_client_id(claims.as_ref(), &c);
             validate_client_id(&c)?;
             (ClientId::from(c), s)
         }
@@ -321,7 +343,7 @@ async fn post_op(
             ))
         }
     };
-    let applied: Applied = call_doc(&state, &req, &id, Action::Write, || Submit {
+    let applied: Applied = call_resolved(&state, &req, claims.as_ref(), &resolved, || Submit {
         session: None,
         client: client.clone(),
         seq,
@@ -344,8 +366,7 @@ async fn delete_doc(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (claims, resolved) = check(&state, &req, Some(&id), Action::Manage).await?;
-    let r = resolved.expect("a document was given");
+    let (claims, r) = check(&state, &req, &id, Action::Manage).await?;
     let res = state
         .registry
         .send(DeleteDocument { id: r.id.clone() })
@@ -370,14 +391,15 @@ async fn rotate_master_key(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (claims, _) = check(&state, &req, None, Action::Manage).await?;
+    let claims = authenticate(&state, &req, None).await?;
     let subject = claims
         .as_ref()
         .map_or_else(|| "anonymous".into(), |c| c.sub.clone());
     if claims.as_ref().is_some_and(|c| !c.admin) {
         let e = AuthError::NotPermitted("rotating the master key needs an admin token".into());
-        let what = format!("{} {}", req.method(), req.path());
-        state.guard.refused(None, claims.as_ref(), &what, None, &e);
+        state
+            .guard
+            .refused(None, claims.as_ref(), &what(&req), None, &e);
         return Err(e.into());
     }
     let unavailable = |msg: String| ApiError::new(ErrorCode::NotPermitted, msg);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use coedit_loadtest::net_replay::{replay_concurrent, replay_sequential, ConcurrentReplayError};
 use coedit_loadtest::run::{run, RunConfig};
 use coedit_loadtest::trace::Trace;
-use common::{env_or, seed, start_server};
+use common::{env_or, run_coedit, seed, start_server, start_server_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_run_converges_without_errors() -> anyhow::Result<()> {
@@ -31,6 +31,7 @@ async fn smoke_run_converges_without_errors() -> anyhow::Result<()> {
         doc_prefix: "smoke-".into(),
         seed,
         baseline: false,
+        token: None,
     })
     .await?;
     println!("{}", serde_json::to_string(&report)?);
@@ -108,5 +109,55 @@ async fn causal_order_that_no_server_order_reproduces_is_reported() -> anyhow::R
             ..
         }
     ));
+    Ok(())
+}
+
+/// The load generator against a server in compliance mode: SM4-GCM at rest, SM2 tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_run_with_tokens_and_encryption() -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    let k = keys.path().to_str().unwrap();
+    assert!(run_coedit(&["keygen", "--out", k]).0);
+    let srv = start_server_with(&format!(
+        "[crypto]\nmode = \"sm\"\nmaster_key_file = \"{k}/master.key\"\n\
+         [auth]\nmode = \"sm2\"\npublic_key_file = \"{k}/sm2.pub.pem\"\n"
+    ));
+    let key = format!("{k}/sm2.pem");
+    let args = [
+        "token",
+        "issue",
+        "--sm2-key",
+        &key,
+        "--sub",
+        "lt",
+        "--tenant",
+        "t",
+        "--grant",
+        "smoke-*=editor",
+    ];
+    let (ok, token) = run_coedit(&args);
+    assert!(ok, "{token}");
+    let seed = seed();
+    println!("SEED={seed}");
+    let report = run(RunConfig {
+        url: srv.ws_url(),
+        clients: 20,
+        docs: 2,
+        hot: false,
+        rate: 5.0,
+        presence_rate: 1.0,
+        ramp: Duration::from_millis(500),
+        duration: Duration::from_secs(3),
+        full: None,
+        server_pid: None,
+        doc_prefix: "smoke-".into(),
+        seed,
+        baseline: false,
+        token: Some(token.trim().to_string()),
+    })
+    .await?;
+    assert!(report.converged, "SEED={seed}: clients diverged");
+    assert_eq!(report.errors, 0, "SEED={seed}: {:?}", report.errors_by_code);
+    assert!(report.ops_acked > 50, "{}", report.ops_acked);
     Ok(())
 }

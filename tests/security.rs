@@ -238,6 +238,11 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
         b.ws.is_some(),
         "authorization refusals do not end the session"
     );
+    // Client ids are bound to the subject: Bob cannot take over Alice's id (and her seqs).
+    let impostor = TestClient::join_as(&url, "notes-1", Some(&a.id()), true, Some(&bob)).await?;
+    assert_ne!(impostor.id(), a.id());
+    assert!(impostor.id().ends_with(&a.id()), "{}", impostor.id());
+    drop(impostor);
 
     // Tenants are isolated: Eve's notes-1 is another document.
     let mut e = TestClient::join_as(&url, "notes-1", None, true, Some(&eve)).await?;

@@ -371,6 +371,25 @@ pub fn authorize(
     })
 }
 
+/// Hex digits of the subject prefix of a client id.
+const CLIENT_PREFIX_LEN: usize = 12;
+
+/// With authentication, client ids are bound to the token's subject: they start with
+/// `SM3(tenant \0 subject)` (12 hex digits) and `-`, which the server adds to an id that does
+/// not carry it. So nobody can claim another subject's client id (and with it the other
+/// subject's exactly-once sequence numbers). Without authentication ids are used as given.
+pub fn bind_client_id(claims: Option<&Claims>, client: &str) -> String {
+    let Some(c) = claims else {
+        return client.to_string();
+    };
+    let digest = crate::crypto::sm3_parts(&[c.tenant.as_bytes(), b"\0", c.sub.as_bytes()]);
+    let prefix = &hex::encode(digest)[..CLIENT_PREFIX_LEN];
+    match client.strip_prefix(prefix) {
+        Some(rest) if rest.starts_with('-') => client.to_string(),
+        _ => format!("{prefix}-{client}"),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_s() -> u64 {
     std::time::SystemTime::now()
@@ -532,6 +551,17 @@ mod tests {
         assert_eq!(code("notes-a", Action::Read, 9999), ErrorCode::TokenExpired);
         assert!(authorize(Some(&c), "notes-locked", Action::Presence, 100).is_ok());
         assert!(authorize(Some(&c), "spec", Action::Manage, 100).is_ok());
+        // Client ids are bound to the subject (idempotently); other subjects get other ids.
+        let id = bind_client_id(Some(&c), "laptop");
+        assert!(
+            id.ends_with("-laptop") && id.len() == CLIENT_PREFIX_LEN + 7,
+            "{id}"
+        );
+        assert_eq!(bind_client_id(Some(&c), &id), id);
+        let mut other = c.clone();
+        other.sub = "mallory".into();
+        assert_ne!(bind_client_id(Some(&other), &id), id);
+        assert_eq!(bind_client_id(None, "laptop"), "laptop");
         // Without authentication the reference is the id and everything is allowed.
         let open = authorize(None, "acme:x", Action::Manage, 0).unwrap();
         assert_eq!((open.id.as_str(), open.role), ("acme:x", Role::Owner));

@@ -33,7 +33,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tracing::{debug, info_span};
 
 use crate::audit::AuditEvent;
-use crate::auth::{authorize, now_s, Action, AuthError, Claims, Resolved, Role};
+use crate::auth::{authorize, bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role};
 use crate::crypto_actor::Guard;
 use crate::document::{DocActor, Join, Leave, SetPresence, Submit};
 use crate::errors::{
@@ -320,12 +320,19 @@ impl WsSession {
             return Self::fail(ctx, format, e.code(), e.to_string(), None, None);
         }
         let guard = self.guard.clone();
+        // With authentication the id is bound to the subject (and checked again after that).
         // Nothing else from this client is handled until the token is checked.
         ctx.wait(
             async move { guard.authenticate(token).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
-                    Ok(claims) => act.welcome(client, claims, format, ctx),
+                    Ok(claims) => {
+                        let client = bind_client_id(claims.as_ref(), &client);
+                        match validate_client_id(&client) {
+                            Ok(()) => act.welcome(client, claims, format, ctx),
+                            Err(e) => Self::fail(ctx, format, e.code(), e.to_string(), None, None),
+                        }
+                    }
                     Err(e) => act.refuse(&e, "hello", None, None, format, ctx),
                 }),
         );

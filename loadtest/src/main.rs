@@ -115,6 +115,9 @@ struct RunArgs {
     /// The server is `baseline-server`: do not apply remote ops or check convergence.
     #[arg(long, env = "COEDIT_LOADTEST_BASELINE")]
     baseline: bool,
+    /// Access token for servers with authentication on (sent in `hello` and on REST reads).
+    #[arg(long, env = "COEDIT_LOADTEST_TOKEN")]
+    token: Option<String>,
     /// Write the JSON report here.
     #[arg(long, env = "COEDIT_LOADTEST_JSON")]
     json: Option<PathBuf>,
@@ -209,6 +212,7 @@ fn run_load(a: RunArgs) -> Result<bool> {
         doc_prefix: a.doc_prefix,
         seed,
         baseline: a.baseline,
+        token: a.token,
     };
     eprintln!("SEED={seed}");
     let rt = tokio::runtime::Builder::new_multi_thread()

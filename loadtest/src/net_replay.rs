@@ -442,6 +442,6 @@ async fn server_text(url: &str, doc: &str) -> Result<String> {
     let (base, _, _) = crate::run::http_base(url)?;
     let doc = doc.to_string();
     let (_, text) =
-        tokio::task::spawn_blocking(move || crate::run::server_doc(&base, &doc)).await??;
+        tokio::task::spawn_blocking(move || crate::run::server_doc(&base, &doc, None)).await??;
     Ok(text)
 }

@@ -82,6 +82,8 @@ pub struct RunConfig {
     /// Against `baseline-server`: remote ops are counted and timed, not applied, and
     /// convergence is not checked (the baseline does no OT).
     pub baseline: bool,
+    /// Access token sent in `hello` and on REST reads (servers with authentication on).
+    pub token: Option<String>,
 }
 
 /// p50/p90/p99/p99.9/max in milliseconds.
@@ -262,6 +264,8 @@ struct Client {
     second_idx: usize,
     /// Running against the baseline server (remote ops are not applied).
     baseline: bool,
+    /// Access token for `hello`.
+    token: Option<Arc<str>>,
     shared: Arc<Shared>,
 }
 
@@ -298,7 +302,7 @@ impl Client {
             &ClientMsg::Hello {
                 v: PROTOCOL_VERSION,
                 client: id,
-                token: None,
+                token: self.token.as_deref().map(str::to_string),
             },
         )
         .await?;
@@ -543,11 +547,12 @@ pub(crate) fn http_base(url: &str) -> Result<(String, u16, String)> {
 }
 
 /// The server's revision and text of a document.
-pub(crate) fn server_doc(base: &str, doc: &str) -> Result<(u64, String)> {
-    let v: serde_json::Value = ureq::get(&format!("{base}/api/docs/{doc}"))
-        .call()?
-        .body_mut()
-        .read_json()?;
+pub(crate) fn server_doc(base: &str, doc: &str, token: Option<&str>) -> Result<(u64, String)> {
+    let mut req = ureq::get(&format!("{base}/api/docs/{doc}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let v: serde_json::Value = req.call()?.body_mut().read_json()?;
     Ok((
         v["rev"].as_u64().unwrap_or(0),
         v["text"].as_str().unwrap_or_default().to_string(),
@@ -605,6 +610,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
             second: histogram(),
             second_idx: 0,
             baseline: cfg.baseline,
+            token: cfg.token.as_deref().map(Arc::from),
             shared: shared.clone(),
         };
         let (cfg, stop, finish, shared) = (
@@ -664,8 +670,8 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     for end in ends.iter().filter(|_| !cfg.baseline) {
         if !server_state.contains_key(&end.doc) {
             let state = tokio::task::spawn_blocking({
-                let (base, doc) = (base.clone(), end.doc.clone());
-                move || server_doc(&base, &doc)
+                let (base, doc, token) = (base.clone(), end.doc.clone(), cfg.token.clone());
+                move || server_doc(&base, &doc, token.as_deref())
             })
             .await??;
             server_state.insert(end.doc.clone(), state);
