@@ -378,14 +378,17 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     // The audit log: intact and signed; every refusal recorded with its code; no text.
     let data = path_str(&s.data);
     let pubkey = s.keys.join("sm2.pub.pem");
-    let (ok, out) = run_coedit(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        data,
-        "--pubkey",
-        path_str(&pubkey),
-    ]);
+    let verify = |key: &Path| {
+        run_coedit(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            data,
+            "--pubkey",
+            path_str(key),
+        ])
+    };
+    let (ok, out) = verify(&pubkey);
     assert!(ok, "{out}");
     assert!(!out.contains(" 0 signatures verified"), "{out}");
     let export = s.data.with_extension("audit.jsonl");
@@ -428,14 +431,7 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
         f(&store);
         store.flush().unwrap();
         drop(store);
-        let (ok, out) = run_coedit(&[
-            "audit",
-            "verify",
-            "--data-dir",
-            data,
-            "--pubkey",
-            path_str(&pubkey),
-        ]);
+        let (ok, out) = verify(&pubkey);
         assert!(!ok, "tampering not detected: {out}");
         let store = SledStore::open_audit_reader(&s.data).unwrap();
         store
@@ -479,27 +475,13 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
         out.contains("audit record 6:") && out.contains("reordered"),
         "{out}"
     );
-    let (ok, out) = run_coedit(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        data,
-        "--pubkey",
-        path_str(&pubkey),
-    ]);
+    let (ok, out) = verify(&pubkey);
     assert!(ok, "restored chain verifies: {out}");
     // A checkpoint checked against another key fails.
     let other = tempfile::tempdir()?;
     let (ok, _) = run_coedit(&["keygen", "--out", path_str(other.path())]);
     assert!(ok);
-    let (ok, out) = run_coedit(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        data,
-        "--pubkey",
-        path_str(&other.path().join("sm2.pub.pem")),
-    ]);
+    let (ok, out) = verify(&other.path().join("sm2.pub.pem"));
     assert!(!ok && out.contains("checkpoint"), "{out}");
 
     // Offline master key rotation: data untouched, old version retired, documents readable.
@@ -580,29 +562,25 @@ async fn online_master_key_rotation_and_hmac_tokens() -> Result<()> {
     c.settle().await?;
     let key_file = s.keys.join("master.key");
     let base = format!("http://{}", server.addr);
-    let (ok, out) = run_coedit(&[
-        "rotate-master-key",
-        "--key-file",
-        path_str(&key_file),
-        "--url",
-        &base,
-        "--token",
-        &user,
-    ]);
+    let rotate = |token: &str| {
+        let key = path_str(&key_file);
+        run_coedit(&[
+            "rotate-master-key",
+            "--key-file",
+            key,
+            "--url",
+            &base,
+            "--token",
+            token,
+        ])
+    };
+    let (ok, out) = rotate(&user);
     assert!(
         !ok && out.contains("admin"),
         "a non-admin token cannot rotate: {out}"
     );
     // The failed attempt added version 2 to the file; this one adds 3 and re-wraps under it.
-    let (ok, out) = run_coedit(&[
-        "rotate-master-key",
-        "--key-file",
-        path_str(&key_file),
-        "--url",
-        &base,
-        "--token",
-        &admin,
-    ]);
+    let (ok, out) = rotate(&admin);
     assert!(ok && out.contains("1 data keys re-wrapped"), "{out}");
     let ring = std::fs::read_to_string(&key_file)?;
     assert_eq!(

@@ -293,6 +293,27 @@ impl StoreActor {
         }));
     }
 
+    /// Queues a write that reports on `done`; the answer comes once it is durable.
+    fn enqueue_until_durable<T: Send + 'static>(
+        &mut self,
+        w: Write,
+        done: oneshot::Receiver<Result<T, String>>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<T, String>> {
+        self.enqueue(w, ctx);
+        let flushed = self.flushed_future(ctx);
+        Box::pin(async move {
+            let r = done
+                .await
+                .unwrap_or_else(|_| Err("store writer stopped".into()));
+            let _ = flushed.await;
+            if let Err(e) = &r {
+                warn!(error = %e, "administrative write failed");
+            }
+            r
+        })
+    }
+
     /// Waits until everything received so far is flushed.
     fn flushed_future(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
@@ -466,21 +487,11 @@ impl Handler<DeleteDoc> for StoreActor {
     /// Queues the deletion behind earlier writes of the document, then waits for the flush.
     fn handle(&mut self, m: DeleteDoc, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(
-            Write::Delete {
-                doc: m.doc,
-                done: tx,
-            },
-            ctx,
-        );
-        let flushed = self.flushed_future(ctx);
-        Box::pin(async move {
-            let r = rx
-                .await
-                .unwrap_or_else(|_| Err("store writer stopped".into()));
-            let _ = flushed.await;
-            r
-        })
+        let write = Write::Delete {
+            doc: m.doc,
+            done: tx,
+        };
+        self.enqueue_until_durable(write, rx, ctx)
     }
 }
 
@@ -499,24 +510,11 @@ impl Handler<RotateMasterKey> for StoreActor {
     /// Queues the re-wrap behind earlier writes (so it never races a deletion).
     fn handle(&mut self, m: RotateMasterKey, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(
-            Write::Rotate {
-                ring: m.ring,
-                done: tx,
-            },
-            ctx,
-        );
-        let flushed = self.flushed_future(ctx);
-        Box::pin(async move {
-            let r = rx
-                .await
-                .unwrap_or_else(|_| Err("store writer stopped".into()));
-            let _ = flushed.await;
-            if let Err(e) = &r {
-                warn!(error = %e, "master key rotation failed");
-            }
-            r
-        })
+        let write = Write::Rotate {
+            ring: m.ring,
+            done: tx,
+        };
+        self.enqueue_until_durable(write, rx, ctx)
     }
 }
 
