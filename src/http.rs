@@ -97,7 +97,9 @@ impl From<ProtocolError> for ApiError {
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/", web::get().to(demo_page))
+        .route("/static/{name}", web::get().to(static_file))
+        .route("/healthz", web::get().to(healthz))
         .route("/ws", web::get().to(websocket))
         .route("/api/docs/{id}", web::get().to(get_doc))
         .route("/api/docs/{id}/versions", web::get().to(get_versions))
@@ -109,6 +111,45 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(rotate_master_key),
         )
         .default_service(web::to(not_found));
+}
+
+/// The demo page and its assets, embedded in the binary (built from `protocol/js/`).
+const STATIC_FILES: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("static/index.html"),
+    ),
+    (
+        "demo.css",
+        "text/css; charset=utf-8",
+        include_str!("static/demo.css"),
+    ),
+    (
+        "coedit-demo.js",
+        "text/javascript; charset=utf-8",
+        include_str!("static/coedit-demo.js"),
+    ),
+];
+
+fn serve_static(name: &str) -> HttpResponse {
+    match STATIC_FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => HttpResponse::Ok()
+            .insert_header(("Content-Type", *content_type))
+            .insert_header(("Cache-Control", "no-cache"))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
+            .body(*body),
+        None => HttpResponse::NotFound()
+            .json(json!({"error": {"code": ErrorCode::BadMessage, "msg": "no such file"}})),
+    }
+}
+
+async fn demo_page() -> HttpResponse {
+    serve_static("index.html")
+}
+
+async fn static_file(name: web::Path<String>) -> HttpResponse {
+    serve_static(&name)
 }
 
 async fn not_found() -> HttpResponse {

@@ -1,0 +1,121 @@
+/**
+ * A `<textarea>` bound to a `CoeditClient`: each input event becomes one op (the difference
+ * between the old and new value, placed at the caret), remote changes are applied to the value
+ * with the local caret and selection moved through them, and the selection is published as
+ * presence.
+ *
+ * Invariants:
+ * - Positions sent to the client are Unicode scalar values; the textarea counts UTF-16 units.
+ *   A diff never splits a surrogate pair, so emoji and other astral characters stay whole.
+ * - After a remote change the textarea shows exactly `client.text`, and a caret that was after
+ *   the changed range stays after it (before it if the remote insert is at the caret).
+ */
+import type { CoeditClient } from './client.js';
+import { transformPosition, type TextOp } from './ot.js';
+import { isHighSurrogate, isLowSurrogate, uniLength, uniToUtf16, utf16ToUni } from './unicode.js';
+
+/**
+ * The op turning `before` into `after` (both whole texts), as one replaced range. `caret` (a
+ * UTF-16 offset in `after`, usually the caret after the edit) places the change where several
+ * ranges would do, e.g. typing "a" into "aa". Returns `[]` when nothing changed.
+ */
+export function diffToOp(before: string, after: string, caret = after.length): TextOp {
+  if (before === after) return [];
+  const maxCommon = Math.min(before.length, after.length);
+  // The changed range must reach the caret: limit the common suffix to after the caret.
+  let suffix = 0;
+  const suffixLimit = Math.min(maxCommon, after.length - Math.min(caret, after.length));
+  while (
+    suffix < suffixLimit &&
+    before.charCodeAt(before.length - 1 - suffix) === after.charCodeAt(after.length - 1 - suffix)
+  ) {
+    suffix++;
+  }
+  let prefix = 0;
+  const prefixLimit = maxCommon - suffix;
+  while (prefix < prefixLimit && before.charCodeAt(prefix) === after.charCodeAt(prefix)) {
+    prefix++;
+  }
+  // Never split a surrogate pair: widen the changed range to whole characters.
+  if (prefix > 0 && isHighSurrogate(before.charCodeAt(prefix - 1))) prefix--;
+  if (suffix > 0 && isLowSurrogate(before.charCodeAt(before.length - suffix))) suffix--;
+  const removed = before.slice(prefix, before.length - suffix);
+  const inserted = after.slice(prefix, after.length - suffix);
+  const op: TextOp = [];
+  const at = uniLength(before.slice(0, prefix));
+  if (at > 0) op.push(at);
+  if (removed.length > 0) op.push({ d: uniLength(removed) });
+  if (inserted.length > 0) op.push(inserted);
+  return op;
+}
+
+/** A selection moved through a remote op: UTF-16 offsets in `before` → offsets in `after`. */
+export function moveSelection(
+  before: string,
+  after: string,
+  op: TextOp,
+  start: number,
+  end: number,
+): [number, number] {
+  const move = (p: number) => uniToUtf16(after, transformPosition(utf16ToUni(before, p), op));
+  return [move(start), move(end)];
+}
+
+/** What [`bindTextarea`] returns. */
+export interface Binding {
+  /** Detaches every listener. */
+  unbind(): void;
+}
+
+/** Binds `textarea` to `client` (see the module documentation). */
+export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient): Binding {
+  let shown = client.text;
+  textarea.value = shown;
+
+  const publishSelection = () => {
+    const v = textarea.value;
+    const a = utf16ToUni(v, textarea.selectionStart);
+    const b = utf16ToUni(v, textarea.selectionEnd);
+    const [anchor, head] = textarea.selectionDirection === 'backward' ? [b, a] : [a, b];
+    client.setSelection([[anchor, head]]);
+  };
+
+  const onInput = () => {
+    const value = textarea.value;
+    const op = diffToOp(shown, value, textarea.selectionEnd);
+    shown = value;
+    if (op.length > 0) client.submit(op);
+    publishSelection();
+  };
+
+  const offChange = client.on('change', ({ op, text, local }) => {
+    if (local) return;
+    const { selectionStart, selectionEnd, selectionDirection, scrollTop } = textarea;
+    const focused = typeof document !== 'undefined' && document.activeElement === textarea;
+    const [start, end] = moveSelection(shown, text, op, selectionStart, selectionEnd);
+    shown = text;
+    textarea.value = text;
+    if (focused) textarea.setSelectionRange(start, end, selectionDirection);
+    textarea.scrollTop = scrollTop;
+  });
+
+  const events: [string, () => void][] = [
+    ['input', onInput],
+    ['select', publishSelection],
+    ['keyup', publishSelection],
+    ['mouseup', publishSelection],
+    ['focus', publishSelection],
+  ];
+  for (const [e, f] of events) textarea.addEventListener(e, f);
+  const onSelectionChange = () => {
+    if (document.activeElement === textarea) publishSelection();
+  };
+  document.addEventListener('selectionchange', onSelectionChange);
+  return {
+    unbind() {
+      offChange();
+      for (const [e, f] of events) textarea.removeEventListener(e, f);
+      document.removeEventListener('selectionchange', onSelectionChange);
+    },
+  };
+}
