@@ -69,6 +69,12 @@ pub struct SessionSection {
     pub max_docs: Option<usize>,
     /// Largest accepted WebSocket frame or HTTP body, in bytes.
     pub max_frame_bytes: Option<usize>,
+    /// Most open WebSocket connections (more are refused with 503).
+    pub max_connections: Option<usize>,
+    /// Sustained ops per second per session (token bucket rate).
+    pub max_ops_per_s: Option<f64>,
+    /// Ops per session in a burst above the rate (token bucket size).
+    pub op_burst: Option<f64>,
 }
 
 /// How ops become durable.
@@ -313,6 +319,9 @@ impl Config {
                 outbound_capacity: f.session.outbound_capacity.unwrap_or(s.outbound_capacity),
                 max_docs: f.session.max_docs.unwrap_or(s.max_docs),
                 max_frame_bytes: f.session.max_frame_bytes.unwrap_or(s.max_frame_bytes),
+                max_connections: f.session.max_connections.unwrap_or(s.max_connections),
+                max_ops_per_s: f.session.max_ops_per_s.unwrap_or(s.max_ops_per_s),
+                op_burst: f.session.op_burst.unwrap_or(s.op_burst),
             },
             crypto_mode: f.crypto.mode.unwrap_or_default(),
             master_key_file: f.crypto.master_key_file,

@@ -41,6 +41,10 @@ pub struct AppState {
     pub guard: Guard,
     /// The master key ring file, re-read for online rotation.
     pub master_key_file: Option<std::path::PathBuf>,
+    /// False once shutdown began (`/readyz` then answers 503).
+    pub accepting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The store, for readiness checks.
+    pub store: std::sync::Arc<dyn coedit_actors::Store>,
 }
 
 /// An error response.
@@ -100,6 +104,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(demo_page))
         .route("/static/{name}", web::get().to(static_file))
         .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(prometheus))
         .route("/ws", web::get().to(websocket))
         .route("/api/docs/{id}", web::get().to(get_doc))
         .route("/api/docs/{id}/versions", web::get().to(get_versions))
@@ -164,6 +170,37 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .await
         .map_err(ActorError::from)?;
     Ok(HttpResponse::Ok().json(json!({"status": "ok", "open_documents": open})))
+}
+
+/// `GET /readyz`: 200 when the store answers reads and the server accepts work; 503 during
+/// shutdown or when the store fails.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let accepting = state.accepting.load(std::sync::atomic::Ordering::SeqCst);
+    let store = state.store.clone();
+    let store_ok = web::block(move || store.check_readable())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let body = json!({
+        "ready": accepting && store_ok.is_ok(),
+        "accepting": accepting,
+        "store": store_ok.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_string()),
+    });
+    if accepting && store_ok.is_ok() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// `GET /metrics`: every metric in the OpenMetrics text format.
+async fn prometheus() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            "Content-Type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .body(coedit_actors::metrics::metrics().render())
 }
 
 async fn websocket(

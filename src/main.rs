@@ -46,8 +46,20 @@ struct Cli {
     /// TOML configuration file for everything else.
     #[arg(long, global = true, env = "COEDIT_CONFIG")]
     config: Option<PathBuf>,
+    /// Log format on standard error: `text` or `json` (one JSON object per line).
+    #[arg(long, global = true, env = "COEDIT_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,13 +147,16 @@ enum AuditCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COEDIT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let file = match &cli.config {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
@@ -281,8 +296,12 @@ fn serve(config: Config) -> Result<()> {
             encrypted: store.encrypted(),
             auth: format!("{:?}", config.auth_mode),
         }));
+        let store_for_checks = store.clone();
         let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles).start();
+        let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let state = web::Data::new(AppState {
+            accepting: accepting.clone(),
+            store: store_for_checks,
             registry: registry.clone(),
             session: config.session.clone(),
             guard: Guard {
@@ -314,6 +333,7 @@ fn serve(config: Config) -> Result<()> {
         let running = actix::spawn(server);
         let signal = shutdown_signal().await?;
         info!(signal, "shutting down: saving documents, telling clients to reconnect");
+        accepting.store(false, std::sync::atomic::Ordering::SeqCst);
         handle.pause().await;
         let saved = match tokio::time::timeout(config.shutdown_timeout, registry.send(ShutdownAll))
             .await

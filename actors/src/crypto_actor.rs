@@ -112,6 +112,7 @@ impl Handler<VerifyToken> for CryptoActor {
             .tokens
             .as_ref()
             .ok_or_else(|| AuthError::Invalid("authentication is off".into()))?;
+        crate::metrics::metrics().crypto("token_verify", 1);
         key.verify(m.token.as_deref().ok_or(AuthError::Missing)?, m.now)
     }
 }
@@ -154,6 +155,11 @@ impl Guard {
         doc: Option<&str>,
         err: &AuthError,
     ) {
+        let code = err.code().as_u16();
+        crate::metrics::metrics()
+            .auth_refusals
+            .get_or_create(&crate::metrics::CodeLabel { code })
+            .inc();
         self.audit(crate::audit::AuditEvent::Refused {
             session,
             subject: claims.map(|c| c.sub.clone()),

@@ -40,6 +40,7 @@ use tracing::{debug, info_span, warn};
 
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::{Format, Frame, SharedFrame};
+use crate::metrics::metrics;
 use crate::registry::{DocClosed, Registry};
 use crate::session::Outbound;
 use crate::store::{LogRecord, Store, Versions};
@@ -209,12 +210,18 @@ impl DocActor {
         let Some(sub) = self.subs.get(&session) else {
             return;
         };
-        match sub.out.try_send(Outbound(frame)) {
-            Ok(()) => {}
+        let bytes = frame.len() as u64;
+        match sub.out.try_send(Outbound::new(frame)) {
+            Ok(()) => {
+                let m = metrics();
+                m.fanout_frames.inc();
+                m.fanout_bytes.inc_by(bytes);
+            }
             Err(SendError::Full(_)) => {
                 warn!(parent: &self.span, session, "slow consumer disconnected");
+                metrics().slow_consumers.inc();
                 if let Some(sub) = self.subs.remove(&session) {
-                    sub.out.do_send(Outbound(Frame::Close(
+                    sub.out.do_send(Outbound::new(Frame::Close(
                         CLOSE_TRY_AGAIN,
                         "slow consumer: rejoin with your revision".into(),
                     )));
@@ -659,7 +666,17 @@ impl DocActor {
                 return Err(ActorError::NotSubscribed(self.name.to_string()));
             }
         }
-        let applied = match self.doc.submit(&m.client, m.seq, m.base_rev, m.op) {
+        let started = Instant::now();
+        let submitted = self.doc.submit(&m.client, m.seq, m.base_rev, m.op);
+        metrics()
+            .op_apply_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics().op(match &submitted {
+            Ok(s) if s.duplicate => "duplicate",
+            Ok(_) => "applied",
+            Err(_) => "refused",
+        });
+        let applied = match submitted {
             Ok(s) => Applied {
                 rev: s.rev,
                 op: s.op.cloned(),
@@ -897,7 +914,7 @@ impl Handler<Shutdown> for DocActor {
         }
         Box::pin(self.save_and_stop(|act| {
             for (_, sub) in act.subs.drain() {
-                sub.out.do_send(Outbound(Frame::Close(
+                sub.out.do_send(Outbound::new(Frame::Close(
                     CLOSE_RESTART,
                     "server restarting: reconnect and rejoin with your revision".into(),
                 )));

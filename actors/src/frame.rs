@@ -27,6 +27,20 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// Payload bytes (0 for a close).
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Binary(b) => b.len(),
+            Frame::Text(t) => t.len(),
+            Frame::Close(..) => 0,
+        }
+    }
+
+    /// True for a frame without payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Encodes `msg` in `format`.
     pub fn encode(msg: &ServerMsg, format: Format) -> Frame {
         match format {

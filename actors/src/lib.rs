@@ -22,6 +22,7 @@ pub mod document;
 pub mod errors;
 pub mod frame;
 pub mod keys;
+pub mod metrics;
 pub mod registry;
 pub mod session;
 pub mod store;

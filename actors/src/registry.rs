@@ -16,6 +16,7 @@ use crate::audit::AuditEvent;
 use crate::auth::AuthError;
 use crate::document::{DocActor, DocActorConfig, Shutdown};
 use crate::errors::ActorError;
+use crate::metrics::metrics;
 use crate::store::Store;
 use crate::store_actor::{Checkpoint, DeleteDoc, FlushNow, Record, StoreActor};
 
@@ -113,6 +114,7 @@ impl Handler<OpenDoc> for Registry {
         };
         debug!(doc = %id, "document opened");
         self.docs.insert(id, addr.clone());
+        metrics().open_documents.set(self.docs.len() as i64);
         Ok(addr)
     }
 }
@@ -134,6 +136,7 @@ impl Handler<DocClosed> for Registry {
     fn handle(&mut self, m: DocClosed, _: &mut Context<Self>) {
         if self.docs.get(&m.id) == Some(&m.addr) {
             self.docs.remove(&m.id);
+            metrics().open_documents.set(self.docs.len() as i64);
         }
     }
 }
@@ -204,6 +207,7 @@ impl Handler<DeleteDocument> for Registry {
             return Box::pin(actix::fut::ready(Err(ActorError::Closing(m.id))));
         }
         let open = self.docs.remove(m.id.as_str());
+        metrics().open_documents.set(self.docs.len() as i64);
         let writer = self.writer.clone();
         let id = m.id.clone();
         let work = async move {

@@ -41,6 +41,7 @@ use crate::errors::{
     CLOSE_TOO_BIG,
 };
 use crate::frame::{Format, Frame};
+use crate::metrics::metrics;
 use crate::registry::{OpenDoc, Registry};
 use crate::SessionId;
 
@@ -58,6 +59,16 @@ const CLIENT_ID_LEN: usize = 16;
 pub const JOIN_ATTEMPTS: u32 = 5;
 /// Pause before the n-th retry is `n ×` this (the unloading actor is flushing).
 pub const JOIN_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Default most open WebSocket connections; more are refused at the upgrade with 503.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Default sustained ops per second one session may submit (token bucket rate).
+pub const DEFAULT_MAX_OPS_PER_S: f64 = 100.0;
+/// Default burst of ops above the rate (token bucket size).
+pub const DEFAULT_OP_BURST: f64 = 200.0;
+/// Session state before `hello` (metrics label).
+const STATE_CONNECTED: &str = "connected";
+/// Session state after `hello` (metrics label).
+const STATE_READY: &str = "ready";
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -74,6 +85,12 @@ pub struct SessionConfig {
     pub max_docs: usize,
     /// Largest accepted frame, in bytes.
     pub max_frame_bytes: usize,
+    /// Most open connections (refused at the upgrade with 503 beyond).
+    pub max_connections: usize,
+    /// Sustained ops per second per session; excess ops get `RateLimited`, nothing applied.
+    pub max_ops_per_s: f64,
+    /// Ops a session may send in a burst above the rate.
+    pub op_burst: f64,
 }
 
 impl Default for SessionConfig {
@@ -84,6 +101,9 @@ impl Default for SessionConfig {
             outbound_capacity: DEFAULT_OUTBOUND_CAPACITY,
             max_docs: DEFAULT_MAX_DOCS_PER_SESSION,
             max_frame_bytes: MAX_FRAME_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_ops_per_s: DEFAULT_MAX_OPS_PER_S,
+            op_burst: DEFAULT_OP_BURST,
         }
     }
 }
@@ -96,10 +116,27 @@ pub fn start_session(
     config: SessionConfig,
     guard: Guard,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let m = metrics();
+    // Counted here, released when the session stops (or if the upgrade fails).
+    if m.connections.inc() >= config.max_connections as i64 {
+        m.connections.dec();
+        m.refused_connections.inc();
+        let msg = format!(
+            "the server is at its limit of {} connections",
+            config.max_connections
+        );
+        return Ok(HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(serde_json::json!({"error": {"code": ErrorCode::Unavailable, "msg": msg}})));
+    }
     let max = config.max_frame_bytes;
-    ws::WsResponseBuilder::new(WsSession::new(registry, config, guard), req, stream)
+    let res = ws::WsResponseBuilder::new(WsSession::new(registry, config, guard), req, stream)
         .frame_size(max)
-        .start()
+        .start();
+    if res.is_err() {
+        m.connections.dec();
+    }
+    res
 }
 
 /// One WebSocket session. See the module documentation.
@@ -114,6 +151,12 @@ pub struct WsSession {
     docs: HashMap<String, Addr<DocActor>>,
     /// When the client last sent anything.
     last_seen: Instant,
+    /// Op tokens left (token bucket), refilled at `max_ops_per_s` up to `op_burst`.
+    op_tokens: f64,
+    /// When the bucket was last refilled.
+    refilled: Instant,
+    /// The session reached `started` (it is counted in the metrics).
+    counted: bool,
     registry: Addr<Registry>,
     config: SessionConfig,
     guard: Guard,
@@ -130,6 +173,9 @@ impl WsSession {
             claims: None,
             docs: HashMap::new(),
             last_seen: Instant::now(),
+            op_tokens: config.op_burst.max(1.0),
+            refilled: Instant::now(),
+            counted: false,
             registry,
             config,
             guard,
@@ -153,6 +199,21 @@ impl WsSession {
                 self.refuse(&e, action_name(action), Some(doc), seq, format, ctx);
                 None
             }
+        }
+    }
+
+    /// Takes one op token from the bucket (refilled for the time since the last op).
+    fn take_op_token(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        let burst = self.config.op_burst.max(1.0);
+        self.op_tokens = (self.op_tokens + elapsed * self.config.max_ops_per_s).min(burst);
+        if self.op_tokens >= 1.0 {
+            self.op_tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -352,6 +413,9 @@ impl WsSession {
             subject: claims.as_ref().map(|c| c.sub.clone()),
             tenant: claims.as_ref().map(|c| c.tenant.clone()),
         });
+        if self.client.is_none() {
+            metrics().session_state(Some(STATE_CONNECTED), Some(STATE_READY));
+        }
         self.client = Some(ClientId::from(client.as_str()));
         self.claims = claims;
         let welcome = ServerMsg::Welcome {
@@ -445,9 +509,19 @@ impl WsSession {
         let Some(r) = self.authorize(&m.doc, Action::Write, Some(m.seq), format, ctx) else {
             return;
         };
-        let Some(addr) = self.docs.get(&r.name) else {
+        if !self.docs.contains_key(&r.name) {
             return Self::not_joined(ctx, format, m.doc, Some(m.seq));
-        };
+        }
+        if !self.take_op_token() {
+            metrics().rate_limited.inc();
+            let msg = format!(
+                "more than {} ops per second (burst {}): op not applied, resend it later",
+                self.config.max_ops_per_s, self.config.op_burst
+            );
+            let code = ErrorCode::RateLimited;
+            return Self::fail(ctx, format, code, msg, Some(m.doc), Some(m.seq));
+        }
+        let addr = &self.docs[&r.name];
         match m.checked_op() {
             Ok(op) => addr.do_send(Submit {
                 session: Some(self.id),
@@ -473,6 +547,8 @@ impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.counted = true;
+        metrics().session_state(None, Some(STATE_CONNECTED));
         ctx.set_mailbox_capacity(self.config.outbound_capacity);
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
             if act.last_seen.elapsed() > act.config.client_timeout {
@@ -485,6 +561,16 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if self.counted {
+            let state = if self.client.is_some() {
+                STATE_READY
+            } else {
+                STATE_CONNECTED
+            };
+            metrics().session_state(Some(state), None);
+            metrics().connections.dec();
+            self.counted = false;
+        }
         for (_, addr) in self.docs.drain() {
             addr.do_send(Leave { session: self.id });
         }
@@ -496,17 +582,42 @@ impl Actor for WsSession {
     }
 }
 
-/// A frame for this session from a document actor.
+/// A frame for this session from a document actor. Counted in the `outbound_queue_frames`
+/// gauge from creation until it is written or dropped (also when a session stops with frames
+/// still queued).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Outbound(pub Frame);
+pub struct Outbound {
+    frame: Frame,
+    _queued: Queued,
+}
+
+impl Outbound {
+    /// Wraps a frame.
+    pub fn new(frame: Frame) -> Self {
+        metrics().outbound_queue.inc();
+        Outbound {
+            frame,
+            _queued: Queued,
+        }
+    }
+}
+
+/// Decrements the queue gauge when its frame is gone.
+struct Queued;
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        metrics().outbound_queue.dec();
+    }
+}
 
 impl Handler<Outbound> for WsSession {
     type Result = ();
 
     /// Writes the frame (or closes, for a close frame).
     fn handle(&mut self, m: Outbound, ctx: &mut Self::Context) {
-        Self::write(ctx, m.0);
+        Self::write(ctx, m.frame);
     }
 }
 

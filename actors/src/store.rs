@@ -180,6 +180,8 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, doc: &str) -> Result<(), StoreError>;
     /// Whether records are sealed with SM4-GCM.
     fn encrypted(&self) -> bool;
+    /// Reads the store's format record: fails if the backend cannot serve reads.
+    fn check_readable(&self) -> Result<(), StoreError>;
     /// Re-wraps every data key under the newest key of `ring`, which replaces the ring in use.
     /// Returns the number of keys re-wrapped; fails on an unencrypted store.
     fn rotate_master_key(&self, ring: MasterKeyring) -> Result<usize, StoreError>;
@@ -720,6 +722,10 @@ impl<K: Kv> Store for RecordStore<K> {
 
     fn encrypted(&self) -> bool {
         self.keys.is_some()
+    }
+
+    fn check_readable(&self) -> Result<(), StoreError> {
+        self.kv.get(Tree::Meta, META_FORMAT_KEY).map(|_| ())
     }
 
     fn rotate_master_key(&self, ring: MasterKeyring) -> Result<usize, StoreError> {

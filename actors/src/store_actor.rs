@@ -33,6 +33,7 @@ use crate::audit::{AuditChain, AuditEvent};
 use crate::crypto::{sm3, MasterKeyring, Sm2Signer};
 use crate::crypto_actor::{BatchDone, CryptoActor, WriteBatch};
 use crate::document::Durable;
+use crate::metrics::metrics;
 use crate::store::{LogRecord, Store, StoreError};
 
 /// Exit code when the store cannot flush.
@@ -102,11 +103,15 @@ pub fn apply_batch(
     signer: Option<&Sm2Signer>,
     writes: Vec<Write>,
 ) -> Result<(), StoreError> {
+    let m = metrics();
+    let sealed = if store.encrypted() { 1 } else { 0 };
     for w in writes {
         match w {
             Write::Op { doc, record } => {
                 store.append(&doc, std::slice::from_ref(&record))?;
+                m.crypto("seal_record", sealed);
                 if let Some(c) = chain.as_deref_mut() {
+                    m.crypto("audit_hash", 1);
                     let op = rmp_serde::to_vec(&record.op)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
                     let event = AuditEvent::Op {
@@ -125,6 +130,7 @@ pub fn apply_batch(
                 compact_at,
             } => {
                 store.put_snapshot(&doc, &snapshot)?;
+                m.crypto("seal_record", sealed);
                 if let Some(rev) = compact_at {
                     store.compact(&doc, rev)?;
                 }
@@ -141,11 +147,13 @@ pub fn apply_batch(
             }
             Write::Audit(event) => {
                 if let Some(c) = chain.as_deref_mut() {
+                    m.crypto("audit_hash", 1);
                     c.append(store, event)?;
                 }
             }
             Write::Checkpoint => {
                 if let (Some(c), Some(s)) = (chain.as_deref_mut(), signer) {
+                    m.crypto("checkpoint_sign", 1);
                     c.checkpoint(store, s)?;
                 }
             }
@@ -276,13 +284,19 @@ impl StoreActor {
         }
         self.flushing = true;
         let target = self.written;
+        let batch = target - self.flushed;
         let store = self.store.clone();
+        let started = std::time::Instant::now();
         let flush = tokio::task::spawn_blocking(move || store.flush());
         ctx.spawn(flush.into_actor(self).map(move |res, act, ctx| {
             act.flushing = false;
             match res {
                 Ok(Ok(())) => {
                     trace!(target, "flushed");
+                    let m = metrics();
+                    m.store_flush_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    m.store_flush_batch.observe(batch as f64);
                     act.flushed = target;
                     act.notify();
                     act.start_flush(ctx);

@@ -215,6 +215,26 @@ pub fn http_auth(
     Ok((status, value))
 }
 
+/// One raw GET; returns the status, the lower-cased head and the body (any content type).
+pub fn http_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(HTTP_TIMEOUT)).expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("a head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
 /// The server's text and revision of a document, over REST.
 pub fn server_doc(addr: SocketAddr, doc: &str) -> (String, u64) {
     let (status, v) = http(addr, "GET", &format!("/api/docs/{doc}"), None).expect("GET doc");

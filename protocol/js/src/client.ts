@@ -99,6 +99,8 @@ export const DEFAULT_PING_TIMEOUT_MS = 12000;
 const PRESENCE_HISTORY = 1024;
 /** Delay that coalesces presence updates. */
 const PRESENCE_DELAY_MS = 30;
+/** Wait before resending an op the server refused for now (rate limit, unavailable). */
+const RETRY_OP_MS = 1000;
 /** WebSocket OPEN readyState. */
 const OPEN = 1;
 /** Server errors after which reconnecting cannot help. */
@@ -367,6 +369,17 @@ export class CoeditClient {
       } else if (code === ErrorCode.RevisionTooOld) {
         this.everJoined = false;
         this.ws?.close();
+      } else if (
+        (code === ErrorCode.RateLimited || code === ErrorCode.Unavailable) &&
+        msg.error.seq !== undefined &&
+        msg.error.seq === this.state.inflight?.seq
+      ) {
+        // Not applied: send it again (same sequence number) a little later.
+        const seq = msg.error.seq;
+        setTimeout(() => {
+          const r = this.state.resend();
+          if (r && r.seq === seq) this.sendOp(r);
+        }, RETRY_OP_MS);
       }
     }
   }

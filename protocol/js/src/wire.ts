@@ -58,6 +58,7 @@ export function decodeMsg(data: ArrayBuffer | Uint8Array | string): ServerMsg {
 /** Error codes the client reacts to (see PROTOCOL.md for all). */
 export const ErrorCode = {
   RevisionTooOld: 3002,
+  RateLimited: 4001,
   Unavailable: 4003,
   AuthRequired: 5001,
   InvalidToken: 5002,

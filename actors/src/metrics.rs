@@ -1,0 +1,230 @@
+//! Process-wide metrics, rendered in the Prometheus/OpenMetrics text format at `GET /metrics`
+//! (with the `prometheus-client` crate).
+//!
+//! Invariants:
+//! - One registry per process ([`metrics`]); every metric is registered once, with a `coedit_`
+//!   prefix, and only ever counted up (counters) or set/moved (gauges).
+//! - Label values come from fixed sets (never from client input), so the number of series is
+//!   bounded.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label `state` of sessions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `connected` (before `hello`) or `ready`.
+    pub state: &'static str,
+}
+
+/// Label `result` of submitted ops.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `applied`, `duplicate` or `refused`.
+    pub result: &'static str,
+}
+
+/// Label `op` of crypto operations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CryptoLabel {
+    /// `seal_record`, `audit_hash`, `checkpoint_sign`, `token_verify`.
+    pub op: &'static str,
+}
+
+/// Label `code` of refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The protocol error code.
+    pub code: u16,
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// WebSocket upgrades refused because `max_connections` was reached.
+    pub refused_connections: Counter,
+    /// Sessions by state.
+    pub sessions: Family<StateLabel, Gauge>,
+    /// Open document actors.
+    pub open_documents: Gauge,
+    /// Submitted ops by result.
+    pub ops: Family<ResultLabel, Counter>,
+    /// Time to transform and apply one op in its document.
+    pub op_apply_seconds: Histogram,
+    /// Ops refused by the per-session rate limit.
+    pub rate_limited: Counter,
+    /// Frames queued to sessions by document actors.
+    pub fanout_frames: Counter,
+    /// Bytes of those frames.
+    pub fanout_bytes: Counter,
+    /// Frames queued to sessions and not yet written by them.
+    pub outbound_queue: Gauge,
+    /// Sessions disconnected because their outbound queue was full.
+    pub slow_consumers: Counter,
+    /// Duration of store flushes (fsync).
+    pub store_flush_seconds: Histogram,
+    /// Writes covered by one flush (group commit batch size).
+    pub store_flush_batch: Histogram,
+    /// Cryptographic operations by kind.
+    pub crypto_ops: Family<CryptoLabel, Counter>,
+    /// Authentication and authorization refusals by error code.
+    pub auth_refusals: Family<CodeLabel, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("coedit");
+        let m = Metrics {
+            connections: Gauge::default(),
+            refused_connections: Counter::default(),
+            sessions: Family::default(),
+            open_documents: Gauge::default(),
+            ops: Family::default(),
+            op_apply_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 10)),
+            rate_limited: Counter::default(),
+            fanout_frames: Counter::default(),
+            fanout_bytes: Counter::default(),
+            outbound_queue: Gauge::default(),
+            slow_consumers: Counter::default(),
+            store_flush_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 14)),
+            store_flush_batch: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            crypto_ops: Family::default(),
+            auth_refusals: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "refused_connections",
+            "WebSocket upgrades refused at max_connections",
+            m.refused_connections.clone(),
+        );
+        registry.register("sessions", "Sessions by state", m.sessions.clone());
+        registry.register(
+            "open_documents",
+            "Open document actors",
+            m.open_documents.clone(),
+        );
+        registry.register("ops", "Submitted ops by result", m.ops.clone());
+        registry.register(
+            "op_apply_seconds",
+            "Time to transform and apply one op",
+            m.op_apply_seconds.clone(),
+        );
+        registry.register(
+            "rate_limited_ops",
+            "Ops refused by the per-session rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "fanout_frames",
+            "Frames queued to sessions",
+            m.fanout_frames.clone(),
+        );
+        registry.register(
+            "fanout_bytes",
+            "Bytes queued to sessions",
+            m.fanout_bytes.clone(),
+        );
+        registry.register(
+            "outbound_queue_frames",
+            "Frames queued to sessions, not yet written",
+            m.outbound_queue.clone(),
+        );
+        registry.register(
+            "slow_consumer_disconnects",
+            "Sessions closed with 1013 because their queue was full",
+            m.slow_consumers.clone(),
+        );
+        registry.register(
+            "store_flush_seconds",
+            "Duration of store flushes",
+            m.store_flush_seconds.clone(),
+        );
+        registry.register(
+            "store_flush_batch_writes",
+            "Writes covered by one flush",
+            m.store_flush_batch.clone(),
+        );
+        registry.register(
+            "crypto_operations",
+            "Cryptographic operations",
+            m.crypto_ops.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Authentication and authorization refusals by code",
+            m.auth_refusals.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a crypto operation.
+    pub fn crypto(&self, op: &'static str, n: u64) {
+        self.crypto_ops.get_or_create(&CryptoLabel { op }).inc_by(n);
+    }
+
+    /// Counts a submitted op.
+    pub fn op(&self, result: &'static str) {
+        self.ops.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Moves one session from one state to another (`None`: not counted).
+    pub fn session_state(&self, from: Option<&'static str>, to: Option<&'static str>) {
+        if let Some(state) = from {
+            self.sessions.get_or_create(&StateLabel { state }).dec();
+        }
+        if let Some(state) = to {
+            self.sessions.get_or_create(&StateLabel { state }).inc();
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_in_the_text_format() {
+        let m = metrics();
+        m.op("applied");
+        m.crypto("seal_record", 3);
+        m.session_state(None, Some("ready"));
+        let text = m.render();
+        for want in [
+            "# TYPE coedit_ops counter",
+            "coedit_ops_total{result=\"applied\"}",
+            "coedit_crypto_operations_total{op=\"seal_record\"}",
+            "coedit_sessions{state=\"ready\"}",
+            "# TYPE coedit_store_flush_seconds histogram",
+            "# EOF",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+    }
+}
