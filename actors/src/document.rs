@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ahash::AHashMap;
 use coedit_protocol::document::DocumentConfig;
+use coedit_protocol::wire::{chunk_ops, OPS_MESSAGE_BUDGET};
 use coedit_protocol::{
     transform_selection, ClientId, Document, ErrorCode, Op, PeerPresence, RemoteOp, Selection,
     ServerMsg,
@@ -276,11 +277,11 @@ impl DocActor {
             self.last_flush = Instant::now();
         }
         if !self.pending_ops.is_empty() {
-            let msg = ServerMsg::Ops {
-                doc: self.name.to_string(),
-                ops: std::mem::take(&mut self.pending_ops),
-            };
-            self.broadcast(&msg);
+            let pending = std::mem::take(&mut self.pending_ops);
+            for ops in chunk_ops(pending, OPS_MESSAGE_BUDGET) {
+                let doc = self.name.to_string();
+                self.broadcast(&ServerMsg::Ops { doc, ops });
+            }
         }
         if !self.pending_presence.is_empty() {
             let peers = self
@@ -448,32 +449,34 @@ impl DocActor {
         if from >= to {
             return Ok(Vec::new());
         }
-        if let Ok(ops) = self.doc.ops_since(from) {
-            return Ok(ops
-                .take_while(|(rev, _)| *rev <= to)
-                .map(|(rev, e)| RemoteOp {
-                    rev,
-                    client: e.client.to_string(),
-                    seq: e.seq,
-                    op: e.op.clone(),
-                    t: None,
-                })
-                .collect());
+        let from_memory = |from: u64| {
+            self.doc.ops_since(from).map(|ops| {
+                ops.take_while(|(rev, _)| *rev <= to)
+                    .map(|(rev, e)| RemoteOp {
+                        rev,
+                        client: e.client.to_string(),
+                        seq: e.seq,
+                        op: e.op.clone(),
+                        t: None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        if let Ok(ops) = from_memory(from) {
+            return Ok(ops);
         }
         let ops = self.store.ops(&self.id, from, to)?;
-        if ops.first().is_none_or(|r| r.rev != from + 1) {
-            return Err(coedit_protocol::DocError::RevisionTooOld {
+        let too_old = |store: &dyn Store, id: &str| -> Result<ActorError, ActorError> {
+            Ok(coedit_protocol::DocError::RevisionTooOld {
                 base: from,
-                oldest: self
-                    .store
-                    .versions(&self.id)?
-                    .first_op
-                    .unwrap_or(to)
-                    .saturating_sub(1),
+                oldest: store.versions(id)?.first_op.unwrap_or(to).saturating_sub(1),
             }
-            .into());
+            .into())
+        };
+        if ops.first().is_none_or(|r| r.rev != from + 1) {
+            return Err(too_old(&*self.store, &self.id)?);
         }
-        Ok(ops
+        let mut out: Vec<RemoteOp> = ops
             .into_iter()
             .map(|r| RemoteOp {
                 rev: r.rev,
@@ -482,7 +485,18 @@ impl DocActor {
                 op: r.op,
                 t: None,
             })
-            .collect())
+            .collect();
+        // The store writer may not have written the newest ops yet (relaxed durability
+        // acknowledges before the write): the rest comes from memory, or the caller falls
+        // back to a snapshot. Never a silent gap.
+        let next = from + out.len() as u64;
+        if next < to {
+            let Ok(rest) = from_memory(next) else {
+                return Err(too_old(&*self.store, &self.id)?);
+            };
+            out.extend(rest);
+        }
+        Ok(out)
     }
 }
 
@@ -543,20 +557,23 @@ impl Handler<Join> for DocActor {
         self.check_open()?;
         let doc = self.name.to_string();
         let durable = self.durable_rev;
-        let catch_up = match m
+        let catch_up: Vec<ServerMsg> = match m
             .rev
             .filter(|r| *r <= durable)
             .map(|r| self.durable_ops(r, durable))
         {
-            Some(Ok(ops)) => ServerMsg::Ops {
-                doc: doc.clone(),
-                ops,
-            },
-            _ => ServerMsg::Snapshot {
+            Some(Ok(ops)) => chunk_ops(ops, OPS_MESSAGE_BUDGET)
+                .into_iter()
+                .map(|ops| ServerMsg::Ops {
+                    doc: doc.clone(),
+                    ops,
+                })
+                .collect(),
+            _ => vec![ServerMsg::Snapshot {
                 doc: doc.clone(),
                 rev: durable,
                 text: self.doc.text_at(durable)?,
-            },
+            }],
         };
         let peers: Vec<PeerPresence> = self
             .subs
@@ -576,7 +593,9 @@ impl Handler<Join> for DocActor {
                 sel: Vec::new(),
             },
         );
-        self.reply(m.session, &catch_up);
+        for msg in &catch_up {
+            self.reply(m.session, msg);
+        }
         if !peers.is_empty() {
             let rev = self.doc.rev();
             self.reply(m.session, &ServerMsg::Presence { doc, rev, peers });

@@ -43,6 +43,8 @@ const FORMAT_PLAIN: u8 = 1;
 const FORMAT_SEALED: u8 = 2;
 /// Bytes before the sealed part of a sealed record.
 const SEALED_HEADER_LEN: usize = 6;
+/// sled's page cache (its default is 1 GiB, which the server would fill under a heavy load).
+pub const SLED_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// A key past every document key (document ids are ASCII).
 const PAST_ALL_DOCS: &[u8] = &[0xff];
 /// Key of the store-wide encryption mode in the `meta` tree.
@@ -486,6 +488,7 @@ impl SledStore {
     pub fn open_with(dir: &Path, ring: Option<MasterKeyring>) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
             .flush_every_ms(None)
             .open()
             .map_err(backend)?;

@@ -19,8 +19,14 @@ use crate::op::{Component, Op, Selection};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Largest frame the decoder accepts, in bytes.
+/// Largest client frame the server decodes, in bytes.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Largest server frame a client decodes: a snapshot holds the whole document (at most
+/// `max_chars` characters of up to 4 UTF-8 bytes each).
+pub const MAX_SERVER_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Approximate encoded size one `ops` message carries: the server splits a longer run of ops
+/// into consecutive messages (an op larger than this goes alone).
+pub const OPS_MESSAGE_BUDGET: usize = 256 * 1024;
 /// Longest document id, in bytes.
 pub const MAX_DOC_ID_LEN: usize = 128;
 /// Longest client id, in bytes.
@@ -322,14 +328,15 @@ pub enum ServerMsg {
 }
 
 impl ServerMsg {
-    /// Decodes a binary (MessagePack) frame (client side).
+    /// Decodes a binary (MessagePack) frame (client side, up to [`MAX_SERVER_FRAME_BYTES`]).
     pub fn from_msgpack(bytes: &[u8]) -> Result<ServerMsg, ProtocolError> {
-        decode_msgpack(bytes)
+        decode_msgpack_within(bytes, MAX_SERVER_FRAME_BYTES)
     }
 
-    /// Decodes a text (JSON) frame (client side).
+    /// Decodes a text (JSON) frame (client side, up to [`MAX_SERVER_FRAME_BYTES`]).
     pub fn from_json(text: &str) -> Result<ServerMsg, ProtocolError> {
-        decode_json(text)
+        check_size(text.len(), MAX_SERVER_FRAME_BYTES)?;
+        serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))
     }
 
     /// An error message for `code`.
@@ -356,7 +363,14 @@ pub fn encode_json<T: Serialize>(msg: &T) -> String {
 
 /// Decodes MessagePack, enforcing [`MAX_FRAME_BYTES`] and consuming the whole input.
 pub fn decode_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
-    check_size(bytes.len())?;
+    decode_msgpack_within(bytes, MAX_FRAME_BYTES)
+}
+
+fn decode_msgpack_within<T: DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, ProtocolError> {
+    check_size(bytes.len(), max)?;
     let mut de = rmp_serde::Deserializer::new(bytes);
     let msg = T::deserialize(&mut de).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     let rest = de.into_inner().len();
@@ -370,18 +384,50 @@ pub fn decode_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolEr
 
 /// Decodes JSON, enforcing [`MAX_FRAME_BYTES`].
 pub fn decode_json<T: DeserializeOwned>(text: &str) -> Result<T, ProtocolError> {
-    check_size(text.len())?;
+    check_size(text.len(), MAX_FRAME_BYTES)?;
     serde_json::from_str(text).map_err(|e| ProtocolError::Decode(e.to_string()))
 }
 
-fn check_size(len: usize) -> Result<(), ProtocolError> {
-    if len > MAX_FRAME_BYTES {
-        return Err(ProtocolError::FrameTooLarge {
-            len,
-            max: MAX_FRAME_BYTES,
-        });
+fn check_size(len: usize, max: usize) -> Result<(), ProtocolError> {
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { len, max });
     }
     Ok(())
+}
+
+/// An upper estimate of a remote op's encoded size.
+fn approx_size(r: &RemoteOp) -> usize {
+    let comps: usize =
+        r.op.components()
+            .iter()
+            .map(|c| match c {
+                Component::Insert(s) => s.len() + 5,
+                Component::Retain(_) | Component::Delete(_) => 12,
+            })
+            .sum();
+    64 + r.client.len() + comps
+}
+
+/// Splits a run of ops into consecutive `ops` messages of about `budget` encoded bytes each
+/// (an op larger than the budget goes alone). Always returns at least one (maybe empty) run,
+/// so a join's answer is always sent.
+pub fn chunk_ops(ops: Vec<RemoteOp>, budget: usize) -> Vec<Vec<RemoteOp>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for r in ops {
+        let s = approx_size(&r);
+        if !current.is_empty() && size + s > budget {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += s;
+        current.push(r);
+    }
+    if !current.is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -586,5 +632,34 @@ mod documented_examples {
             hex(&encode_msgpack(&err)),
             "81 a5 65 72 72 6f 72 82 a4 63 6f 64 65 cd 07 d2 a3 6d 73 67 a1 78"
         );
+    }
+
+    #[test]
+    fn ops_are_chunked_by_encoded_size() {
+        let op = |rev: u64, n: usize| RemoteOp {
+            rev,
+            client: "c".into(),
+            seq: rev,
+            op: Op::insert_at(0, &"x".repeat(n)),
+            t: None,
+        };
+        assert_eq!(chunk_ops(Vec::new(), 100), vec![Vec::<RemoteOp>::new()]);
+        let runs = chunk_ops((1..=10).map(|r| op(r, 1000)).collect(), 3000);
+        assert_eq!(
+            runs.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 2, 2, 2]
+        );
+        let revs: Vec<u64> = runs.iter().flatten().map(|r| r.rev).collect();
+        assert_eq!(revs, (1..=10).collect::<Vec<_>>());
+        for run in &runs {
+            let msg = ServerMsg::Ops {
+                doc: "d".into(),
+                ops: run.clone(),
+            };
+            assert!(encode_msgpack(&msg).len() <= 3000);
+        }
+        // An op bigger than the budget goes alone.
+        let runs = chunk_ops(vec![op(1, 10), op(2, 5000), op(3, 10)], 3000);
+        assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
     }
 }
