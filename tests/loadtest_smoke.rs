@@ -48,7 +48,9 @@ async fn smoke_run_converges_without_errors() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_trace_typed_over_the_network() -> anyhow::Result<()> {
-    let srv = start_server();
+    // Strict durability; one client sends an op per round trip, faster than the default
+    // per-session rate limit allows for long.
+    let srv = start_server_with("[session]\nmax_ops_per_s = 1000000.0\nop_burst = 1000000.0\n");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/traces/sequential/automerge-paper.json.gz");
     let trace = Trace::load(&path)?;
@@ -60,8 +62,9 @@ async fn sequential_trace_typed_over_the_network() -> anyhow::Result<()> {
 }
 
 /// A server tuned for replay speed: no fan-out tick, no fsync per op (the replay checks OT,
-/// not durability).
-const FAST: &str = "[document]\nfanout_tick_ms = 0\n[storage]\ndurability = \"relaxed\"\n";
+/// not durability), no per-session rate limit (each agent sends as fast as acks come).
+const FAST: &str = "[document]\nfanout_tick_ms = 0\n[storage]\ndurability = \"relaxed\"\n\
+                    [session]\nmax_ops_per_s = 1000000.0\nop_burst = 1000000.0\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_traces_typed_by_their_agents() -> anyhow::Result<()> {

@@ -105,6 +105,13 @@ fn handle(ot: &mut OtClient, msg: ServerMsg) -> Result<Option<Outgoing>> {
             Ok(next)
         }
         ServerMsg::Ack { seq, rev, .. } => Ok(ot.on_ack(seq, rev)?),
+        ServerMsg::Error { code, msg, .. } if code == coedit_protocol::ErrorCode::RateLimited => {
+            bail!(
+                "server refused an op: {} {msg} (a replay sends as fast as the server \
+                 acknowledges: raise [session] max_ops_per_s and op_burst on the server)",
+                code.as_u16()
+            )
+        }
         ServerMsg::Error { code, msg, .. } => {
             bail!("server refused an op: {} {msg}", code.as_u16())
         }

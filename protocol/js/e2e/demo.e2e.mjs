@@ -1,7 +1,8 @@
 // End-to-end test of the demo page in a real browser: Debian's Chromium (/usr/bin/chromium)
 // driven by playwright-core, against the real coedit binary on 127.0.0.1. Nothing is
 // downloaded. Two pages type concurrently, one goes offline and keeps typing, presence moves,
-// and a screenshot of the page is saved (e2e/out/demo.png, or $COEDIT_SCREENSHOT).
+// an input method composes Chinese, and a screenshot of the page is saved (e2e/out/demo.png,
+// or $COEDIT_SCREENSHOT).
 //
 // Run: `npm run e2e` after `cargo build --release` (or set COEDIT_BIN to the binary).
 import { test } from 'node:test';
@@ -148,6 +149,19 @@ test('two browsers edit one document through the demo page', { timeout: 180000 }
     }, 'B selection');
     assert.equal(await a.locator('#overlay .caret').count(), 1);
     assert.equal(await a.locator('#people li').count(), 2);
+
+    // An input method: provisional pinyin is not sent, the composed character is.
+    const before = await text(b);
+    await a.click('#text');
+    await a.keyboard.press('Control+End');
+    const ime = await ctxA.newCDPSession(a);
+    await ime.send('Input.imeSetComposition', { text: 'ni', selectionStart: 2, selectionEnd: 2 });
+    await until(async () => (await text(a)).endsWith('ni'), 'composition shown at A');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await text(b), before, 'provisional composition text was sent');
+    await ime.send('Input.insertText', { text: '你' });
+    const t3 = await converged(server.addr, doc, a, b);
+    assert.equal(t3, `${before}你`);
 
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await a.screenshot({ path: SCREENSHOT });

@@ -9,9 +9,10 @@
  *   A diff never splits a surrogate pair, so emoji and other astral characters stay whole.
  * - After a remote change the textarea shows exactly `client.text`, and a caret that was after
  *   the changed range stays after it (before it if the remote insert is at the caret).
+ * - Text an input method is still composing is not sent; the composed result is one op.
  */
 import type { CoeditClient } from './client.js';
-import { transformPosition, type TextOp } from './ot.js';
+import { transform, transformPosition, type TextOp } from './ot.js';
 import { isHighSurrogate, isLowSurrogate, uniLength, uniToUtf16, utf16ToUni } from './unicode.js';
 
 /**
@@ -80,16 +81,33 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
     client.setSelection([[anchor, head]]);
   };
 
-  const onInput = () => {
+  let composing = false;
+  /** Sends what the textarea shows beyond `shown` as one op. */
+  const sync = () => {
     const value = textarea.value;
     const op = diffToOp(shown, value, textarea.selectionEnd);
     shown = value;
     if (op.length > 0) client.submit(op);
     publishSelection();
   };
+  // While an input method composes (pinyin, for example), the text is provisional: it
+  // becomes an op when the composition ends (or when a remote change must be shown).
+  const onInput = (e?: Event) => {
+    if (!composing && !(e as InputEvent | undefined)?.isComposing) sync();
+  };
 
   const offChange = client.on('change', ({ op, text, local }) => {
     if (local) return;
+    if (composing && textarea.value !== shown) {
+      // A remote change lands while an input method composes: keep the provisional text by
+      // sending it now (as if composed before the remote op, like any pending op), and show
+      // the remote op transformed past it.
+      const mine = diffToOp(shown, textarea.value, textarea.selectionEnd);
+      client.submit(transform(mine, op, 'left'));
+      op = transform(op, mine, 'right');
+      shown = textarea.value;
+      text = client.text;
+    }
     const { selectionStart, selectionEnd, selectionDirection, scrollTop } = textarea;
     const focused = typeof document !== 'undefined' && document.activeElement === textarea;
     const [start, end] = moveSelection(shown, text, op, selectionStart, selectionEnd);
@@ -99,8 +117,17 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
     textarea.scrollTop = scrollTop;
   });
 
-  const events: [string, () => void][] = [
+  const onCompositionStart = () => {
+    composing = true;
+  };
+  const onCompositionEnd = () => {
+    composing = false;
+    sync();
+  };
+  const events: [string, (e?: Event) => void][] = [
     ['input', onInput],
+    ['compositionstart', onCompositionStart],
+    ['compositionend', onCompositionEnd],
     ['select', publishSelection],
     ['keyup', publishSelection],
     ['mouseup', publishSelection],
