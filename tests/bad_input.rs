@@ -12,7 +12,8 @@ use anyhow::Result;
 use coedit_protocol::wire::encode_msgpack;
 use coedit_protocol::{ClientMsg, Op, OpMsg, ServerMsg, PROTOCOL_VERSION};
 use common::{
-    connect_raw, http_raw, read_msg, server_doc, start_server_with, Incoming, Server, TestClient,
+    connect_and_join, connect_raw, http_raw, metric, read_msg, server_doc, start_server_with,
+    Incoming, Server, TestClient,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -405,8 +406,8 @@ async fn join_leave_and_connect_cycles_do_not_leak() -> Result<()> {
     }
     drop(ws);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&srv, "coedit_connections") != 0.0
-        || metric(&srv, "coedit_outbound_queue_frames") != 0.0
+    while metric(srv.addr, "coedit_connections") != 0.0
+        || metric(srv.addr, "coedit_outbound_queue_frames") != 0.0
     {
         assert!(Instant::now() < deadline, "gauges did not return to zero");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -416,16 +417,8 @@ async fn join_leave_and_connect_cycles_do_not_leak() -> Result<()> {
         rss_after < rss_before + 32 * 1024,
         "memory grew from {rss_before} KiB to {rss_after} KiB"
     );
-    assert_eq!(metric(&srv, "coedit_open_documents"), 1.0);
+    assert_eq!(metric(srv.addr, "coedit_open_documents"), 1.0);
     Ok(())
-}
-
-/// The value of one sample in the server's metrics (NaN if absent).
-fn metric(srv: &Server, name: &str) -> f64 {
-    let (_, _, body) = http_raw(srv.addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 /// One join and one leave of the document `cycle`.
@@ -461,19 +454,8 @@ async fn a_slow_reader_is_disconnected_and_resumes() -> Result<()> {
     let mut slow = TestClient::join(&url, "slow", None, true).await?;
     // A writer that reads everything (on its own task) and does not wait for acknowledgements:
     // op `seq` is based on revision `seq - 1` (it is the only writer).
-    let (mut sink, mut stream) = connect_raw(&url).await?.split();
+    let (mut sink, mut stream) = connect_and_join(&url, "slow", None).await?.split();
     let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
-    sink.send(bin(&ClientMsg::Hello {
-        v: PROTOCOL_VERSION,
-        client: None,
-        token: None,
-    }))
-    .await?;
-    sink.send(bin(&ClientMsg::Join {
-        doc: "slow".into(),
-        rev: None,
-    }))
-    .await?;
     // The slow client reads nothing while 16,000 ops of 4 KiB (64 MiB, far beyond what the
     // kernel's socket buffers hold) are broadcast, one frame each (relaxed durability, no
     // coalescing tick); each op replaces the whole document.
@@ -495,14 +477,14 @@ async fn a_slow_reader_is_disconnected_and_resumes() -> Result<()> {
             // The writer keeps pace with the server (a well-behaved client), so only the
             // slow reader falls behind.
             let applied = "coedit_ops_total{result=\"applied\"}";
-            while metric(&srv, applied) < seq as f64 {
+            while metric(srv.addr, applied) < seq as f64 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            max_queued = max_queued.max(metric(&srv, "coedit_outbound_queue_frames"));
+            max_queued = max_queued.max(metric(srv.addr, "coedit_outbound_queue_frames"));
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&srv, "coedit_ops_total{result=\"applied\"}") < OPS as f64 {
+    while metric(srv.addr, "coedit_ops_total{result=\"applied\"}") < OPS as f64 {
         assert!(
             Instant::now() < deadline,
             "the writer's ops were not all applied"
@@ -511,7 +493,10 @@ async fn a_slow_reader_is_disconnected_and_resumes() -> Result<()> {
     }
     // Exactly the slow client was disconnected; what the server holds for sessions stayed
     // within the two queues' bounds (256 frames each) the whole time.
-    assert_eq!(metric(&srv, "coedit_slow_consumer_disconnects_total"), 1.0);
+    assert_eq!(
+        metric(srv.addr, "coedit_slow_consumer_disconnects_total"),
+        1.0
+    );
     assert!(max_queued <= 512.0, "{max_queued} frames queued");
     drop(sink);
     reader.abort();

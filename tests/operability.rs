@@ -9,19 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use coedit_protocol::wire::encode_msgpack;
-use coedit_protocol::{ClientMsg, ErrorCode, Op, OpMsg, ServerMsg, PROTOCOL_VERSION};
+use coedit_protocol::{ClientMsg, ErrorCode, Op, OpMsg, ServerMsg};
 use common::{
-    connect_raw, http_raw, read_msg, server_doc, start_server, start_server_with, Incoming,
-    TestClient,
+    connect_and_join, connect_raw, http_raw, read_msg, sample, server_doc, start_server,
+    start_server_with, Incoming, TestClient,
 };
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The value of the sample `name` (with labels) in a metrics exposition.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 fn metrics(addr: std::net::SocketAddr) -> String {
     let (status, head, body) = http_raw(addr, "/metrics");
@@ -141,19 +135,8 @@ async fn connections_beyond_the_limit_are_refused_with_503() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_beyond_the_rate_limit_are_refused_and_not_applied() -> Result<()> {
     let srv = start_server_with("[session]\nmax_ops_per_s = 2.0\nop_burst = 5.0\n");
-    let mut ws = connect_raw(&srv.ws_url()).await?;
+    let mut ws = connect_and_join(&srv.ws_url(), "r", None).await?;
     let send = |m: &ClientMsg| Message::Binary(encode_msgpack(m).into());
-    ws.send(send(&ClientMsg::Hello {
-        v: PROTOCOL_VERSION,
-        client: None,
-        token: None,
-    }))
-    .await?;
-    ws.send(send(&ClientMsg::Join {
-        doc: "r".into(),
-        rev: None,
-    }))
-    .await?;
     // 20 ops in a burst, each a valid insert against revision 0.
     for seq in 1..=20u64 {
         ws.send(send(&ClientMsg::Op(OpMsg::new(

@@ -10,7 +10,8 @@ use std::time::Duration;
 use coedit_protocol::wire::{encode_json, encode_msgpack};
 use coedit_protocol::{ClientMsg, ErrorCode, Op, OpMsg, ServerMsg, PROTOCOL_VERSION};
 use common::{
-    connect_raw, http, read_msg, server_doc, start_server, start_server_with, Incoming, TestClient,
+    connect_and_join, connect_raw, http, read_msg, server_doc, start_server, start_server_with,
+    Incoming, TestClient,
 };
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -68,20 +69,7 @@ async fn join_gets_snapshot_or_catch_up() -> anyhow::Result<()> {
 
 /// Joins with `rev` on a fresh connection and returns the join's answer.
 async fn join_answer(url: &str, doc: &str, rev: u64) -> anyhow::Result<ServerMsg> {
-    let mut ws = connect_raw(url).await?;
-    for m in [
-        ClientMsg::Hello {
-            v: PROTOCOL_VERSION,
-            client: None,
-            token: None,
-        },
-        ClientMsg::Join {
-            doc: doc.into(),
-            rev: Some(rev),
-        },
-    ] {
-        ws.send(Message::Binary(encode_msgpack(&m).into())).await?;
-    }
+    let mut ws = connect_and_join(url, doc, Some(rev)).await?;
     read_msg(&mut ws, QUIET).await?;
     match read_msg(&mut ws, QUIET).await? {
         Incoming::Msg(m) => Ok(m),

@@ -249,6 +249,37 @@ pub fn http_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
+/// The value of the sample `name` (with labels) in a metrics exposition.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The value of one sample in the server's `/metrics`, or NaN if absent.
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    sample(&http_raw(addr, "/metrics").2, name).unwrap_or(f64::NAN)
+}
+
+/// A raw connection that said hello (server-assigned client id) and joined `doc` with `rev`
+/// (answers not read).
+pub async fn connect_and_join(url: &str, doc: &str, rev: Option<u64>) -> Result<Ws> {
+    let mut ws = connect_raw(url).await?;
+    for m in [
+        ClientMsg::Hello {
+            v: PROTOCOL_VERSION,
+            client: None,
+            token: None,
+        },
+        ClientMsg::Join {
+            doc: doc.to_string(),
+            rev,
+        },
+    ] {
+        ws.send(Message::Binary(encode_msgpack(&m).into())).await?;
+    }
+    Ok(ws)
+}
+
 /// The server's text and revision of a document, over REST.
 pub fn server_doc(addr: SocketAddr, doc: &str) -> (String, u64) {
     let (status, v) = http(addr, "GET", &format!("/api/docs/{doc}"), None).expect("GET doc");
