@@ -18,6 +18,7 @@
 //! - A session that sends nothing (not even a pong) for `client_timeout` is closed.
 //! - On stop, the session leaves every document it joined.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -217,6 +218,24 @@ impl WsSession {
         }
     }
 
+    /// The joined name a message's document reference stands for, once `action` is allowed.
+    /// Without authentication the reference is the name (nothing to resolve or allocate on the
+    /// path of every op).
+    fn authorized_name<'a>(
+        &self,
+        doc: &'a str,
+        action: Action,
+        seq: Option<u64>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Option<Cow<'a, str>> {
+        if self.claims.is_none() {
+            return Some(Cow::Borrowed(doc));
+        }
+        self.authorize(doc, action, seq, format, ctx)
+            .map(|r| Cow::Owned(r.name))
+    }
+
     /// Audits and reports a refusal.
     fn refuse(
         &self,
@@ -327,10 +346,11 @@ impl WsSession {
             ClientMsg::Join { doc, rev } => self.on_join(client, doc, rev, format, ctx),
             ClientMsg::Op(m) => self.on_op(client, m, format, ctx),
             ClientMsg::Presence { doc, rev, sel } => {
-                let Some(r) = self.authorize(&doc, Action::Presence, None, format, ctx) else {
+                let Some(name) = self.authorized_name(&doc, Action::Presence, None, format, ctx)
+                else {
                     return;
                 };
-                match self.docs.get(&r.name) {
+                match self.docs.get(name.as_ref()) {
                     Some(addr) => addr.do_send(SetPresence {
                         session: self.id,
                         rev,
@@ -506,12 +526,13 @@ impl WsSession {
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let Some(r) = self.authorize(&m.doc, Action::Write, Some(m.seq), format, ctx) else {
+        let Some(name) = self.authorized_name(&m.doc, Action::Write, Some(m.seq), format, ctx)
+        else {
             return;
         };
-        if !self.docs.contains_key(&r.name) {
+        let Some(addr) = self.docs.get(name.as_ref()).cloned() else {
             return Self::not_joined(ctx, format, m.doc, Some(m.seq));
-        }
+        };
         if !self.take_op_token() {
             metrics().rate_limited.inc();
             let msg = format!(
@@ -521,7 +542,6 @@ impl WsSession {
             let code = ErrorCode::RateLimited;
             return Self::fail(ctx, format, code, msg, Some(m.doc), Some(m.seq));
         }
-        let addr = &self.docs[&r.name];
         match m.checked_op() {
             Ok(op) => addr.do_send(Submit {
                 session: Some(self.id),
