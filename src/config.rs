@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use coedit_actors::crypto_actor::DEFAULT_CRYPTO_THREADS;
 use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
+use coedit_actors::store::SLED_CACHE_BYTES;
 use coedit_actors::store_actor::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RELAXED_FLUSH_INTERVAL};
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
@@ -115,6 +116,8 @@ pub struct StorageSection {
     pub snapshot_interval_s: Option<u64>,
     /// Ops kept in the log before the latest snapshot (absent: the whole history).
     pub retain_ops: Option<u64>,
+    /// sled's page cache, MiB.
+    pub cache_mb: Option<u64>,
 }
 
 /// Encryption at rest.
@@ -228,6 +231,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Storage backend.
     pub backend: Backend,
+    /// sled's page cache, bytes.
+    pub sled_cache_bytes: u64,
     /// Settings of document actors.
     pub doc: DocActorConfig,
     /// Settings of sessions.
@@ -278,6 +283,10 @@ impl Config {
                 .shutdown_timeout_s
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT, secs),
             backend: f.storage.backend.unwrap_or_default(),
+            sled_cache_bytes: f
+                .storage
+                .cache_mb
+                .map_or(SLED_CACHE_BYTES, |mb| mb.max(1).saturating_mul(1024 * 1024)),
             doc: DocActorConfig {
                 durability: match f.storage.durability.unwrap_or_default() {
                     DurabilityMode::Strict => Durability::Strict,
@@ -304,7 +313,11 @@ impl Config {
                     .map_or(d.fanout_tick, Duration::from_millis),
                 idle_timeout: f.document.idle_timeout_s.map_or(d.idle_timeout, secs),
                 document: DocumentConfig {
-                    history_window: f.document.history_window.unwrap_or(dc.history_window),
+                    history_window: f
+                        .document
+                        .history_window
+                        .unwrap_or(dc.history_window)
+                        .max(1),
                     max_chars: f.document.max_chars.unwrap_or(dc.max_chars),
                     max_clients: f.document.max_clients.unwrap_or(dc.max_clients),
                     rope_seed: None,
@@ -371,6 +384,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.bind.port(), 1);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn storage_and_window_limits_resolve() {
+        let c = Config::resolve(FileConfig::default(), None, None).unwrap();
+        assert_eq!(c.sled_cache_bytes, SLED_CACHE_BYTES);
+        let file: FileConfig =
+            toml::from_str("[storage]\ncache_mb = 64\n[document]\nhistory_window = 0\n").unwrap();
+        let c = Config::resolve(file, None, None).unwrap();
+        assert_eq!(c.sled_cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(
+            c.doc.document.history_window, 1,
+            "a zero window counts as one op"
+        );
     }
 
     #[test]

@@ -256,7 +256,8 @@ fn serve(config: Config) -> Result<()> {
         let ring = security::master_ring(&config)?;
         let store: Arc<dyn Store> = match (config.backend, ring) {
             (Backend::Sled, ring) => Arc::new(
-                SledStore::open_with(&config.data_dir, ring).with_context(|| {
+                SledStore::open_cached(&config.data_dir, ring, config.sled_cache_bytes)
+                    .with_context(|| {
                     format!("opening the store in {}", config.data_dir.display())
                 })?,
             ),

@@ -1,5 +1,5 @@
 //! Durable storage through the real binary: edits and exactly-once state survive a restart,
-//! history by revision, corrupted records are refused by the server and by `coedit check`.
+//! history by revision (also with a zero history window), corrupted records are refused by the server and by `coedit check`.
 
 mod common;
 
@@ -37,6 +37,30 @@ async fn edits_and_exactly_once_state_survive_restart() -> anyhow::Result<()> {
     a.reconnect().await?;
     a.settle().await?;
     assert_eq!(a.text, before.0);
+    Ok(())
+}
+
+/// `history_window = 0` once made every fresh op come back empty from the document (found by
+/// the document_submit fuzz target): the server stored and broadcast empty ops, so edits were
+/// lost on restart and peers diverged.
+#[tokio::test]
+async fn a_zero_history_window_keeps_every_edit() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let config = "[document]\nhistory_window = 0\n";
+    let mut srv = start_server_at(&data, config);
+    let mut a = TestClient::join(&srv.ws_url(), "zero", None, true).await?;
+    let mut b = TestClient::join(&srv.ws_url(), "zero", None, true).await?;
+    for (i, piece) in ["one ", "two ", "three"].iter().enumerate() {
+        a.edit(Op::insert_at(a.text.chars().count(), piece)).await?;
+        a.settle().await?;
+        b.pump_until(|b| b.ot.rev() == i as u64 + 1).await?;
+    }
+    assert_eq!(a.text, "one two three");
+    assert_eq!(b.text, a.text, "the peer received the edits, not empty ops");
+    assert!(srv.terminate()?.success());
+    let srv = start_server_at(&data, config);
+    assert_eq!(server_doc(srv.addr, "zero"), (a.text.clone(), 3));
     Ok(())
 }
 

@@ -43,7 +43,8 @@ const FORMAT_PLAIN: u8 = 1;
 const FORMAT_SEALED: u8 = 2;
 /// Bytes before the sealed part of a sealed record.
 const SEALED_HEADER_LEN: usize = 6;
-/// sled's page cache (its default is 1 GiB, which the server would fill under a heavy load).
+/// Default of sled's page cache (sled's own default is 1 GiB, which the server would fill under
+/// a heavy load); `[storage] cache_mb` overrides it.
 pub const SLED_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// A key past every document key (document ids are ASCII).
 const PAST_ALL_DOCS: &[u8] = &[0xff];
@@ -486,9 +487,19 @@ impl SledStore {
     /// encrypted store refuses to open without keys, and encryption cannot be switched on for
     /// a store that already holds plaintext documents.
     pub fn open_with(dir: &Path, ring: Option<MasterKeyring>) -> Result<Self, StoreError> {
+        Self::open_cached(dir, ring, SLED_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open_with`] with a page cache of `cache_bytes` instead of
+    /// [`SLED_CACHE_BYTES`].
+    pub fn open_cached(
+        dir: &Path,
+        ring: Option<MasterKeyring>,
+        cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(SLED_CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(None)
             .open()
             .map_err(backend)?;

@@ -39,7 +39,8 @@ pub type ClientId = Arc<str>;
 /// Limits of one document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentConfig {
-    /// Ops kept in memory for transforming late ops and catching up joins.
+    /// Ops kept in memory for transforming late ops and catching up joins (at least 1: a
+    /// window of 0 counts as 1).
     pub history_window: usize,
     /// Maximum document length in characters.
     pub max_chars: usize,
@@ -462,11 +463,10 @@ impl Document {
         }
     }
 
+    /// Appends an applied op, dropping the oldest beyond the window. The newest op is always
+    /// kept (a window of 0 counts as 1): [`Submitted::op`] of a fresh op refers to it.
     fn push_history(&mut self, entry: HistoryEntry) {
-        if self.config.history_window == 0 {
-            return;
-        }
-        if self.history.len() == self.config.history_window {
+        if self.history.len() >= self.config.history_window.max(1) {
             self.history.pop_front();
         }
         self.history.push_back(entry);
@@ -510,6 +510,22 @@ mod tests {
         let r = d.submit(&b, 2, 1, Op::delete_at(0, 5)).unwrap();
         assert_eq!(r.op, Some(&Op::delete_at(0, 5)));
         assert_eq!(d.text(), "! world");
+    }
+
+    #[test]
+    fn a_zero_window_still_returns_the_fresh_op() {
+        // Found by the document_submit fuzz target: with `history_window = 0` a fresh op came
+        // back as `None`, and the server stored and broadcast an empty op in its place.
+        let mut d = Document::new(DocumentConfig {
+            history_window: 0,
+            ..DocumentConfig::default()
+        });
+        let r = d.submit(&id("a"), 1, 0, Op::insert_at(0, "x")).unwrap();
+        assert_eq!(r.op, Some(&Op::insert_at(0, "x")));
+        let r = d.submit(&id("a"), 2, 1, Op::insert_at(1, "y")).unwrap();
+        assert_eq!(r.op, Some(&Op::insert_at(1, "y")));
+        assert_eq!(d.oldest_rev(), 1);
+        assert_eq!(d.text(), "xy");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`client`]: the classic server-ordered OT client state machine.
 //! - [`wire`]: the messages between clients and the server and their encodings.
 //! - [`error`]: one error enum per concern and the stable wire error codes.
+//! - `fuzzing` (feature `fuzzing`): the fuzz harnesses shared by `fuzz/` and the regression
+//!   tests.
 //!
 //! Everything above the protocol (actors, storage, HTTP) calls into this crate; nothing here
 //! calls out.
@@ -16,6 +18,8 @@ pub mod client;
 mod clients;
 pub mod document;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod op;
 pub mod wire;
 
