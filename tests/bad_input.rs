@@ -1,5 +1,6 @@
-//! The bad-input suite against the real binary: 24 kinds of malformed, hostile or abusive
-//! input, each with its expected typed error or close code. After each: the server is up, a
+//! The bad-input suite against the real binary: 27 kinds of malformed, hostile or abusive
+//! input, each with its expected typed error or close code (among them every size limit: frame,
+//! op, document, documents per session, op rate). After each: the server is up, a
 //! bystander session is undisturbed, and the document is unchanged.
 
 mod common;
@@ -9,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use coedit_protocol::wire::encode_msgpack;
+use coedit_protocol::wire::{encode_msgpack, MAX_OP_COMPONENTS};
 use coedit_protocol::{ClientMsg, Op, OpMsg, ServerMsg, PROTOCOL_VERSION};
 use common::{
     connect_and_join, connect_raw, http_raw, metric, read_msg, server_doc, start_server_with,
@@ -25,10 +26,10 @@ type Case<'a> = (&'a str, Option<&'a str>, Vec<Message>, Vec<&'a str>);
 
 /// Silence after which everything a request produced has arrived.
 const QUIET: Duration = Duration::from_millis(300);
-/// The suite's server: a small history window (so stale revisions are reachable) and a rate
-/// limit low enough to flood.
-const CONFIG: &str =
-    "[document]\nhistory_window = 4\n[session]\nmax_ops_per_s = 20.0\nop_burst = 30.0\n";
+/// The suite's server: a small history window (so stale revisions are reachable), small
+/// document and documents-per-session limits, and a rate limit low enough to flood.
+const CONFIG: &str = "[document]\nhistory_window = 4\nmax_chars = 10\n\
+    [session]\nmax_docs = 2\nmax_ops_per_s = 20.0\nop_burst = 30.0\n";
 /// What the document holds after the setup: six ops by the bystander.
 const TEXT: &str = "abcdef";
 const REV: u64 = 6;
@@ -94,6 +95,7 @@ fn codes(v: &[Incoming]) -> Vec<String> {
             Incoming::Msg(ServerMsg::Error { code, .. }) => format!("err{}", code.as_u16()),
             Incoming::Msg(ServerMsg::Pong { t }) => format!("pong{t}"),
             Incoming::Msg(ServerMsg::Ack { .. }) => "ack".into(),
+            Incoming::Msg(ServerMsg::Snapshot { doc, .. }) => format!("snapshot:{doc}"),
             Incoming::Closed(c) => format!("close{}", c.unwrap_or(0)),
             other => format!("{other:?}"),
         };
@@ -137,6 +139,12 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
         OpCode::Data(Data::Text),
         true,
     ));
+    // Alternating retains and inserts: one more component than an op may have.
+    let too_many_components = (0..=MAX_OP_COMPONENTS)
+        .map(|i| if i % 2 == 0 { "1" } else { r#""x""# })
+        .collect::<Vec<_>>()
+        .join(",");
+    let too_many_components = format!("[{too_many_components}]");
     let mut cases: Vec<Case> = vec![
         (
             "garbage msgpack",
@@ -263,6 +271,32 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
             vec!["err1001", "pong7"],
         ),
         (
+            "op above the component limit",
+            None,
+            vec![op_json(REV, 1, &too_many_components)],
+            vec!["err2003", "pong7"],
+        ),
+        (
+            "op growing the document past its size limit",
+            None,
+            vec![op_json(REV, 1, r#"[6,"12345"]"#)],
+            vec!["err3005", "pong7"],
+        ),
+        (
+            "more documents than a session may join",
+            None,
+            ["second", "third"]
+                .iter()
+                .map(|d| {
+                    bin(&ClientMsg::Join {
+                        doc: d.to_string(),
+                        rev: None,
+                    })
+                })
+                .collect(),
+            vec!["snapshot:second", "err4004", "pong7"],
+        ),
+        (
             "invalid UTF-8 in a text frame",
             None,
             vec![invalid_utf8],
@@ -337,7 +371,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
     abrupt_close_mid_frame(&srv);
     still_fine(&srv, &mut a, "abrupt close").await?;
     kinds += 1;
-    assert!(kinds >= 23, "{kinds} kinds");
+    assert!(kinds >= 27, "{kinds} kinds");
 
     // The bystander can still edit.
     a.edit(Op::insert_at(6, "!")).await?;
