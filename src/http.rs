@@ -22,8 +22,8 @@ use coedit_actors::registry::{DeleteDocument, OpenCount, OpenDoc};
 use coedit_actors::session::{start_session, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE};
 use coedit_actors::store_actor::RotateMasterKey;
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
-use coedit_protocol::wire::{validate_client_id, validate_doc_ref};
-use coedit_protocol::{ClientId, ErrorCode, Op, ProtocolError};
+use coedit_protocol::wire::{checked_op, validate_client_id, validate_doc_ref};
+use coedit_protocol::{ClientId, Component, ErrorCode, ProtocolError};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use serde_json::json;
@@ -384,7 +384,7 @@ async fn get_ops(
 #[serde(deny_unknown_fields)]
 struct OpBody {
     base_rev: u64,
-    op: serde_json::Value,
+    op: Vec<Component>,
     /// Optional client id and sequence number for exactly-once retries.
     client: Option<String>,
     seq: Option<u64>,
@@ -398,7 +398,7 @@ async fn post_op(
 ) -> Result<HttpResponse, ApiError> {
     let body: OpBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad body: {e}")))?;
-    let op = Op::from_json(&body.op.to_string()).map_err(ProtocolError::from)?;
+    let op = checked_op(&body.op)?;
     let (claims, resolved) = check(&state, &req, &id, Action::Write).await?;
     let (client, seq) = match (body.client, body.seq) {
         (Some(c), Some(s)) => {

@@ -13,7 +13,7 @@ use anyhow::Result;
 use coedit_protocol::wire::{encode_msgpack, MAX_OP_COMPONENTS};
 use coedit_protocol::{ClientMsg, Op, OpMsg, ServerMsg, PROTOCOL_VERSION};
 use common::{
-    connect_and_join, connect_raw, http_raw, metric, read_msg, server_doc, start_server_with,
+    connect_and_join, connect_raw, http, http_raw, metric, read_msg, server_doc, start_server_with,
     Incoming, Server, TestClient,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -366,6 +366,26 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
     );
     still_fine(&srv, &mut a, "before hello / unsupported version").await?;
     kinds += 3;
+
+    // The same limits hold for REST edits: a typed error in a JSON body, nothing applied.
+    for (body, status, code) in [
+        (
+            format!(r#"{{"base_rev":{REV},"op":{too_many_components}}}"#),
+            413,
+            2003,
+        ),
+        (
+            format!(r#"{{"base_rev":{REV},"op":[6,"12345"]}}"#),
+            413,
+            3005,
+        ),
+        (format!(r#"{{"base_rev":{REV},"op":[-1,"x"]}}"#), 400, 1001),
+        (format!(r#"{{"base_rev":{REV},"op":[7,"x"]}}"#), 409, 2002),
+    ] {
+        let (got, v) = http(srv.addr, "POST", "/api/docs/bad/ops", Some(&body))?;
+        assert_eq!((got, v["error"]["code"].as_u64()), (status, Some(code)), "{v}");
+        still_fine(&srv, &mut a, "REST limits").await?;
+    }
 
     // Abrupt TCP close in the middle of a frame.
     abrupt_close_mid_frame(&srv);

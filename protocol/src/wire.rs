@@ -123,14 +123,20 @@ impl OpMsg {
 
     /// The op, validated.
     pub fn checked_op(&self) -> Result<Op, ProtocolError> {
-        if self.op.len() > MAX_OP_COMPONENTS {
-            return Err(ProtocolError::OpTooLarge {
-                components: self.op.len(),
-                max: MAX_OP_COMPONENTS,
-            });
-        }
-        Ok(Op::from_components(self.op.iter().cloned())?)
+        checked_op(&self.op)
     }
+}
+
+/// An op as received (WebSocket or REST): at most [`MAX_OP_COMPONENTS`] components, then
+/// [`Op::from_components`].
+pub fn checked_op(components: &[Component]) -> Result<Op, ProtocolError> {
+    if components.len() > MAX_OP_COMPONENTS {
+        return Err(ProtocolError::OpTooLarge {
+            components: components.len(),
+            max: MAX_OP_COMPONENTS,
+        });
+    }
+    Ok(Op::from_components(components.iter().cloned())?)
 }
 
 /// Messages a client sends.
