@@ -66,6 +66,8 @@ pub struct SessionSection {
     pub client_timeout_s: Option<u64>,
     /// Outbound mailbox bound, in frames.
     pub outbound_capacity: Option<usize>,
+    /// Outbound queue bound, in bytes.
+    pub max_outbound_bytes: Option<usize>,
     /// Documents one session may join.
     pub max_docs: Option<usize>,
     /// Largest accepted WebSocket frame or HTTP body, in bytes.
@@ -330,6 +332,7 @@ impl Config {
                     .map_or(s.heartbeat_interval, secs),
                 client_timeout: f.session.client_timeout_s.map_or(s.client_timeout, secs),
                 outbound_capacity: f.session.outbound_capacity.unwrap_or(s.outbound_capacity),
+                max_outbound_bytes: f.session.max_outbound_bytes.unwrap_or(s.max_outbound_bytes),
                 max_docs: f.session.max_docs.unwrap_or(s.max_docs),
                 max_frame_bytes: f.session.max_frame_bytes.unwrap_or(s.max_frame_bytes),
                 max_connections: f.session.max_connections.unwrap_or(s.max_connections),

@@ -383,7 +383,11 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
         (format!(r#"{{"base_rev":{REV},"op":[7,"x"]}}"#), 409, 2002),
     ] {
         let (got, v) = http(srv.addr, "POST", "/api/docs/bad/ops", Some(&body))?;
-        assert_eq!((got, v["error"]["code"].as_u64()), (status, Some(code)), "{v}");
+        assert_eq!(
+            (got, v["error"]["code"].as_u64()),
+            (status, Some(code)),
+            "{v}"
+        );
         still_fine(&srv, &mut a, "REST limits").await?;
     }
 
@@ -495,15 +499,41 @@ async fn drain(ws: &mut common::Ws) -> Result<()> {
     Ok(())
 }
 
+/// What bounds the slow reader's queue in [`slow_reader`], and the most the queues (the slow
+/// reader's and the writer's) may hold at any sample.
+enum QueueBound {
+    /// `outbound_capacity` frames.
+    Frames(usize),
+    /// `max_outbound_bytes` bytes (the frame bound out of reach).
+    Bytes(usize),
+}
+
 /// A client that stops reading while others write is disconnected with 1013 once its queue is
 /// full (so what the server holds for it is bounded by the queue); the client resumes by
 /// revision and misses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_is_disconnected_and_resumes() -> Result<()> {
-    let srv = start_server_with(
-        "[session]\noutbound_capacity = 256\nmax_ops_per_s = 100000.0\nop_burst = 100000.0\n\
+    slow_reader(QueueBound::Frames(256)).await
+}
+
+/// The same with the frame bound out of reach (a million frames): the byte bound (1 MiB)
+/// disconnects the slow reader, whatever the number of frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_bounded_in_bytes() -> Result<()> {
+    slow_reader(QueueBound::Bytes(1024 * 1024)).await
+}
+
+async fn slow_reader(bound: QueueBound) -> Result<()> {
+    let limits = match bound {
+        QueueBound::Frames(n) => format!("outbound_capacity = {n}\n"),
+        QueueBound::Bytes(n) => {
+            format!("outbound_capacity = 1000000\nmax_outbound_bytes = {n}\n")
+        }
+    };
+    let srv = start_server_with(&format!(
+        "[session]\n{limits}max_ops_per_s = 100000.0\nop_burst = 100000.0\n\
          [storage]\ndurability = \"relaxed\"\n[document]\nfanout_tick_ms = 0\n",
-    );
+    ));
     let url = srv.ws_url();
     let mut slow = TestClient::join(&url, "slow", None, true).await?;
     // A writer that reads everything (on its own task) and does not wait for acknowledgements:
@@ -534,7 +564,11 @@ async fn a_slow_reader_is_disconnected_and_resumes() -> Result<()> {
             while metric(srv.addr, applied) < seq as f64 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            max_queued = max_queued.max(metric(srv.addr, "coedit_outbound_queue_frames"));
+            let gauge = match bound {
+                QueueBound::Frames(_) => "coedit_outbound_queue_frames",
+                QueueBound::Bytes(_) => "coedit_outbound_queue_bytes",
+            };
+            max_queued = max_queued.max(metric(srv.addr, gauge));
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -546,12 +580,19 @@ async fn a_slow_reader_is_disconnected_and_resumes() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Exactly the slow client was disconnected; what the server holds for sessions stayed
-    // within the two queues' bounds (256 frames each) the whole time.
+    // within the two queues' bounds the whole time (for bytes: each bound plus one frame).
     assert_eq!(
         metric(srv.addr, "coedit_slow_consumer_disconnects_total"),
         1.0
     );
-    assert!(max_queued <= 512.0, "{max_queued} frames queued");
+    let most = match bound {
+        QueueBound::Frames(n) => 2 * n,
+        QueueBound::Bytes(n) => 2 * (n + 2 * CHUNK),
+    };
+    assert!(
+        max_queued <= most as f64,
+        "{max_queued} queued (bound {most})"
+    );
     drop(sink);
     reader.abort();
     // The slow client finds the close (1013) after what was queued, then resumes.

@@ -15,8 +15,10 @@
 //!   is durable and after every earlier revision was sent.
 //! - Stored selections are transformed through every applied op, so they always refer to the
 //!   current revision.
-//! - An outbound mailbox that is full marks a slow consumer: it is unsubscribed and closed
-//!   with code 1013; it resumes by rejoining with its revision.
+//! - A session whose outbound queue is over its bound (frames or bytes, see `session::Outbox`)
+//!   is a slow consumer: it is unsubscribed and closed with code 1013; it resumes by rejoining
+//!   with its revision. A join's answer (catch-up or snapshot, then presence) is queued whole or
+//!   not at all, so a long catch-up is never cut by its own size.
 //! - Snapshots are written every `snapshot_every` ops, after `snapshot_interval` of activity,
 //!   and when the document unloads.
 //! - When nobody has been subscribed for `idle_timeout`, the actor snapshots the document,
@@ -43,7 +45,7 @@ use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::{Format, Frame, SharedFrame};
 use crate::metrics::metrics;
 use crate::registry::{DocClosed, Registry};
-use crate::session::Outbound;
+use crate::session::{Outbox, Refused};
 use crate::store::{LogRecord, Store, Versions};
 use crate::store_actor::{Append, Durability, FlushNow, PutSnapshot, StoreActor};
 use crate::SessionId;
@@ -93,7 +95,7 @@ impl Default for DocActorConfig {
 /// One subscribed session.
 struct Subscriber {
     client: ClientId,
-    out: Recipient<Outbound>,
+    out: Outbox,
     format: Format,
     sel: Vec<Selection>,
 }
@@ -206,30 +208,41 @@ impl DocActor {
         Ok(())
     }
 
-    /// Sends one frame to one subscriber; a full mailbox disconnects it.
+    /// Sends one frame to one subscriber; a full queue disconnects it.
     fn send_to(&mut self, session: SessionId, frame: Frame) {
+        self.send_all(session, std::iter::once(frame));
+    }
+
+    /// Sends the frames of one answer to one subscriber, all queued or none; a full queue
+    /// disconnects it.
+    fn send_all(&mut self, session: SessionId, frames: impl IntoIterator<Item = Frame>) {
         let Some(sub) = self.subs.get(&session) else {
             return;
         };
-        let bytes = frame.len() as u64;
-        match sub.out.try_send(Outbound::new(frame)) {
+        let mut count = 0;
+        let mut bytes = 0;
+        let frames = frames.into_iter().inspect(|f| {
+            count += 1;
+            bytes += f.len() as u64;
+        });
+        match sub.out.try_send_all(frames) {
             Ok(()) => {
                 let m = metrics();
-                m.fanout_frames.inc();
+                m.fanout_frames.inc_by(count);
                 m.fanout_bytes.inc_by(bytes);
             }
-            Err(SendError::Full(_)) => {
+            Err(Refused::Full) => {
                 warn!(parent: &self.span, session, "slow consumer disconnected");
                 metrics().slow_consumers.inc();
                 if let Some(sub) = self.subs.remove(&session) {
-                    sub.out.do_send(Outbound::new(Frame::Close(
+                    sub.out.force(Frame::Close(
                         CLOSE_TRY_AGAIN,
                         "slow consumer: rejoin with your revision".into(),
-                    )));
+                    ));
                     self.unsubscribed(sub);
                 }
             }
-            Err(SendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 if let Some(sub) = self.subs.remove(&session) {
                     self.unsubscribed(sub);
                 }
@@ -546,34 +559,41 @@ pub struct Join {
     /// The encoding it wants.
     pub format: Format,
     /// Where its frames go.
-    pub out: Recipient<Outbound>,
+    pub out: Outbox,
 }
 
 impl Handler<Join> for DocActor {
     type Result = Result<(), ActorError>;
 
-    /// Adds the subscriber and sends it the catch-up or a snapshot, then current presence.
+    /// Adds the subscriber and sends it the catch-up or a snapshot, then current presence, as
+    /// one answer (queued whole or not at all).
     fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         let doc = self.name.to_string();
         let durable = self.durable_rev;
-        let catch_up: Vec<ServerMsg> = match m
+        let mut answer: Vec<Frame> = match m
             .rev
             .filter(|r| *r <= durable)
             .map(|r| self.durable_ops(r, durable))
         {
             Some(Ok(ops)) => chunk_ops(ops, OPS_MESSAGE_BUDGET)
                 .into_iter()
-                .map(|ops| ServerMsg::Ops {
-                    doc: doc.clone(),
-                    ops,
+                .map(|ops| {
+                    let msg = ServerMsg::Ops {
+                        doc: doc.clone(),
+                        ops,
+                    };
+                    Frame::encode(&msg, m.format)
                 })
                 .collect(),
-            _ => vec![ServerMsg::Snapshot {
-                doc: doc.clone(),
-                rev: durable,
-                text: self.doc.text_at(durable)?,
-            }],
+            _ => {
+                let msg = ServerMsg::Snapshot {
+                    doc: doc.clone(),
+                    rev: durable,
+                    text: self.doc.text_at(durable)?,
+                };
+                vec![Frame::encode(&msg, m.format)]
+            }
         };
         let peers: Vec<PeerPresence> = self
             .subs
@@ -584,6 +604,11 @@ impl Handler<Join> for DocActor {
                 sel: s.sel.clone(),
             })
             .collect();
+        if !peers.is_empty() {
+            let rev = self.doc.rev();
+            let msg = ServerMsg::Presence { doc, rev, peers };
+            answer.push(Frame::encode(&msg, m.format));
+        }
         self.subs.insert(
             m.session,
             Subscriber {
@@ -593,13 +618,7 @@ impl Handler<Join> for DocActor {
                 sel: Vec::new(),
             },
         );
-        for msg in &catch_up {
-            self.reply(m.session, msg);
-        }
-        if !peers.is_empty() {
-            let rev = self.doc.rev();
-            self.reply(m.session, &ServerMsg::Presence { doc, rev, peers });
-        }
+        self.send_all(m.session, answer);
         Ok(())
     }
 }
@@ -933,10 +952,10 @@ impl Handler<Shutdown> for DocActor {
         }
         Box::pin(self.save_and_stop(|act| {
             for (_, sub) in act.subs.drain() {
-                sub.out.do_send(Outbound::new(Frame::Close(
+                sub.out.force(Frame::Close(
                     CLOSE_RESTART,
                     "server restarting: reconnect and rejoin with your revision".into(),
-                )));
+                ));
             }
         }))
     }

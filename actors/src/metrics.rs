@@ -67,6 +67,8 @@ pub struct Metrics {
     pub fanout_bytes: Counter,
     /// Frames queued to sessions and not yet written by them.
     pub outbound_queue: Gauge,
+    /// Payload bytes of those frames.
+    pub outbound_queue_bytes: Gauge,
     /// Sessions disconnected because their outbound queue was full.
     pub slow_consumers: Counter,
     /// Duration of store flushes (fsync).
@@ -93,6 +95,7 @@ impl Metrics {
             fanout_frames: Counter::default(),
             fanout_bytes: Counter::default(),
             outbound_queue: Gauge::default(),
+            outbound_queue_bytes: Gauge::default(),
             slow_consumers: Counter::default(),
             store_flush_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 14)),
             store_flush_batch: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
@@ -141,6 +144,11 @@ impl Metrics {
             "outbound_queue_frames",
             "Frames queued to sessions, not yet written",
             m.outbound_queue.clone(),
+        );
+        registry.register(
+            "outbound_queue_bytes",
+            "Payload bytes of the frames queued to sessions, not yet written",
+            m.outbound_queue_bytes.clone(),
         );
         registry.register(
             "slow_consumer_disconnects",

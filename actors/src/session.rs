@@ -13,14 +13,17 @@
 //!   the connection with the close code from `errors::close_code_for`.
 //! - A join is completed (document opened and subscribed) before any later frame of the
 //!   session is handled, so ops never overtake their join.
-//! - The outbound mailbox is bounded (`outbound_capacity`); document actors disconnect a
-//!   session whose mailbox is full.
+//! - The outbound queue is bounded in frames (`outbound_capacity`, the mailbox) and in bytes
+//!   (`max_outbound_bytes`, counted by [`Outbox`]); document actors disconnect a session whose
+//!   queue is over either bound, so what the server holds for a client that stops reading is
+//!   bounded whatever the size of the frames.
 //! - A session that sends nothing (not even a pong) for `client_timeout` is closed.
 //! - On stop, the session leaves every document it joined.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -52,6 +55,10 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default bound of a session's outbound mailbox, in frames.
 pub const DEFAULT_OUTBOUND_CAPACITY: usize = 1024;
+/// Default bound of the bytes queued to one session: frames are refused (and the session
+/// disconnected) once this much is waiting. A frame reaching an emptier queue is taken whatever
+/// its size, so a snapshot larger than the bound still gets through.
+pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
 /// Default maximum number of documents one session may join.
 pub const DEFAULT_MAX_DOCS_PER_SESSION: usize = 64;
 /// Length of server-assigned client ids.
@@ -82,6 +89,8 @@ pub struct SessionConfig {
     pub client_timeout: Duration,
     /// Bound of the outbound mailbox, in frames.
     pub outbound_capacity: usize,
+    /// Bound of the bytes queued to the session.
+    pub max_outbound_bytes: usize,
     /// Maximum number of documents joined at once.
     pub max_docs: usize,
     /// Largest accepted frame, in bytes.
@@ -100,6 +109,7 @@ impl Default for SessionConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             outbound_capacity: DEFAULT_OUTBOUND_CAPACITY,
+            max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
             max_docs: DEFAULT_MAX_DOCS_PER_SESSION,
             max_frame_bytes: MAX_FRAME_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -158,6 +168,9 @@ pub struct WsSession {
     refilled: Instant,
     /// The session reached `started` (it is counted in the metrics).
     counted: bool,
+    /// Where documents send this session's frames (one byte count for all of them); made at
+    /// the first join.
+    outbox: Option<Outbox>,
     registry: Addr<Registry>,
     config: SessionConfig,
     guard: Guard,
@@ -177,6 +190,7 @@ impl WsSession {
             op_tokens: config.op_burst.max(1.0),
             refilled: Instant::now(),
             counted: false,
+            outbox: None,
             registry,
             config,
             guard,
@@ -475,7 +489,11 @@ impl WsSession {
         }
         let registry = self.registry.clone();
         let session = self.id;
-        let out = ctx.address().recipient();
+        let max_bytes = self.config.max_outbound_bytes;
+        let out = self
+            .outbox
+            .get_or_insert_with(|| Outbox::new(ctx.address().recipient(), max_bytes))
+            .clone();
         let (id, name) = (resolved.id.clone(), resolved.name.clone());
         let join = async move {
             let mut last = None;
@@ -602,9 +620,9 @@ impl Actor for WsSession {
     }
 }
 
-/// A frame for this session from a document actor. Counted in the `outbound_queue_frames`
-/// gauge from creation until it is written or dropped (also when a session stops with frames
-/// still queued).
+/// A frame for this session from a document actor. Counted in the `outbound_queue_frames` and
+/// `outbound_queue_bytes` gauges and in its session's [`Outbox`] from creation until it is
+/// written or dropped (also when a session stops with frames still queued).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Outbound {
@@ -612,23 +630,92 @@ pub struct Outbound {
     _queued: Queued,
 }
 
-impl Outbound {
-    /// Wraps a frame.
-    pub fn new(frame: Frame) -> Self {
-        metrics().outbound_queue.inc();
-        Outbound {
-            frame,
-            _queued: Queued,
-        }
-    }
+/// Takes a frame's bytes off the counts when the frame is gone.
+struct Queued {
+    bytes: usize,
+    session: Arc<AtomicUsize>,
 }
-
-/// Decrements the queue gauge when its frame is gone.
-struct Queued;
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        metrics().outbound_queue.dec();
+        let m = metrics();
+        m.outbound_queue.dec();
+        m.outbound_queue_bytes.dec_by(self.bytes as i64);
+        self.session.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Why an [`Outbox`] refused a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is over its frame or byte bound: a slow consumer.
+    Full,
+    /// The session is gone.
+    Closed,
+}
+
+/// Where document actors send one session's frames: its mailbox (bounded in frames) and the
+/// bytes waiting in it (bounded by `max_outbound_bytes`).
+#[derive(Clone)]
+pub struct Outbox {
+    to: Recipient<Outbound>,
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    /// An outbox for `to`, refusing frames once `max_bytes` are waiting.
+    pub fn new(to: Recipient<Outbound>, max_bytes: usize) -> Self {
+        Outbox {
+            to,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn wrap(&self, frame: Frame) -> Outbound {
+        let bytes = frame.len();
+        let m = metrics();
+        m.outbound_queue.inc();
+        m.outbound_queue_bytes.inc_by(bytes as i64);
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+        Outbound {
+            frame,
+            _queued: Queued {
+                bytes,
+                session: self.queued.clone(),
+            },
+        }
+    }
+
+    /// Queues the frames of one answer together: refused when the bytes already waiting reach
+    /// the bound or the mailbox is full, both checked before the first frame only, so an answer
+    /// is never cut in the middle by its own size.
+    pub fn try_send_all(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), Refused> {
+        if self.queued_bytes() >= self.max_bytes {
+            return Err(Refused::Full);
+        }
+        let mut frames = frames.into_iter();
+        if let Some(first) = frames.next() {
+            self.to.try_send(self.wrap(first)).map_err(|e| match e {
+                SendError::Full(_) => Refused::Full,
+                SendError::Closed(_) => Refused::Closed,
+            })?;
+        }
+        for frame in frames {
+            self.force(frame);
+        }
+        Ok(())
+    }
+
+    /// Queues a frame whatever the bounds (the close frame after a refusal).
+    pub fn force(&self, frame: Frame) {
+        self.to.do_send(self.wrap(frame));
     }
 }
 
