@@ -332,7 +332,11 @@ impl Config {
                     .map_or(s.heartbeat_interval, secs),
                 client_timeout: f.session.client_timeout_s.map_or(s.client_timeout, secs),
                 outbound_capacity: f.session.outbound_capacity.unwrap_or(s.outbound_capacity),
-                max_outbound_bytes: f.session.max_outbound_bytes.unwrap_or(s.max_outbound_bytes),
+                max_outbound_bytes: f
+                    .session
+                    .max_outbound_bytes
+                    .unwrap_or(s.max_outbound_bytes)
+                    .max(1),
                 max_docs: f.session.max_docs.unwrap_or(s.max_docs),
                 max_frame_bytes: f.session.max_frame_bytes.unwrap_or(s.max_frame_bytes),
                 max_connections: f.session.max_connections.unwrap_or(s.max_connections),
