@@ -31,7 +31,11 @@ fn regression_inputs_replay() {
         let entries = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.expect("directory entry").path())
-            .filter(|p| p.is_file() && p.extension().is_none_or(|x| x != "md"));
+            .filter(|p| {
+                // Inputs only: not `.gitkeep` (it keeps an empty folder in git) nor notes.
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+                p.is_file() && !name.starts_with('.') && !name.ends_with(".md")
+            });
         for path in entries {
             let data = std::fs::read(&path).expect("regression input");
             eprintln!("{target}: {}", path.display());
