@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use coedit_actors::auth::DEFAULT_CLOCK_SKEW_S;
 use coedit_actors::crypto_actor::DEFAULT_CRYPTO_THREADS;
 use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
 use coedit_actors::store::SLED_CACHE_BYTES;
-use coedit_actors::store_actor::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RELAXED_FLUSH_INTERVAL};
+use coedit_actors::store_actor::{
+    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MIN_FREE_BYTES, DEFAULT_RELAXED_FLUSH_INTERVAL,
+};
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
 use serde::Deserialize;
@@ -78,6 +81,8 @@ pub struct SessionSection {
     pub max_ops_per_s: Option<f64>,
     /// Ops per session in a burst above the rate (token bucket size).
     pub op_burst: Option<f64>,
+    /// Seconds a new connection has to complete `hello`.
+    pub hello_timeout_s: Option<u64>,
 }
 
 /// How ops become durable.
@@ -120,6 +125,9 @@ pub struct StorageSection {
     pub retain_ops: Option<u64>,
     /// sled's page cache, MiB.
     pub cache_mb: Option<u64>,
+    /// Free space (MiB) kept on the data directory's file system: below it, writes are refused
+    /// (reads go on) until space returns.
+    pub min_free_mb: Option<u64>,
 }
 
 /// Encryption at rest.
@@ -170,6 +178,8 @@ pub struct AuthSection {
     pub hmac_key_file: Option<PathBuf>,
     /// The token issuer's SM2 public key (PEM) for `sm2`.
     pub public_key_file: Option<PathBuf>,
+    /// Clock skew tolerated between token issuers and this server, seconds.
+    pub clock_skew_s: Option<u64>,
 }
 
 /// `[audit]` table.
@@ -180,6 +190,9 @@ pub struct AuditSection {
     pub enabled: Option<bool>,
     /// Seconds between signed checkpoints (needs `[crypto] signing_key_file`).
     pub checkpoint_interval_s: Option<u64>,
+    /// Append-only file that every signed checkpoint is also written to (default:
+    /// `audit-anchor.jsonl` in the data directory); keep it on other storage if you can.
+    pub anchor_file: Option<PathBuf>,
 }
 
 /// The whole TOML file.
@@ -235,6 +248,8 @@ pub struct Config {
     pub backend: Backend,
     /// sled's page cache, bytes.
     pub sled_cache_bytes: u64,
+    /// Free bytes kept on the data directory's file system.
+    pub min_free_bytes: u64,
     /// Settings of document actors.
     pub doc: DocActorConfig,
     /// Settings of sessions.
@@ -253,19 +268,102 @@ pub struct Config {
     pub hmac_key_file: Option<PathBuf>,
     /// Token issuer's SM2 public key.
     pub public_key_file: Option<PathBuf>,
+    /// Clock skew tolerated for token times, seconds.
+    pub clock_skew_s: u64,
     /// Whether the audit log is recorded.
     pub audit: bool,
     /// Interval between signed audit checkpoints.
     pub checkpoint_interval: Duration,
+    /// Where signed checkpoints are anchored (`None`: in the data directory).
+    pub anchor_file: Option<PathBuf>,
+}
+
+/// Bounds of every number in the configuration: `(lowest, highest)` accepted values. A value
+/// outside them is a startup error naming the key and the range.
+pub mod limits {
+    /// `[server] workers`, `doc_threads`.
+    pub const THREADS: (usize, usize) = (1, 512);
+    /// `[server] shutdown_timeout_s`.
+    pub const SHUTDOWN_TIMEOUT_S: (u64, u64) = (1, 3600);
+    /// `[document] history_window`.
+    pub const HISTORY_WINDOW: (usize, usize) = (1, 1 << 20);
+    /// `[document] max_chars`.
+    pub const MAX_CHARS: (usize, usize) = (1, 1 << 30);
+    /// `[document] max_clients`.
+    pub const MAX_CLIENTS: (usize, usize) = (1, 1 << 20);
+    /// `[document] fanout_tick_ms`.
+    pub const FANOUT_TICK_MS: (u64, u64) = (0, 1000);
+    /// `[document] idle_timeout_s`.
+    pub const IDLE_TIMEOUT_S: (u64, u64) = (1, 86_400);
+    /// `[session] heartbeat_interval_s`.
+    pub const HEARTBEAT_S: (u64, u64) = (1, 3600);
+    /// `[session] client_timeout_s`.
+    pub const CLIENT_TIMEOUT_S: (u64, u64) = (1, 86_400);
+    /// `[session] outbound_capacity`.
+    pub const OUTBOUND_CAPACITY: (usize, usize) = (16, 1 << 20);
+    /// `[session] max_outbound_bytes`.
+    pub const MAX_OUTBOUND_BYTES: (usize, usize) = (64 * 1024, 1 << 32);
+    /// `[session] max_docs`.
+    pub const MAX_DOCS: (usize, usize) = (1, 65_536);
+    /// `[session] max_frame_bytes`.
+    pub const MAX_FRAME_BYTES: (usize, usize) =
+        (4096, coedit_protocol::wire::MAX_SERVER_FRAME_BYTES);
+    /// `[session] hello_timeout_s`.
+    pub const HELLO_TIMEOUT_S: (u64, u64) = (1, 300);
+    /// `[session] max_connections`.
+    pub const MAX_CONNECTIONS: (usize, usize) = (1, 10_000_000);
+    /// `[session] max_ops_per_s`.
+    pub const MAX_OPS_PER_S: (f64, f64) = (0.001, 1e6);
+    /// `[session] op_burst`.
+    pub const OP_BURST: (f64, f64) = (1.0, 1e6);
+    /// `[storage] relaxed_flush_ms`.
+    pub const RELAXED_FLUSH_MS: (u64, u64) = (1, 60_000);
+    /// `[storage] snapshot_every_ops`.
+    pub const SNAPSHOT_EVERY_OPS: (u64, u64) = (1, 100_000_000);
+    /// `[storage] snapshot_interval_s`.
+    pub const SNAPSHOT_INTERVAL_S: (u64, u64) = (1, 86_400);
+    /// `[storage] cache_mb`.
+    pub const CACHE_MB: (u64, u64) = (1, 1 << 20);
+    /// `[storage] min_free_mb`.
+    pub const MIN_FREE_MB: (u64, u64) = (0, 1 << 20);
+    /// `[crypto] threads`.
+    pub const CRYPTO_THREADS: (usize, usize) = (1, 64);
+    /// `[audit] checkpoint_interval_s`.
+    pub const CHECKPOINT_INTERVAL_S: (u64, u64) = (1, 86_400);
+    /// `[auth] clock_skew_s`.
+    pub const CLOCK_SKEW_S: (u64, u64) = (0, coedit_actors::auth::MAX_CLOCK_SKEW_S);
+}
+
+/// `value` (or `default` when absent), if within `(lo, hi)`; else an error naming `key`.
+fn ranged<T>(key: &str, value: Option<T>, default: T, (lo, hi): (T, T)) -> Result<T>
+where
+    T: PartialOrd + Copy + std::fmt::Display,
+{
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    // NaN fails both comparisons' negations: `!(v >= lo)` catches it.
+    if !(v >= lo && v <= hi) {
+        anyhow::bail!("configuration: {key} = {v} is out of range (allowed: {lo} to {hi})");
+    }
+    Ok(v)
 }
 
 impl Config {
-    /// Resolves defaults ← file ← flags.
+    /// Where audit checkpoints are anchored.
+    pub fn anchor_path(&self) -> PathBuf {
+        self.anchor_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(coedit_actors::anchor::ANCHOR_FILE))
+    }
+
+    /// Resolves defaults ← file ← flags, range-checking every number.
     pub fn resolve(
         file: FileConfig,
         bind: Option<SocketAddr>,
         data_dir: Option<PathBuf>,
     ) -> Result<Config> {
+        use limits::*;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let d = DocActorConfig::default();
         let dc = DocumentConfig::default();
@@ -273,88 +371,190 @@ impl Config {
         let secs = Duration::from_secs;
         let f = file;
         let default_bind: SocketAddr = DEFAULT_BIND.parse()?;
+        let heartbeat = ranged(
+            "[session] heartbeat_interval_s",
+            f.session.heartbeat_interval_s,
+            s.heartbeat_interval.as_secs(),
+            HEARTBEAT_S,
+        )?;
+        let client_timeout = ranged(
+            "[session] client_timeout_s",
+            f.session.client_timeout_s,
+            s.client_timeout.as_secs(),
+            CLIENT_TIMEOUT_S,
+        )?;
+        if client_timeout <= heartbeat {
+            anyhow::bail!(
+                "configuration: [session] client_timeout_s ({client_timeout}) must be longer than \
+                 heartbeat_interval_s ({heartbeat})"
+            );
+        }
+        let relaxed_ms = ranged(
+            "[storage] relaxed_flush_ms",
+            f.storage.relaxed_flush_ms,
+            DEFAULT_RELAXED_FLUSH_INTERVAL.as_millis() as u64,
+            RELAXED_FLUSH_MS,
+        )?;
         Ok(Config {
             bind: bind.or(f.server.bind).unwrap_or(default_bind),
             data_dir: data_dir
                 .or(f.server.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            workers: f.server.workers.unwrap_or(cores).max(1),
-            doc_threads: f.server.doc_threads.unwrap_or(cores).max(1),
-            shutdown_timeout: f
-                .server
-                .shutdown_timeout_s
-                .map_or(DEFAULT_SHUTDOWN_TIMEOUT, secs),
+            workers: ranged("[server] workers", f.server.workers, cores, THREADS)?,
+            doc_threads: ranged("[server] doc_threads", f.server.doc_threads, cores, THREADS)?,
+            shutdown_timeout: secs(ranged(
+                "[server] shutdown_timeout_s",
+                f.server.shutdown_timeout_s,
+                DEFAULT_SHUTDOWN_TIMEOUT.as_secs(),
+                SHUTDOWN_TIMEOUT_S,
+            )?),
             backend: f.storage.backend.unwrap_or_default(),
-            sled_cache_bytes: f
-                .storage
-                .cache_mb
-                .map_or(SLED_CACHE_BYTES, |mb| mb.max(1).saturating_mul(1024 * 1024)),
+            sled_cache_bytes: ranged(
+                "[storage] cache_mb",
+                f.storage.cache_mb,
+                SLED_CACHE_BYTES / (1024 * 1024),
+                CACHE_MB,
+            )? * 1024
+                * 1024,
+            min_free_bytes: ranged(
+                "[storage] min_free_mb",
+                f.storage.min_free_mb,
+                DEFAULT_MIN_FREE_BYTES / (1024 * 1024),
+                MIN_FREE_MB,
+            )? * 1024
+                * 1024,
             doc: DocActorConfig {
                 durability: match f.storage.durability.unwrap_or_default() {
                     DurabilityMode::Strict => Durability::Strict,
                     DurabilityMode::Relaxed => Durability::Relaxed {
-                        interval: f
-                            .storage
-                            .relaxed_flush_ms
-                            .map_or(DEFAULT_RELAXED_FLUSH_INTERVAL, Duration::from_millis),
+                        interval: Duration::from_millis(relaxed_ms),
                     },
                 },
-                snapshot_every: f
-                    .storage
-                    .snapshot_every_ops
-                    .unwrap_or(DEFAULT_SNAPSHOT_EVERY)
-                    .max(1),
-                snapshot_interval: f
-                    .storage
-                    .snapshot_interval_s
-                    .map_or(DEFAULT_SNAPSHOT_INTERVAL, secs),
+                snapshot_every: ranged(
+                    "[storage] snapshot_every_ops",
+                    f.storage.snapshot_every_ops,
+                    DEFAULT_SNAPSHOT_EVERY,
+                    SNAPSHOT_EVERY_OPS,
+                )?,
+                snapshot_interval: secs(ranged(
+                    "[storage] snapshot_interval_s",
+                    f.storage.snapshot_interval_s,
+                    DEFAULT_SNAPSHOT_INTERVAL.as_secs(),
+                    SNAPSHOT_INTERVAL_S,
+                )?),
                 retain_ops: f.storage.retain_ops,
-                fanout_tick: f
-                    .document
-                    .fanout_tick_ms
-                    .map_or(d.fanout_tick, Duration::from_millis),
-                idle_timeout: f.document.idle_timeout_s.map_or(d.idle_timeout, secs),
+                fanout_tick: Duration::from_millis(ranged(
+                    "[document] fanout_tick_ms",
+                    f.document.fanout_tick_ms,
+                    d.fanout_tick.as_millis() as u64,
+                    FANOUT_TICK_MS,
+                )?),
+                idle_timeout: secs(ranged(
+                    "[document] idle_timeout_s",
+                    f.document.idle_timeout_s,
+                    d.idle_timeout.as_secs(),
+                    IDLE_TIMEOUT_S,
+                )?),
                 document: DocumentConfig {
-                    history_window: f
-                        .document
-                        .history_window
-                        .unwrap_or(dc.history_window)
-                        .max(1),
-                    max_chars: f.document.max_chars.unwrap_or(dc.max_chars),
-                    max_clients: f.document.max_clients.unwrap_or(dc.max_clients),
+                    history_window: ranged(
+                        "[document] history_window",
+                        f.document.history_window,
+                        dc.history_window,
+                        HISTORY_WINDOW,
+                    )?,
+                    max_chars: ranged(
+                        "[document] max_chars",
+                        f.document.max_chars,
+                        dc.max_chars,
+                        MAX_CHARS,
+                    )?,
+                    max_clients: ranged(
+                        "[document] max_clients",
+                        f.document.max_clients,
+                        dc.max_clients,
+                        MAX_CLIENTS,
+                    )?,
                     rope_seed: None,
                 },
             },
             session: SessionConfig {
-                heartbeat_interval: f
-                    .session
-                    .heartbeat_interval_s
-                    .map_or(s.heartbeat_interval, secs),
-                client_timeout: f.session.client_timeout_s.map_or(s.client_timeout, secs),
-                outbound_capacity: f.session.outbound_capacity.unwrap_or(s.outbound_capacity),
-                max_outbound_bytes: f
-                    .session
-                    .max_outbound_bytes
-                    .unwrap_or(s.max_outbound_bytes)
-                    .max(1),
-                max_docs: f.session.max_docs.unwrap_or(s.max_docs),
-                max_frame_bytes: f.session.max_frame_bytes.unwrap_or(s.max_frame_bytes),
-                max_connections: f.session.max_connections.unwrap_or(s.max_connections),
-                max_ops_per_s: f.session.max_ops_per_s.unwrap_or(s.max_ops_per_s),
-                op_burst: f.session.op_burst.unwrap_or(s.op_burst),
+                heartbeat_interval: secs(heartbeat),
+                client_timeout: secs(client_timeout),
+                outbound_capacity: ranged(
+                    "[session] outbound_capacity",
+                    f.session.outbound_capacity,
+                    s.outbound_capacity,
+                    OUTBOUND_CAPACITY,
+                )?,
+                max_outbound_bytes: ranged(
+                    "[session] max_outbound_bytes",
+                    f.session.max_outbound_bytes,
+                    s.max_outbound_bytes,
+                    MAX_OUTBOUND_BYTES,
+                )?,
+                max_docs: ranged(
+                    "[session] max_docs",
+                    f.session.max_docs,
+                    s.max_docs,
+                    MAX_DOCS,
+                )?,
+                max_frame_bytes: ranged(
+                    "[session] max_frame_bytes",
+                    f.session.max_frame_bytes,
+                    s.max_frame_bytes,
+                    MAX_FRAME_BYTES,
+                )?,
+                max_connections: ranged(
+                    "[session] max_connections",
+                    f.session.max_connections,
+                    s.max_connections,
+                    MAX_CONNECTIONS,
+                )?,
+                max_ops_per_s: ranged(
+                    "[session] max_ops_per_s",
+                    f.session.max_ops_per_s,
+                    s.max_ops_per_s,
+                    MAX_OPS_PER_S,
+                )?,
+                op_burst: ranged(
+                    "[session] op_burst",
+                    f.session.op_burst,
+                    s.op_burst,
+                    OP_BURST,
+                )?,
+                hello_timeout: secs(ranged(
+                    "[session] hello_timeout_s",
+                    f.session.hello_timeout_s,
+                    s.hello_timeout.as_secs(),
+                    HELLO_TIMEOUT_S,
+                )?),
             },
             crypto_mode: f.crypto.mode.unwrap_or_default(),
             master_key_file: f.crypto.master_key_file,
             signing_key_file: f.crypto.signing_key_file,
-            crypto_threads: f.crypto.threads.unwrap_or(DEFAULT_CRYPTO_THREADS).max(1),
+            crypto_threads: ranged(
+                "[crypto] threads",
+                f.crypto.threads,
+                DEFAULT_CRYPTO_THREADS,
+                CRYPTO_THREADS,
+            )?,
             auth_mode: f.auth.mode.unwrap_or_default(),
             hmac_key_file: f.auth.hmac_key_file,
             public_key_file: f.auth.public_key_file,
+            clock_skew_s: ranged(
+                "[auth] clock_skew_s",
+                f.auth.clock_skew_s,
+                DEFAULT_CLOCK_SKEW_S,
+                CLOCK_SKEW_S,
+            )?,
             audit: f.audit.enabled.unwrap_or(true),
-            checkpoint_interval: f
-                .audit
-                .checkpoint_interval_s
-                .map_or(DEFAULT_CHECKPOINT_INTERVAL, secs),
+            checkpoint_interval: secs(ranged(
+                "[audit] checkpoint_interval_s",
+                f.audit.checkpoint_interval_s,
+                DEFAULT_CHECKPOINT_INTERVAL.as_secs(),
+                CHECKPOINT_INTERVAL_S,
+            )?),
+            anchor_file: f.audit.anchor_file,
         })
     }
 }
@@ -398,13 +598,56 @@ mod tests {
         let c = Config::resolve(FileConfig::default(), None, None).unwrap();
         assert_eq!(c.sled_cache_bytes, SLED_CACHE_BYTES);
         let file: FileConfig =
-            toml::from_str("[storage]\ncache_mb = 64\n[document]\nhistory_window = 0\n").unwrap();
+            toml::from_str("[storage]\ncache_mb = 64\n[document]\nhistory_window = 1\n").unwrap();
         let c = Config::resolve(file, None, None).unwrap();
         assert_eq!(c.sled_cache_bytes, 64 * 1024 * 1024);
-        assert_eq!(
-            c.doc.document.history_window, 1,
-            "a zero window counts as one op"
-        );
+        assert_eq!(c.doc.document.history_window, 1);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_their_key() {
+        for (toml, key) in [
+            ("[server]\nworkers = 100000\n", "[server] workers"),
+            ("[server]\nworkers = 0\n", "[server] workers"),
+            (
+                "[session]\nmax_ops_per_s = -5.0\n",
+                "[session] max_ops_per_s",
+            ),
+            (
+                "[session]\nmax_ops_per_s = nan\n",
+                "[session] max_ops_per_s",
+            ),
+            ("[session]\nop_burst = 0.5\n", "[session] op_burst"),
+            (
+                "[document]\nhistory_window = 0\n",
+                "[document] history_window",
+            ),
+            (
+                "[document]\nfanout_tick_ms = 5000\n",
+                "[document] fanout_tick_ms",
+            ),
+            (
+                "[session]\nmax_frame_bytes = 10\n",
+                "[session] max_frame_bytes",
+            ),
+            ("[storage]\ncache_mb = 0\n", "[storage] cache_mb"),
+            (
+                "[storage]\nrelaxed_flush_ms = 0\n",
+                "[storage] relaxed_flush_ms",
+            ),
+            ("[auth]\nclock_skew_s = 100000\n", "[auth] clock_skew_s"),
+            ("[crypto]\nthreads = 0\n", "[crypto] threads"),
+            (
+                "[session]\nheartbeat_interval_s = 30\nclient_timeout_s = 10\n",
+                "client_timeout_s",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(toml).unwrap();
+            let e = Config::resolve(file, None, None).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        // Negative integers do not even parse into the unsigned fields.
+        assert!(toml::from_str::<FileConfig>("[server]\nworkers = -1\n").is_err());
     }
 
     #[test]

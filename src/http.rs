@@ -12,17 +12,18 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coedit_actors::audit::AuditEvent;
-use coedit_actors::auth::{
-    authorize, bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role,
-};
+use coedit_actors::auth::{bind_client_id, Action, AuthError, Claims, Resolved, Role};
 use coedit_actors::crypto::MasterKeyring;
-use coedit_actors::crypto_actor::Guard;
-use coedit_actors::document::{Applied, GetOps, GetText, GetVersions, Submit};
+use coedit_actors::document::{Applied, DocText, GetOps, GetText, GetVersions, Submit};
+use coedit_actors::guard::{Guard, Refusal};
+use coedit_actors::history::{self, Answer, StoreRead, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 use coedit_actors::registry::{DeleteDocument, OpenCount, OpenDoc};
-use coedit_actors::session::{start_session, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE};
+use coedit_actors::session::{
+    start_session, CloseAll, SessionShared, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE,
+};
 use coedit_actors::store_actor::RotateMasterKey;
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
-use coedit_protocol::wire::{checked_op, validate_client_id, validate_doc_ref};
+use coedit_protocol::wire::{checked_op, op_reach, validate_client_id, validate_doc_ref};
 use coedit_protocol::{ClientId, Component, ErrorCode, ProtocolError};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
@@ -30,6 +31,9 @@ use serde_json::json;
 
 /// Length of the random client id given to REST edits that bring none.
 const REST_CLIENT_ID_LEN: usize = 16;
+/// History reads from the store running at once (more wait their turn), so readers of long
+/// histories cannot take every blocking thread.
+pub const HISTORY_READS_AT_ONCE: usize = 2;
 
 /// Shared state of the routes.
 pub struct AppState {
@@ -45,6 +49,12 @@ pub struct AppState {
     pub accepting: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The store, for readiness checks.
     pub store: std::sync::Arc<dyn coedit_actors::Store>,
+    /// Closes every WebSocket session at once.
+    pub close_all: CloseAll,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+    /// Admits [`HISTORY_READS_AT_ONCE`] store reads at a time.
+    pub history_reads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// An error response.
@@ -208,13 +218,37 @@ async fn websocket(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    start_session(
-        &req,
-        stream,
-        state.registry.clone(),
-        state.session.clone(),
-        state.guard.clone(),
-    )
+    let shared = SessionShared {
+        registry: state.registry.clone(),
+        config: state.session.clone(),
+        guard: state.guard.clone(),
+        close_all: state.close_all.clone(),
+    };
+    start_session(&req, stream, shared, peer(&req))
+}
+
+/// The client's address.
+fn peer(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// Audits a refused request.
+fn refused(
+    state: &AppState,
+    req: &HttpRequest,
+    claims: Option<&Claims>,
+    doc: Option<&str>,
+    e: &AuthError,
+) {
+    let action = what(req);
+    let refusal = Refusal {
+        source: peer(req),
+        session: None,
+        claims,
+        action: &action,
+        doc,
+    };
+    state.guard.refused(refusal, e);
 }
 
 /// The bearer token of a request, if any.
@@ -237,7 +271,7 @@ async fn authenticate(
     doc: Option<&str>,
 ) -> Result<Option<Claims>, ApiError> {
     state.guard.authenticate(bearer(req)).await.map_err(|e| {
-        state.guard.refused(None, None, &what(req), doc, &e);
+        refused(state, req, None, doc, &e);
         e.into()
     })
 }
@@ -251,11 +285,10 @@ async fn check(
 ) -> Result<(Option<Claims>, Resolved), ApiError> {
     validate_doc_ref(doc)?;
     let claims = authenticate(state, req, Some(doc)).await?;
-    match authorize(claims.as_ref(), doc, action, now_s()) {
+    match state.guard.authorize(claims.as_ref(), doc, action) {
         Ok(r) => Ok((claims, r)),
         Err(e) => {
-            let c = claims.as_ref();
-            state.guard.refused(None, c, &what(req), Some(doc), &e);
+            refused(state, req, claims.as_ref(), Some(doc), &e);
             Err(e.into())
         }
     }
@@ -305,7 +338,7 @@ where
         let addr = match state.registry.send(open).await.map_err(ActorError::from)? {
             Ok(a) => a,
             Err(ActorError::Auth(e)) => {
-                state.guard.refused(None, claims, &what(req), Some(doc), &e);
+                refused(state, req, claims, Some(doc), &e);
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
@@ -332,13 +365,37 @@ fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, ApiError>
         .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad query: {e}")))
 }
 
+/// Runs a history read against the store on a blocking thread, a few at a time.
+async fn from_store<T, F>(state: &AppState, read: StoreRead, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&StoreRead) -> Result<T, ActorError> + Send + 'static,
+    T: Send + 'static,
+{
+    let _turn = state
+        .history_reads
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "shutting down"))?;
+    web::block(move || f(&read))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
 async fn get_doc(
     id: web::Path<String>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: DocQuery = query(&req)?;
-    let t = call_doc(&state, &req, &id, Action::Read, || GetText { rev: q.rev }).await?;
+    let t = match call_doc(&state, &req, &id, Action::Read, || GetText { rev: q.rev }).await? {
+        Answer::Ready(t) => t,
+        Answer::FromStore(read) => {
+            let rev = q.rev.unwrap_or(read.durable_rev);
+            let text = from_store(&state, read, move |r| history::text_at(r, rev)).await?;
+            DocText { rev, text }
+        }
+    };
     Ok(HttpResponse::Ok().json(json!({"id": *id, "rev": t.rev, "text": t.text})))
 }
 
@@ -347,7 +404,8 @@ async fn get_versions(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let v = call_doc(&state, &req, &id, Action::Read, || GetVersions).await?;
+    let read = call_doc(&state, &req, &id, Action::Read, || GetVersions).await?;
+    let v = from_store(&state, read, history::versions).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": *id,
         "snapshots": v.snapshots,
@@ -363,20 +421,46 @@ struct OpsQuery {
     #[serde(default)]
     from: u64,
     to: Option<u64>,
+    limit: Option<usize>,
 }
 
+/// `GET /api/docs/{id}/ops?from=R&to=S&limit=N`: one page of at most `limit` ops (default
+/// [`DEFAULT_HISTORY_PAGE`], at most [`MAX_HISTORY_PAGE`]) and `next`, the `from` of the
+/// next page (`null` at the end).
 async fn get_ops(
     id: web::Path<String>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: OpsQuery = query(&req)?;
-    let ops = call_doc(&state, &req, &id, Action::Read, || GetOps {
-        from: q.from,
-        to: q.to,
+    if let Some(to) = q.to.filter(|&to| q.from > to) {
+        return Err(ApiError::new(
+            ErrorCode::BadMessage,
+            format!("from ({}) must not be greater than to ({to})", q.from),
+        ));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::BadMessage,
+            format!("limit ({limit}) must be 1 to {MAX_HISTORY_PAGE}"),
+        ));
+    }
+    let (from, to) = (q.from, q.to);
+    let page = match call_doc(&state, &req, &id, Action::Read, || GetOps {
+        from,
+        to,
+        limit,
     })
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({"id": *id, "ops": ops})))
+    .await?
+    {
+        Answer::Ready(p) => p,
+        Answer::FromStore(read) => {
+            let to = to.unwrap_or(read.durable_rev);
+            from_store(&state, read, move |r| history::ops_page(r, from, to, limit)).await?
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({"id": *id, "ops": page.ops, "next": page.next})))
 }
 
 /// Body of `POST /api/docs/{id}/ops`.
@@ -390,16 +474,52 @@ struct OpBody {
     seq: Option<u64>,
 }
 
+/// Reads a request body of at most `max` bytes; a larger one is refused from its
+/// `Content-Length` (or as soon as it passes the limit) with the JSON error 1002.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    max: usize,
+) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let too_big = || {
+        ApiError::new(
+            ErrorCode::FrameTooLarge,
+            format!("request body larger than {max} bytes"),
+        )
+    };
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::BadMessage, e.to_string()))?;
+        if body.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// `POST /api/docs/{id}/ops`: the caller is authenticated and authorized before its body is
+/// read (an unauthenticated request gets 401 whatever its body).
 async fn post_op(
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let (claims, resolved) = check(&state, &req, &id, Action::Write).await?;
+    let body = read_body(&req, payload, state.max_body).await?;
     let body: OpBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad body: {e}")))?;
     let op = checked_op(&body.op)?;
-    let (claims, resolved) = check(&state, &req, &id, Action::Write).await?;
+    let reach = op_reach(&body.op);
     let (client, seq) = match (body.client, body.seq) {
         (Some(c), Some(s)) => {
             validate_client_id(&c)?;
@@ -428,6 +548,7 @@ async fn post_op(
         base_rev: body.base_rev,
         op: op.clone(),
         t: None,
+        reach,
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -475,9 +596,7 @@ async fn rotate_master_key(
         .map_or_else(|| "anonymous".into(), |c| c.sub.clone());
     if claims.as_ref().is_some_and(|c| !c.admin) {
         let e = AuthError::NotPermitted("rotating the master key needs an admin token".into());
-        state
-            .guard
-            .refused(None, claims.as_ref(), &what(&req), None, &e);
+        refused(&state, &req, claims.as_ref(), None, &e);
         return Err(e.into());
     }
     let unavailable = |msg: String| ApiError::new(ErrorCode::NotPermitted, msg);
@@ -502,6 +621,6 @@ async fn rotate_master_key(
             Err(e) => format!("failed: {e}"),
         },
     });
-    let n = res.map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    let n = res.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({"rewrapped": n, "master_version": version})))
 }

@@ -6,9 +6,11 @@
 //! - `http.rs`: health, WebSocket and REST routes, and the JSON error mapping.
 //! - `security.rs`: keys from the configuration; `keygen`, `token`, `rotate-master-key`,
 //!   `audit` subcommands.
+//! - `recovery.rs`: `check` and `recover`, the offline store tools.
 
 mod config;
 mod http;
+mod recovery;
 mod security;
 
 use std::path::PathBuf;
@@ -18,11 +20,16 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use coedit_actors::anchor::{self, AnchorLog};
 use coedit_actors::audit::AuditEvent;
-use coedit_actors::crypto_actor::{CryptoActor, Guard};
+use coedit_actors::crypto_actor::CryptoActor;
+use coedit_actors::disk::DiskSpace;
+use coedit_actors::errors::CLOSE_RESTART;
+use coedit_actors::guard::Guard;
+use coedit_actors::manifest::Manifest;
 use coedit_actors::registry::ShutdownAll;
-use coedit_actors::store::check_document;
-use coedit_actors::store_actor::Record;
+use coedit_actors::session::CloseAll;
+use coedit_actors::store_actor::{Ledger, Record};
 use coedit_actors::{MemoryStore, Registry, SledStore, Store, StoreActor};
 use tracing::{info, warn};
 
@@ -68,8 +75,16 @@ enum Command {
     Serve,
     /// Verify a whole store offline (the server must not be running): every record's
     /// checksum, revisions without gaps, every op replaying, every snapshot equal to the
-    /// replay. Exits non-zero on any fault.
+    /// replay, and nothing acknowledged missing (the manifest and the audit anchors). Exits
+    /// non-zero on any fault.
     Check,
+    /// After damage: report what was lost; with --accept-loss, accept the store as it is
+    /// (record the loss in the audit chain, write a new manifest). Offline.
+    Recover {
+        /// Accept the loss and write.
+        #[arg(long, env = "COEDIT_ACCEPT_LOSS")]
+        accept_loss: bool,
+    },
     /// Create a master key ring, an SM2 key pair and an HMAC-SM3 secret (never overwrites).
     Keygen {
         /// Directory for the key files.
@@ -136,6 +151,10 @@ enum AuditCommand {
         /// SM2 public key (PEM) whose signatures the checkpoints must carry.
         #[arg(long, env = "COEDIT_AUDIT_PUBKEY")]
         pubkey: Option<PathBuf>,
+        /// The file of anchored checkpoints (default: `[audit] anchor_file`, else
+        /// audit-anchor.jsonl in the data directory); every one must be in the chain.
+        #[arg(long, env = "COEDIT_AUDIT_ANCHOR")]
+        anchor: Option<PathBuf>,
     },
     /// Write the chain as JSON lines.
     Export {
@@ -164,7 +183,8 @@ fn main() -> Result<()> {
     let config = Config::resolve(file, cli.bind, cli.data_dir)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
-        Command::Check => check(&config),
+        Command::Check => recovery::check(&config),
+        Command::Recover { accept_loss } => recovery::recover(&config, accept_loss),
         Command::Keygen { out } => security::keygen(&out),
         Command::Token {
             command:
@@ -206,8 +226,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { pubkey },
-        } => security::audit_verify(&config.data_dir, pubkey.as_ref()),
+            command: AuditCommand::Verify { pubkey, anchor },
+        } => security::audit_verify(
+            &config.data_dir,
+            pubkey.as_ref(),
+            &anchor.unwrap_or_else(|| config.anchor_path()),
+        ),
         Command::Audit {
             command: AuditCommand::Export { out },
         } => {
@@ -216,28 +240,6 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// `coedit check`: verifies every document in the data directory.
-fn check(config: &Config) -> Result<()> {
-    let store = SledStore::open_with(&config.data_dir, security::master_ring(config)?)
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let docs = store.documents()?;
-    let mut faults = 0;
-    for doc in &docs {
-        match check_document(&store, doc) {
-            Ok((ops, snapshots)) => println!("ok      {doc}: {ops} ops, {snapshots} snapshots"),
-            Err(e) => {
-                faults += 1;
-                println!("FAULT   {e}");
-            }
-        }
-    }
-    println!("{} documents checked, {faults} faulty", docs.len());
-    if faults > 0 {
-        anyhow::bail!("{faults} of {} documents are faulty", docs.len());
-    }
-    Ok(())
 }
 
 /// Runs the server until SIGINT or SIGTERM, then saves every open document.
@@ -269,6 +271,22 @@ fn serve(config: Config) -> Result<()> {
                 })
             }
         };
+        let sled = config.backend == Backend::Sled;
+        let (manifest, disk) = if sled {
+            let manifest = Manifest::open(&config.data_dir, &*store)?;
+            spawn_loss_scan(manifest.clone(), store.clone());
+            (manifest, DiskSpace::new(&config.data_dir, config.min_free_bytes))
+        } else {
+            (Manifest::disabled(), DiskSpace::unlimited())
+        };
+        let anchor_path = config.anchor_path();
+        let anchored = anchor::read(&anchor_path)?.last().map_or(0, |a| a.seq);
+        let anchors = if sled && config.audit {
+            AnchorLog::open(&anchor_path)?
+        } else {
+            AnchorLog::disabled()
+        };
+        let (close_all_tx, close_all) = CloseAll::channel();
         let signer = security::checkpoint_signer(&config)?;
         let tokens = security::token_key(&config)?;
         let auth = tokens.is_some();
@@ -279,17 +297,30 @@ fn serve(config: Config) -> Result<()> {
         if config.audit && signer.is_none() {
             warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
         }
-        let crypto =
-            CryptoActor::start(config.crypto_threads, store.clone(), tokens, signer.clone());
+        let crypto = CryptoActor::start(
+            config.crypto_threads,
+            store.clone(),
+            manifest.clone(),
+            tokens,
+            signer.clone(),
+        );
         let checkpoints = signer.as_ref().map(|_| config.checkpoint_interval);
+        let ledger = Ledger {
+            manifest: manifest.clone(),
+            anchors: Arc::new(anchors),
+            disk: disk.clone(),
+            close_all: Some(close_all_tx.clone()),
+        };
         let writer_actor = StoreActor::new(
             store.clone(),
             config.doc.durability,
             crypto.clone(),
             config.audit,
             checkpoints,
+            ledger,
+            anchored,
         )
-        .context("reading the audit log")?;
+        .context("continuing the audit log")?;
         let writer_thread = Arbiter::new();
         let writer = StoreActor::start_in_arbiter(&writer_thread.handle(), move |_| writer_actor);
         writer.do_send(Record(AuditEvent::ServerStart {
@@ -298,7 +329,9 @@ fn serve(config: Config) -> Result<()> {
             auth: format!("{:?}", config.auth_mode),
         }));
         let store_for_checks = store.clone();
-        let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles).start();
+        let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles)
+            .with_ledger(manifest, disk)
+            .start();
         let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let state = web::Data::new(AppState {
             accepting: accepting.clone(),
@@ -309,14 +342,16 @@ fn serve(config: Config) -> Result<()> {
                 crypto,
                 writer: writer.clone(),
                 auth,
+                skew_s: config.clock_skew_s,
             },
             master_key_file: config.master_key_file.clone(),
+            close_all,
+            max_body: config.session.max_frame_bytes,
+            history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS_AT_ONCE)),
         });
-        let max_body = config.session.max_frame_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(max_body))
                 .configure(http::routes)
         })
         .on_connect(disable_nagle)
@@ -349,6 +384,11 @@ fn serve(config: Config) -> Result<()> {
                 0
             }
         };
+        // Sessions that joined no document were not closed by their documents.
+        close_all_tx.close_all(
+            CLOSE_RESTART,
+            "server restarting: reconnect and rejoin with your revision",
+        );
         handle.stop(true).await;
         running
             .await
@@ -361,6 +401,27 @@ fn serve(config: Config) -> Result<()> {
         writer_thread.stop();
         Ok(())
     })
+}
+
+/// Compares every document the manifest knows with the store, in the background, and logs
+/// each one that lost acknowledged revisions (each is also refused when opened).
+fn spawn_loss_scan(manifest: Arc<Manifest>, store: Arc<dyn Store>) {
+    std::thread::spawn(move || match manifest.losses(&*store) {
+        Ok(losses) => {
+            let m = coedit_actors::metrics::metrics();
+            m.damaged_documents.set(losses.len() as i64);
+            for l in losses {
+                tracing::error!(
+                    doc = %l.doc,
+                    have = l.have,
+                    expected = l.expected,
+                    "document lost acknowledged revisions; it is refused until restored from a \
+                     backup (or the loss is accepted with `coedit recover --accept-loss`)"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot compare the store with its manifest"),
+    });
 }
 
 /// Sends small frames at once: without `TCP_NODELAY`, Nagle's algorithm holds a small

@@ -37,6 +37,8 @@ pub const SM2_KEY_FILE: &str = "sm2.pem";
 pub const SM2_PUBLIC_KEY_FILE: &str = "sm2.pub.pem";
 /// HMAC-SM3 secret file written by `keygen`.
 pub const HMAC_KEY_FILE: &str = "hmac.key";
+/// Longest lifetime `coedit token issue` gives a token (a year and a day).
+pub const MAX_TOKEN_TTL_S: u64 = 366 * 86_400;
 /// Online rotation: time allowed for the server to re-wrap every key.
 const ROTATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -184,12 +186,21 @@ pub fn issue_token(
         (None, Some(p)) => TokenSigner::Hmac(read_hmac_key(p)?),
         _ => bail!("give exactly one of --sm2-key and --hmac-key"),
     };
+    if req.ttl_s == 0 || req.ttl_s > MAX_TOKEN_TTL_S {
+        bail!(
+            "--ttl {} is out of range: a token lives 1 to {MAX_TOKEN_TTL_S} seconds",
+            req.ttl_s
+        );
+    }
     let now = now_s();
     let claims = Claims {
         sub: req.sub,
         tenant: req.tenant,
         iat: now,
-        exp: now + req.ttl_s,
+        nbf: None,
+        exp: now
+            .checked_add(req.ttl_s)
+            .context("the token's expiry overflows")?,
         grants: req.grants.into_iter().collect(),
         admin: req.admin,
     };
@@ -276,26 +287,49 @@ fn append_admin_audit(
     store.flush()
 }
 
-/// `coedit audit verify`: walks the chain in `data_dir`; prints a report; fails at the first
-/// bad record.
-pub fn audit_verify(data_dir: &Path, pubkey: Option<&PathBuf>) -> Result<()> {
+/// `coedit audit verify`: walks the chain in `data_dir` and checks it against the anchored
+/// checkpoints in `anchor_path` and the manifest's audit length; prints a report; fails at the
+/// first bad record.
+pub fn audit_verify(data_dir: &Path, pubkey: Option<&PathBuf>, anchor_path: &Path) -> Result<()> {
     let store = SledStore::open_audit_reader(data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let verifier = pubkey.map(|p| Sm2Verifier::load(p)).transpose()?;
+    let anchors = coedit_actors::anchor::read(anchor_path)?;
+    let manifest = coedit_actors::manifest::read_for(data_dir, &store)?;
     let records = store.audit_all()?;
-    match audit::verify(&records, verifier.as_ref()) {
+    let expect = audit::Expectations {
+        verifier: verifier.as_ref(),
+        anchors: &anchors,
+        min_len: manifest.as_ref().map(|m| m.audit),
+    };
+    match audit::verify(&records, expect) {
         Ok(r) => {
             println!(
                 "ok: {} records, {} checkpoints ({} signatures verified), last checkpoint {}, {} \
-                 records after it",
+                 records after it; {} anchored checkpoints matched",
                 r.records,
                 r.checkpoints,
                 r.verified_checkpoints,
                 r.last_checkpoint.map_or("none".into(), |s| s.to_string()),
-                r.unsigned_tail
+                r.unsigned_tail,
+                r.anchors_matched,
             );
+            for (from, to) in &r.gaps {
+                println!(
+                    "WARNING: records {from}..={to} were lost and the loss was accepted \
+                     (`coedit recover --accept-loss`, gap record {})",
+                    to + 1
+                );
+            }
             if verifier.is_none() {
                 println!("note: checkpoint signatures not checked (give --pubkey)");
+            }
+            if anchors.is_empty() {
+                println!(
+                    "note: no anchored checkpoints in {} (a chain cut short is found only with \
+                     them or the manifest)",
+                    anchor_path.display()
+                );
             }
             Ok(())
         }

@@ -1,4 +1,4 @@
-//! The bad-input suite against the real binary: 27 kinds of malformed, hostile or abusive
+//! The bad-input suite against the real binary: 28 kinds of malformed, hostile or abusive
 //! input, each with its expected typed error or close code (among them every size limit: frame,
 //! op, document, documents per session, op rate). After each: the server is up, a
 //! bystander session is undisturbed, and the document is unchanged.
@@ -195,6 +195,13 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
             "delete past end",
             None,
             vec![op_json(REV, 1, r#"[2,{"d":50}]"#)],
+            vec!["err2002", "pong7"],
+        ),
+        (
+            // Canonically an empty op; once accepted as an empty revision.
+            "trailing retain past end",
+            None,
+            vec![op_json(REV, 1, "[99999]")],
             vec!["err2002", "pong7"],
         ),
         (

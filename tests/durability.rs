@@ -40,14 +40,15 @@ async fn edits_and_exactly_once_state_survive_restart() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `history_window = 0` once made every fresh op come back empty from the document (found by
+/// A zero history window once made every fresh op come back empty from the document (found by
 /// the document_submit fuzz target): the server stored and broadcast empty ops, so edits were
-/// lost on restart and peers diverged.
+/// lost on restart and peers diverged. The configuration now refuses 0; the smallest window,
+/// 1, keeps every edit.
 #[tokio::test]
-async fn a_zero_history_window_keeps_every_edit() -> anyhow::Result<()> {
+async fn the_smallest_history_window_keeps_every_edit() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
-    let config = "[document]\nhistory_window = 0\n";
+    let config = "[document]\nhistory_window = 1\n";
     let mut srv = start_server_at(&data, config);
     let mut a = TestClient::join(&srv.ws_url(), "zero", None, true).await?;
     let mut b = TestClient::join(&srv.ws_url(), "zero", None, true).await?;

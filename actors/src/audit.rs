@@ -14,11 +14,16 @@
 //!   of its encoding.
 //! - `verify` names the first bad position: a record whose bytes changed (the next link or a
 //!   checkpoint no longer matches), a missing record, records out of order, or a checkpoint
-//!   whose signature does not verify. Records after the last checkpoint are covered by the
-//!   hash chain only: cutting off the tail is detected only by the next checkpoint.
+//!   whose signature does not verify. A chain cut short is found by what is kept outside the
+//!   store: the anchored checkpoints ([`crate::anchor`]) and the audit length in the manifest
+//!   ([`crate::manifest`]); the server refuses to continue a chain shorter than either.
+//! - Sequence numbers never repeat: after an operator accepts a loss (`coedit recover
+//!   --accept-loss`), a [`AuditEvent::Gap`] record at `lost_to + 1` links to the last surviving
+//!   record and names the lost range; `verify` accepts exactly that jump and reports it.
 
 use serde::{Deserialize, Serialize};
 
+use crate::anchor::{Anchor, ANCHOR_FORMAT};
 use crate::crypto::{sm3, Sm2Signer, Sm2Verifier, DIGEST_LEN};
 use crate::store::{Store, StoreError};
 
@@ -52,6 +57,9 @@ pub enum AuditEvent {
         subject: Option<String>,
         /// Token tenant.
         tenant: Option<String>,
+        /// The peer's address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     /// A session ended.
     SessionClose {
@@ -99,8 +107,24 @@ pub enum AuditEvent {
         doc: Option<String>,
         /// Error code sent.
         code: u16,
-        /// Why.
+        /// Why (clipped: see [`crate::refusals::clip`]).
         reason: String,
+        /// The peer's address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    /// Refusals that were counted, not recorded one by one (see [`crate::refusals`]).
+    RefusalsCounted {
+        /// Start of the counting window, ms since the Unix epoch.
+        from_ms: u64,
+        /// End of the window.
+        to_ms: u64,
+        /// Refusals counted and not recorded individually.
+        counted: u64,
+        /// The busiest sources.
+        sources: Vec<SourceCount>,
+        /// Counted refusals of sources not listed.
+        other_sources: u64,
     },
     /// An administrative action.
     Admin {
@@ -113,6 +137,17 @@ pub enum AuditEvent {
         /// Result.
         outcome: String,
     },
+    /// Records `lost_from..=lost_to` were lost (the store's files were damaged) and the
+    /// operator accepted it; this record takes sequence number `lost_to + 1` and links to
+    /// record `lost_from - 1`.
+    Gap {
+        /// First lost record.
+        lost_from: u64,
+        /// Last lost record.
+        lost_to: u64,
+        /// Who accepted it and why.
+        reason: String,
+    },
     /// A signed checkpoint of the chain.
     Checkpoint {
         /// SM3 fingerprint of the signing public key (hex).
@@ -120,6 +155,17 @@ pub enum AuditEvent {
         /// SM2 signature `r ‖ s` (hex).
         sig: String,
     },
+}
+
+/// Refusals of one source in a counting window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCount {
+    /// The peer's address.
+    pub source: String,
+    /// Refusals in the window.
+    pub refused: u64,
+    /// Of which recorded individually.
+    pub recorded: u64,
 }
 
 /// One record of the chain.
@@ -135,7 +181,8 @@ pub struct AuditRecord {
     pub event: AuditEvent,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -187,7 +234,7 @@ impl AuditChain {
         })
     }
 
-    /// Number of records written so far.
+    /// The last sequence number written (the chain's length, lost records included).
     pub fn len(&self) -> u64 {
         self.next_seq - 1
     }
@@ -209,20 +256,72 @@ impl AuditChain {
         self.write(store, &record)
     }
 
-    /// Appends a checkpoint signed by `signer`.
-    pub fn checkpoint(&mut self, store: &dyn Store, signer: &Sm2Signer) -> Result<u64, StoreError> {
+    /// Appends a checkpoint signed by `signer`; returns its anchor (to be written outside the
+    /// store once the checkpoint is durable).
+    pub fn checkpoint(
+        &mut self,
+        store: &dyn Store,
+        signer: &Sm2Signer,
+    ) -> Result<Anchor, StoreError> {
         let (seq, time_ms, prev) = (self.next_seq, now_ms(), hex::encode(self.prev));
-        let sig = signer.sign(&checkpoint_message(seq, time_ms, &prev));
+        let sig = hex::encode(signer.sign(&checkpoint_message(seq, time_ms, &prev)));
+        let fingerprint = hex::encode(signer.verifier().fingerprint());
         let record = AuditRecord {
             seq,
             time_ms,
             prev,
             event: AuditEvent::Checkpoint {
-                signer: hex::encode(signer.verifier().fingerprint()),
-                sig: hex::encode(sig),
+                signer: fingerprint.clone(),
+                sig: sig.clone(),
             },
         };
-        self.write(store, &record)
+        self.write(store, &record)?;
+        Ok(Anchor {
+            v: ANCHOR_FORMAT,
+            seq,
+            time_ms,
+            hash: hex::encode(self.prev),
+            signer: fingerprint,
+            sig,
+        })
+    }
+
+    /// Continues the chain stored in `store`, refusing a chain shorter than `expected` (the
+    /// length the manifest or the anchors say was durable): its records were lost.
+    pub fn resume_checked(store: &dyn Store, expected: u64) -> Result<Self, StoreError> {
+        let chain = Self::resume(store)?;
+        if chain.len() < expected {
+            return Err(StoreError::AuditLost {
+                have: chain.len(),
+                expected,
+            });
+        }
+        Ok(chain)
+    }
+
+    /// Records that records `len() + 1 ..= lost_to` were lost and the loss accepted: writes a
+    /// [`AuditEvent::Gap`] record at `lost_to + 1` (buffered). Does nothing if nothing is lost.
+    pub fn accept_loss(
+        &mut self,
+        store: &dyn Store,
+        lost_to: u64,
+        reason: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        if lost_to < self.next_seq {
+            return Ok(None);
+        }
+        let record = AuditRecord {
+            seq: lost_to + 1,
+            time_ms: now_ms(),
+            prev: hex::encode(self.prev),
+            event: AuditEvent::Gap {
+                lost_from: self.next_seq,
+                lost_to,
+                reason: reason.to_string(),
+            },
+        };
+        self.next_seq = lost_to + 1;
+        self.write(store, &record).map(Some)
     }
 
     fn write(&mut self, store: &dyn Store, record: &AuditRecord) -> Result<u64, StoreError> {
@@ -237,7 +336,7 @@ impl AuditChain {
 /// What a successful verification found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct AuditReport {
-    /// Records in the chain.
+    /// The last sequence number (records held plus records declared lost).
     pub records: u64,
     /// Checkpoint records.
     pub checkpoints: u64,
@@ -245,8 +344,14 @@ pub struct AuditReport {
     pub verified_checkpoints: u64,
     /// Sequence number of the last checkpoint.
     pub last_checkpoint: Option<u64>,
-    /// Records after the last checkpoint (protected by the hash chain only).
+    /// Records after the last checkpoint (protected by the hash chain and the manifest only).
     pub unsigned_tail: u64,
+    /// Ranges of records lost and accepted by an operator (`Gap` records).
+    pub gaps: Vec<(u64, u64)>,
+    /// Anchored checkpoints found in the chain with the same hash.
+    pub anchors_matched: u64,
+    /// Anchored checkpoints inside an accepted gap.
+    pub anchors_in_gaps: u64,
 }
 
 /// The first bad position found by [`verify`].
@@ -259,30 +364,68 @@ pub struct AuditFault {
     pub reason: String,
 }
 
-/// Walks the chain (`(key seq, value)` in key order) and reports the first bad record. With a
-/// verifier, every checkpoint must carry its fingerprint and a valid signature.
+/// What the chain is checked against besides itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expectations<'a> {
+    /// The public key whose signatures every checkpoint must carry.
+    pub verifier: Option<&'a Sm2Verifier>,
+    /// Checkpoints anchored outside the store ([`crate::anchor`]).
+    pub anchors: &'a [Anchor],
+    /// The chain length recorded as durable (the manifest's), if known.
+    pub min_len: Option<u64>,
+}
+
+/// Walks the chain (`(key seq, value)` in key order) and reports the first bad record: with a
+/// verifier, every checkpoint must carry its fingerprint and a valid signature; every anchored
+/// checkpoint must be in the chain with the same hash (or inside an accepted gap); the chain
+/// must be at least `min_len` long.
 pub fn verify(
     records: &[(u64, Vec<u8>)],
-    verifier: Option<&Sm2Verifier>,
+    expect: Expectations<'_>,
 ) -> Result<AuditReport, AuditFault> {
     let fault = |position: u64, reason: String| AuditFault { position, reason };
+    let verifier = expect.verifier;
     let mut report = AuditReport::default();
     let mut prev = [0u8; DIGEST_LEN];
+    let mut expected = 1u64;
+    let mut hashes: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
     let fingerprint = verifier.map(|v| hex::encode(v.fingerprint()));
     for (i, (key_seq, value)) in records.iter().enumerate() {
-        let expected = i as u64 + 1;
-        if *key_seq != expected {
-            return Err(fault(
-                expected,
-                format!("missing (the next stored record is {key_seq})"),
-            ));
-        }
         let record = decode(value).map_err(|e| {
             fault(
                 expected,
                 format!("undecodable ({e}): the record was altered"),
             )
-        })?;
+        });
+        if *key_seq != expected {
+            // Only an accepted gap may skip sequence numbers, exactly the ones it names.
+            let gap = match &record {
+                Ok(AuditRecord {
+                    seq,
+                    event:
+                        AuditEvent::Gap {
+                            lost_from, lost_to, ..
+                        },
+                    ..
+                }) if *seq == *key_seq && *lost_from == expected && *lost_to + 1 == *key_seq => {
+                    Some((*lost_from, *lost_to))
+                }
+                _ => None,
+            };
+            match gap {
+                Some(g) => {
+                    report.gaps.push(g);
+                    expected = *key_seq;
+                }
+                None => {
+                    return Err(fault(
+                        expected,
+                        format!("missing (the next stored record is {key_seq})"),
+                    ))
+                }
+            }
+        }
+        let record = record?;
         if record.seq != expected {
             return Err(fault(
                 expected,
@@ -317,6 +460,7 @@ pub fn verify(
         if let AuditEvent::Checkpoint { signer, sig } = &record.event {
             report.checkpoints += 1;
             report.last_checkpoint = Some(expected);
+            hashes.insert(expected, hex::encode(sm3(value)));
             if let (Some(v), Some(fp)) = (verifier, &fingerprint) {
                 if signer != fp {
                     return Err(fault(
@@ -342,8 +486,58 @@ pub fn verify(
         }
         prev = sm3(value);
         report.records = expected;
+        expected += 1;
     }
     report.unsigned_tail = report.records - report.last_checkpoint.unwrap_or(0);
+    for a in expect.anchors {
+        if report
+            .gaps
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&a.seq))
+        {
+            report.anchors_in_gaps += 1;
+            continue;
+        }
+        match hashes.get(&a.seq) {
+            Some(h) if *h == a.hash => report.anchors_matched += 1,
+            Some(_) => {
+                return Err(fault(
+                    a.seq,
+                    "differs from the checkpoint anchored outside the store: the chain was \
+                     rewritten"
+                        .into(),
+                ))
+            }
+            None if a.seq > report.records => {
+                return Err(fault(
+                    report.records + 1,
+                    format!(
+                        "missing: the chain ends at record {} but checkpoint {} was anchored \
+                         outside the store: the chain was cut short",
+                        report.records, a.seq
+                    ),
+                ))
+            }
+            None => {
+                return Err(fault(
+                    a.seq,
+                    "is not the checkpoint anchored at this position outside the store: the \
+                     chain was rewritten"
+                        .into(),
+                ))
+            }
+        }
+    }
+    if let Some(min) = expect.min_len.filter(|&m| m > report.records) {
+        return Err(fault(
+            report.records + 1,
+            format!(
+                "missing: the chain ends at record {} but the manifest records {min} as \
+                 durable: the chain was cut short",
+                report.records
+            ),
+        ));
+    }
     Ok(report)
 }
 
@@ -387,8 +581,21 @@ mod tests {
         }
     }
 
+    fn with_key(key: &Sm2Verifier) -> Expectations<'_> {
+        Expectations {
+            verifier: Some(key),
+            ..Expectations::default()
+        }
+    }
+
     /// 10 events, a checkpoint (11), 5 events, a checkpoint (17), 2 events.
     fn chain() -> (MemoryStore, Sm2Verifier) {
+        let (store, key, _) = anchored_chain();
+        (store, key)
+    }
+
+    /// [`chain`] with the anchors of its two checkpoints.
+    fn anchored_chain() -> (MemoryStore, Sm2Verifier, Vec<Anchor>) {
         let (private, _) = generate_sm2_pem().unwrap();
         let signer = Sm2Signer::from_pem(&private).unwrap();
         let store = MemoryStore::new();
@@ -396,24 +603,115 @@ mod tests {
         for i in 1..=10 {
             c.append(&store, event(i)).unwrap();
         }
-        c.checkpoint(&store, &signer).unwrap();
+        let a = c.checkpoint(&store, &signer).unwrap();
         // A writer that restarts continues the same chain.
         let mut c = AuditChain::resume(&store).unwrap();
         assert_eq!(c.len(), 11);
         for i in 11..=15 {
             c.append(&store, event(i)).unwrap();
         }
-        c.checkpoint(&store, &signer).unwrap();
+        let b = c.checkpoint(&store, &signer).unwrap();
         c.append(&store, AuditEvent::ServerStop).unwrap();
         c.append(&store, event(16)).unwrap();
-        (store, signer.verifier())
+        (store, signer.verifier(), vec![a, b])
+    }
+
+    #[test]
+    fn a_chain_cut_short_is_caught_by_its_anchors_and_the_manifest() {
+        let (store, key, anchors) = anchored_chain();
+        let all = |a: &[Anchor], min: Option<u64>, s: &MemoryStore| {
+            verify(
+                &s.audit_all().unwrap(),
+                Expectations {
+                    verifier: Some(&key),
+                    anchors: a,
+                    min_len: min,
+                },
+            )
+        };
+        let r = all(&anchors, Some(19), &store).unwrap();
+        assert_eq!(r.anchors_matched, 2);
+        // Every record deleted: "ok, 0 records" without anchors, a fault with them.
+        let empty = MemoryStore::new();
+        assert_eq!(all(&[], None, &empty).unwrap().records, 0);
+        let f = all(&anchors, None, &empty).unwrap_err();
+        assert!(f.reason.contains("cut short"), "{f}");
+        let f = all(&[], Some(19), &empty).unwrap_err();
+        assert!(f.reason.contains("manifest"), "{f}");
+        // The tail with the last checkpoint deleted, then a new checkpoint written over the
+        // gap by a restarted writer: the anchor of checkpoint 17 no longer matches.
+        store
+            .kv()
+            .delete_range(Tree::Audit, &16u64.to_be_bytes(), &[0xff; 9])
+            .unwrap();
+        let f = all(&anchors, None, &store).unwrap_err();
+        assert_eq!(f.position, 16, "{f}");
+        let (private, _) = generate_sm2_pem().unwrap();
+        let mut c = AuditChain::resume(&store).unwrap();
+        c.append(&store, AuditEvent::ServerStop).unwrap();
+        c.append(&store, AuditEvent::ServerStop).unwrap();
+        c.checkpoint(&store, &Sm2Signer::from_pem(&private).unwrap())
+            .unwrap();
+        let f = verify(
+            &store.audit_all().unwrap(),
+            Expectations {
+                anchors: &anchors,
+                ..Expectations::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(f.position, 17, "{f}");
+        assert!(f.reason.contains("rewritten"), "{f}");
+        // The server refuses to continue a chain shorter than the manifest says.
+        let (store, _, _) = anchored_chain();
+        store
+            .kv()
+            .delete_range(Tree::Audit, &10u64.to_be_bytes(), &[0xff; 9])
+            .unwrap();
+        assert!(matches!(
+            AuditChain::resume_checked(&store, 19),
+            Err(StoreError::AuditLost {
+                have: 9,
+                expected: 19
+            })
+        ));
+        // Accepting the loss writes a gap record; verification reports it and goes on.
+        let mut c = AuditChain::resume(&store).unwrap();
+        assert_eq!(c.accept_loss(&store, 19, "test").unwrap(), Some(20));
+        c.append(&store, AuditEvent::ServerStop).unwrap();
+        let r = all(&anchors, Some(19), &store).unwrap();
+        assert_eq!(r.gaps, vec![(10, 19)]);
+        assert_eq!((r.records, r.anchors_in_gaps), (21, 2));
+        assert!(AuditChain::resume_checked(&store, 19).is_ok());
+        // A forged jump (a gap record naming another range) is refused.
+        let (store, _, _) = anchored_chain();
+        store
+            .kv()
+            .delete_range(Tree::Audit, &10u64.to_be_bytes(), &[0xff; 9])
+            .unwrap();
+        let mut c = AuditChain::resume(&store).unwrap();
+        c.accept_loss(&store, 19, "test").unwrap();
+        let v = store
+            .kv()
+            .get(Tree::Audit, &20u64.to_be_bytes())
+            .unwrap()
+            .unwrap();
+        store
+            .kv()
+            .delete_range(Tree::Audit, &20u64.to_be_bytes(), &21u64.to_be_bytes())
+            .unwrap();
+        store
+            .kv()
+            .put_raw(Tree::Audit, &25u64.to_be_bytes(), &v)
+            .unwrap();
+        assert!(all(&[], None, &store).is_err());
     }
 
     #[test]
     fn an_intact_chain_verifies() {
         let (store, key) = chain();
         let records = store.audit_all().unwrap();
-        let report = verify(&records, Some(&key)).unwrap();
+        let report = verify(&records, with_key(&key)).unwrap();
         assert_eq!(
             report,
             AuditReport {
@@ -422,9 +720,15 @@ mod tests {
                 verified_checkpoints: 2,
                 last_checkpoint: Some(17),
                 unsigned_tail: 2,
+                ..AuditReport::default()
             }
         );
-        assert_eq!(verify(&records, None).unwrap().verified_checkpoints, 0);
+        assert_eq!(
+            verify(&records, Expectations::default())
+                .unwrap()
+                .verified_checkpoints,
+            0
+        );
         let mut out = Vec::new();
         assert_eq!(export(&records, &mut out).unwrap(), 19);
         let text = String::from_utf8(out).unwrap();
@@ -437,7 +741,7 @@ mod tests {
     fn tampered(f: impl FnOnce(&MemoryStore)) -> AuditFault {
         let (store, key) = chain();
         f(&store);
-        verify(&store.audit_all().unwrap(), Some(&key)).unwrap_err()
+        verify(&store.audit_all().unwrap(), with_key(&key)).unwrap_err()
     }
 
     fn raw(store: &MemoryStore, seq: u64) -> Vec<u8> {
@@ -518,7 +822,7 @@ mod tests {
         let other = Sm2Signer::from_pem(&other).unwrap();
         let mut c = AuditChain::resume(&store).unwrap();
         c.checkpoint(&store, &other).unwrap();
-        let f = verify(&store.audit_all().unwrap(), Some(&key)).unwrap_err();
+        let f = verify(&store.audit_all().unwrap(), with_key(&key)).unwrap_err();
         assert_eq!(f.position, 20, "{f}");
         // A checkpoint's signature altered (hex stays valid).
         let f = tampered(|s| {

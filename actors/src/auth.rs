@@ -15,8 +15,14 @@
 //!
 //! Invariants:
 //! - Verification is total: any input is a valid token or a typed [`AuthError`].
-//! - Among the grants matching a document the longest pattern wins (an exact id beats any
-//!   prefix), so a narrower grant can lower a broader one.
+//! - Grant precedence, decided in one place ([`Claims::role_for`]): a grant naming the document
+//!   exactly wins over every prefix grant, whatever their lengths; otherwise the longest
+//!   matching `prefix*` wins. So a narrower grant can always lower (or raise) a broader one. Two
+//!   matching prefixes of the same length are the same pattern, and a token that names one
+//!   pattern twice is refused as invalid, so the resolution is never ambiguous.
+//! - Time claims are checked against the server clock with a bounded skew
+//!   ([`DEFAULT_CLOCK_SKEW_S`], `[auth] clock_skew_s`): a token issued (`iat`) or valid from
+//!   (`nbf`) further in the future than the skew is refused, as is one past `exp` + skew.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,8 +39,11 @@ use crate::crypto::{hmac_sm3, hmac_sm3_verify, Sm2Signer, Sm2Verifier};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Clock skew tolerated when checking expiry, in seconds.
-pub const EXPIRY_LEEWAY_S: u64 = 30;
+/// Default clock skew tolerated between the token issuer and this server, in seconds (for
+/// `exp`, `iat` and `nbf`).
+pub const DEFAULT_CLOCK_SKEW_S: u64 = 30;
+/// Largest configurable clock skew, in seconds.
+pub const MAX_CLOCK_SKEW_S: u64 = 600;
 /// Most grants in one token.
 pub const MAX_GRANTS: usize = 256;
 /// Header algorithm name of SM2 tokens.
@@ -105,33 +114,104 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, Unix seconds.
     pub exp: u64,
-    /// Document id or `prefix*` → role.
-    #[serde(default)]
+    /// Not valid before, Unix seconds (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Document id or `prefix*` → role. A pattern named twice makes the token invalid.
+    #[serde(default, deserialize_with = "grants_without_duplicates")]
     pub grants: BTreeMap<String, Role>,
     /// Server administrator (key rotation, audit export over HTTP).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
 }
 
+/// Deserializes the grants map, refusing a pattern that appears twice (JSON allows duplicate
+/// keys; a plain map would silently keep the last one).
+fn grants_without_duplicates<'de, D>(d: D) -> Result<BTreeMap<String, Role>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct GrantsVisitor;
+    impl<'de> serde::de::Visitor<'de> for GrantsVisitor {
+        type Value = BTreeMap<String, Role>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of document patterns to roles")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((pattern, role)) = map.next_entry::<String, Role>()? {
+                if out.len() >= MAX_GRANTS {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_GRANTS} grants"
+                    )));
+                }
+                if out.insert(pattern, role).is_some() {
+                    return Err(serde::de::Error::custom("a grant pattern appears twice"));
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(GrantsVisitor)
+}
+
 impl Claims {
-    /// The role granted on document `name` of the token's tenant, if any.
+    /// The role granted on document `name` of the token's tenant, if any: the grant naming
+    /// `name` exactly, else the longest `prefix*` grant that `name` starts with. This is the
+    /// only place grant precedence is decided.
     pub fn role_for(&self, name: &str) -> Option<Role> {
+        if let Some(&role) = self.grants.get(name) {
+            return Some(role);
+        }
         self.grants
             .iter()
-            .filter(|(pattern, _)| match pattern.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => pattern.as_str() == name,
+            .filter_map(|(pattern, &role)| {
+                let prefix = pattern.strip_suffix('*')?;
+                name.starts_with(prefix).then_some((prefix.len(), role))
             })
-            .max_by_key(|(pattern, _)| (pattern.len(), !pattern.ends_with('*')))
-            .map(|(_, &role)| role)
+            .max_by_key(|&(len, _)| len)
+            .map(|(_, role)| role)
     }
 
-    /// Fails once the token has expired (with [`EXPIRY_LEEWAY_S`] of tolerance).
-    pub fn check_fresh(&self, now: u64) -> Result<(), AuthError> {
-        if now > self.exp.saturating_add(EXPIRY_LEEWAY_S) {
+    /// Fails once the token has expired (with `skew` seconds of tolerance).
+    pub fn check_fresh(&self, now: u64, skew: u64) -> Result<(), AuthError> {
+        if now > self.exp.saturating_add(skew) {
             return Err(AuthError::Expired { exp: self.exp, now });
         }
         Ok(())
+    }
+
+    /// Fails if the token was issued, or becomes valid, more than `skew` seconds in the future,
+    /// or expires before it was issued.
+    pub fn check_issued(&self, now: u64, skew: u64) -> Result<(), AuthError> {
+        let horizon = now.saturating_add(skew);
+        if self.iat > horizon {
+            return Err(invalid(format!(
+                "issued in the future (iat {} is more than {skew} s after the server's clock, {now})",
+                self.iat
+            )));
+        }
+        if let Some(nbf) = self.nbf.filter(|&nbf| nbf > horizon) {
+            return Err(invalid(format!(
+                "not valid before {nbf} (the server's clock is {now}, skew {skew} s)"
+            )));
+        }
+        if self.exp < self.iat {
+            return Err(invalid("expires before it was issued"));
+        }
+        Ok(())
+    }
+
+    /// Seconds from `now` until the first second at which [`Claims::check_fresh`] refuses the
+    /// token (expiry plus `skew`, plus one).
+    pub fn seconds_left(&self, now: u64, skew: u64) -> u64 {
+        self.exp
+            .saturating_add(skew)
+            .saturating_add(1)
+            .saturating_sub(now)
     }
 }
 
@@ -265,8 +345,9 @@ impl TokenKey {
         }
     }
 
-    /// Checks a token's form, algorithm, signature and expiry; returns its claims.
-    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+    /// Checks a token's form, algorithm, signature and time claims (`iat`, `nbf`, `exp`, each
+    /// with `skew` seconds of tolerance); returns its claims.
+    pub fn verify(&self, token: &str, now: u64, skew: u64) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(format!("longer than {MAX_TOKEN_BYTES} bytes")));
         }
@@ -306,7 +387,8 @@ impl TokenKey {
         if split_doc_ref(&claims.tenant).is_err() || claims.tenant.contains(':') {
             return Err(invalid("tenant must be a valid document-id-like name"));
         }
-        claims.check_fresh(now)?;
+        claims.check_issued(now, skew)?;
+        claims.check_fresh(now, skew)?;
         Ok(claims)
     }
 }
@@ -330,6 +412,7 @@ pub fn authorize(
     doc_ref: &str,
     action: Action,
     now: u64,
+    skew: u64,
 ) -> Result<Resolved, AuthError> {
     let Some(claims) = claims else {
         return Ok(Resolved {
@@ -338,7 +421,7 @@ pub fn authorize(
             role: Role::Owner,
         });
     };
-    claims.check_fresh(now)?;
+    claims.check_fresh(now, skew)?;
     let (tenant, name) =
         split_doc_ref(doc_ref).map_err(|_| AuthError::UnknownDocument(doc_ref.to_string()))?;
     if let Some(t) = tenant {
@@ -402,12 +485,15 @@ mod tests {
     use super::*;
     use crate::crypto::generate_sm2_pem;
 
+    const SKEW: u64 = DEFAULT_CLOCK_SKEW_S;
+
     fn claims(exp: u64) -> Claims {
         Claims {
             sub: "alice".into(),
             tenant: "acme".into(),
             iat: 1000,
             exp,
+            nbf: None,
             grants: [
                 ("notes-*".to_string(), Role::Editor),
                 ("notes-locked".to_string(), Role::Viewer),
@@ -438,11 +524,11 @@ mod tests {
         for (signer, key) in keys() {
             let c = claims(5000);
             let t = signer.issue(&c);
-            assert_eq!(key.verify(&t, 4000).unwrap(), c);
-            // Expired (past the leeway), with its own code.
-            let e = key.verify(&t, 5000 + EXPIRY_LEEWAY_S + 1).unwrap_err();
+            assert_eq!(key.verify(&t, 4000, SKEW).unwrap(), c);
+            // Expired (past the skew), with its own code.
+            let e = key.verify(&t, 5000 + SKEW + 1, SKEW).unwrap_err();
             assert_eq!(e.code(), ErrorCode::TokenExpired);
-            assert!(key.verify(&t, 5000 + EXPIRY_LEEWAY_S).is_ok());
+            assert!(key.verify(&t, 5000 + SKEW, SKEW).is_ok());
             // Every changed character of the token is refused as invalid.
             for i in 0..t.len() {
                 let mut b = t.clone().into_bytes();
@@ -453,7 +539,7 @@ mod tests {
                 if forged == t {
                     continue;
                 }
-                match key.verify(&forged, 4000) {
+                match key.verify(&forged, 4000, SKEW) {
                     Err(AuthError::Invalid(_)) => {}
                     other => panic!("position {i}: {other:?}"),
                 }
@@ -467,7 +553,7 @@ mod tests {
             let claims_part = other.split('.').nth(1).unwrap();
             let spliced = format!("{h}.{claims_part}.{sig}");
             assert!(matches!(
-                key.verify(&spliced, 4000),
+                key.verify(&spliced, 4000, SKEW),
                 Err(AuthError::Invalid(_))
             ));
             for bad in [
@@ -478,7 +564,7 @@ mod tests {
                 &"x".repeat(MAX_TOKEN_BYTES + 1),
             ] {
                 assert!(
-                    matches!(key.verify(bad, 4000), Err(AuthError::Invalid(_))),
+                    matches!(key.verify(bad, 4000, SKEW), Err(AuthError::Invalid(_))),
                     "{bad:?}"
                 );
             }
@@ -492,22 +578,22 @@ mod tests {
         let (sm2_signer, sm2_key) = &ks[1];
         let c = claims(5000);
         assert!(matches!(
-            sm2_key.verify(&hmac_signer.issue(&c), 0),
+            sm2_key.verify(&hmac_signer.issue(&c), 1000, SKEW),
             Err(AuthError::Invalid(_))
         ));
         assert!(matches!(
-            hmac_key.verify(&sm2_signer.issue(&c), 0),
+            hmac_key.verify(&sm2_signer.issue(&c), 1000, SKEW),
             Err(AuthError::Invalid(_))
         ));
         let other = TokenKey::Hmac(Zeroizing::new(b"another secret!!".to_vec()));
         assert!(matches!(
-            other.verify(&hmac_signer.issue(&c), 0),
+            other.verify(&hmac_signer.issue(&c), 1000, SKEW),
             Err(AuthError::Invalid(_))
         ));
         let (_, public) = generate_sm2_pem().unwrap();
         let other = TokenKey::Sm2(Sm2Verifier::from_pem(&public).unwrap());
         assert!(matches!(
-            other.verify(&sm2_signer.issue(&c), 0),
+            other.verify(&sm2_signer.issue(&c), 1000, SKEW),
             Err(AuthError::Invalid(_))
         ));
     }
@@ -520,7 +606,7 @@ mod tests {
         assert_eq!(c.role_for("spec"), Some(Role::Owner));
         assert_eq!(c.role_for("specs"), None);
         assert_eq!(c.role_for("other"), None);
-        let ok = authorize(Some(&c), "notes-a", Action::Write, 100).unwrap();
+        let ok = authorize(Some(&c), "notes-a", Action::Write, 100, SKEW).unwrap();
         assert_eq!(
             ok,
             Resolved {
@@ -530,11 +616,11 @@ mod tests {
             }
         );
         assert_eq!(
-            authorize(Some(&c), "acme:notes-a", Action::Write, 100).unwrap(),
+            authorize(Some(&c), "acme:notes-a", Action::Write, 100, SKEW).unwrap(),
             ok
         );
         let code =
-            |r: &str, a: Action, now: u64| authorize(Some(&c), r, a, now).unwrap_err().code();
+            |r: &str, a: Action, now: u64| authorize(Some(&c), r, a, now, SKEW).unwrap_err().code();
         assert_eq!(
             code("globex:notes-a", Action::Read, 100),
             ErrorCode::WrongTenant
@@ -549,8 +635,8 @@ mod tests {
             ErrorCode::NotPermitted
         );
         assert_eq!(code("notes-a", Action::Read, 9999), ErrorCode::TokenExpired);
-        assert!(authorize(Some(&c), "notes-locked", Action::Presence, 100).is_ok());
-        assert!(authorize(Some(&c), "spec", Action::Manage, 100).is_ok());
+        assert!(authorize(Some(&c), "notes-locked", Action::Presence, 100, SKEW).is_ok());
+        assert!(authorize(Some(&c), "spec", Action::Manage, 100, SKEW).is_ok());
         // Client ids are bound to the subject (idempotently); other subjects get other ids.
         let id = bind_client_id(Some(&c), "laptop");
         assert!(
@@ -563,7 +649,128 @@ mod tests {
         assert_ne!(bind_client_id(Some(&other), &id), id);
         assert_eq!(bind_client_id(None, "laptop"), "laptop");
         // Without authentication the reference is the id and everything is allowed.
-        let open = authorize(None, "acme:x", Action::Manage, 0).unwrap();
+        let open = authorize(None, "acme:x", Action::Manage, 0, SKEW).unwrap();
         assert_eq!((open.id.as_str(), open.role), ("acme:x", Role::Owner));
+    }
+
+    fn with_grants(grants: &[(&str, Role)]) -> Claims {
+        let mut c = claims(5000);
+        c.grants = grants.iter().map(|(p, r)| (p.to_string(), *r)).collect();
+        c
+    }
+
+    #[test]
+    fn an_exact_grant_beats_a_longer_prefix() {
+        // The adversarial cases: the prefix pattern is longer than the exact id.
+        let c = with_grants(&[("notes-*", Role::Editor), ("notes-", Role::Viewer)]);
+        assert_eq!(c.role_for("notes-"), Some(Role::Viewer));
+        assert_eq!(c.role_for("notes-a"), Some(Role::Editor));
+        assert_eq!(
+            authorize(Some(&c), "notes-", Action::Write, 100, SKEW)
+                .unwrap_err()
+                .code(),
+            ErrorCode::ReadOnly
+        );
+        let c = with_grants(&[("notes-ab*", Role::Editor), ("notes-ab", Role::Viewer)]);
+        assert_eq!(c.role_for("notes-ab"), Some(Role::Viewer));
+        assert_eq!(c.role_for("notes-abc"), Some(Role::Editor));
+        // An exact grant can raise as well as lower.
+        let c = with_grants(&[("a*", Role::Viewer), ("ab", Role::Owner)]);
+        assert_eq!(c.role_for("ab"), Some(Role::Owner));
+        // Among prefixes, the longest wins, whatever the roles.
+        let c = with_grants(&[
+            ("*", Role::Owner),
+            ("a*", Role::Viewer),
+            ("ab*", Role::Editor),
+        ]);
+        assert_eq!(c.role_for("abc"), Some(Role::Editor));
+        assert_eq!(c.role_for("ax"), Some(Role::Viewer));
+        assert_eq!(c.role_for("x"), Some(Role::Owner));
+    }
+
+    /// The reference resolver, written the other way round: try the exact id, then every
+    /// prefix of the name from the longest (the name itself) to the empty one.
+    fn reference_role(grants: &BTreeMap<String, Role>, name: &str) -> Option<Role> {
+        if let Some(r) = grants.get(name) {
+            return Some(*r);
+        }
+        let chars: Vec<char> = name.chars().collect();
+        (0..=chars.len()).rev().find_map(|k| {
+            let prefix: String = chars[..k].iter().collect();
+            grants.get(&format!("{prefix}*")).copied()
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        #[test]
+        fn grant_resolution_matches_the_reference(
+            grants in proptest::collection::vec(("[ab-]{0,4}\\*?", 0u8..4), 0..8),
+            name in "[ab-]{1,5}",
+        ) {
+            let roles = [Role::Viewer, Role::Commenter, Role::Editor, Role::Owner];
+            let map: BTreeMap<String, Role> = grants
+                .into_iter()
+                .filter(|(p, _)| !p.is_empty())
+                .map(|(p, r)| (p, roles[r as usize]))
+                .collect();
+            let mut c = claims(5000);
+            c.grants = map.clone();
+            proptest::prop_assert_eq!(c.role_for(&name), reference_role(&map, &name));
+        }
+    }
+
+    #[test]
+    fn a_token_naming_one_pattern_twice_is_refused() {
+        let (signer, key) = keys().remove(0);
+        let c = claims(5000);
+        let good = signer.issue(&c);
+        // Build the claims JSON by hand with a duplicate key, then sign it.
+        let json = r#"{"sub":"alice","tenant":"acme","iat":1000,"exp":5000,"grants":{"a*":"viewer","a*":"owner"}}"#;
+        let header = good.split('.').next().unwrap();
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(json));
+        let TokenSigner::Hmac(k) = &signer else {
+            unreachable!()
+        };
+        let sig = URL_SAFE_NO_PAD.encode(hmac_sm3(k, input.as_bytes()));
+        match key.verify(&format!("{input}.{sig}"), 4000, SKEW) {
+            Err(AuthError::Invalid(why)) => assert!(why.contains("twice"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_refused_within_a_bounded_skew() {
+        for (signer, key) in keys() {
+            // Issued a year ahead.
+            let mut c = claims(1000 + 2 * 365 * 86400);
+            c.iat = 1000 + 365 * 86400;
+            let e = key.verify(&signer.issue(&c), 1000, SKEW).unwrap_err();
+            assert!(
+                matches!(&e, AuthError::Invalid(w) if w.contains("future")),
+                "{e}"
+            );
+            // Issued within the skew: accepted.
+            c.iat = 1000 + SKEW;
+            assert!(key.verify(&signer.issue(&c), 1000, SKEW).is_ok());
+            c.iat = 1000 + SKEW + 1;
+            assert!(key.verify(&signer.issue(&c), 1000, SKEW).is_err());
+            // A wider configured skew accepts it.
+            assert!(key.verify(&signer.issue(&c), 1000, SKEW + 1).is_ok());
+            // nbf in the future, past the skew.
+            let mut c = claims(5000);
+            c.nbf = Some(1000 + SKEW + 1);
+            let e = key.verify(&signer.issue(&c), 1000, SKEW).unwrap_err();
+            assert!(
+                matches!(&e, AuthError::Invalid(w) if w.contains("not valid before")),
+                "{e}"
+            );
+            c.nbf = Some(1000);
+            assert!(key.verify(&signer.issue(&c), 1000, SKEW).is_ok());
+            // Expiring before being issued.
+            let mut c = claims(900);
+            c.iat = 1000;
+            assert!(key.verify(&signer.issue(&c), 950, SKEW).is_err());
+        }
     }
 }

@@ -254,6 +254,11 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), CryptoError>
     std::fs::rename(&tmp, path).map_err(|e| key_file(path, e))
 }
 
+/// Bytes of a master key check value.
+pub const KEY_CHECK_LEN: usize = 16;
+/// Message authenticated by a master key check value.
+pub const KEY_CHECK_DOMAIN: &[u8] = b"coedit/master-key-check/v1";
+
 /// The master key ring: numbered SM4 keys that wrap data keys. The highest version wraps new
 /// keys; older versions stay until every data key has been re-wrapped
 /// (`coedit rotate-master-key`).
@@ -339,6 +344,17 @@ impl MasterKeyring {
     /// The versions present, ascending.
     pub fn versions(&self) -> Vec<u32> {
         self.keys.keys().copied().collect()
+    }
+
+    /// The key check value of `version`: the first 16 bytes of
+    /// HMAC-SM3(key, [`KEY_CHECK_DOMAIN`]). It identifies the key without revealing it; the
+    /// store records it per version and refuses a ring whose version N has another value.
+    pub fn check_value(&self, version: u32) -> Option<[u8; KEY_CHECK_LEN]> {
+        let key = self.keys.get(&version)?;
+        let mac = hmac_sm3(key.bytes(), KEY_CHECK_DOMAIN);
+        let mut out = [0u8; KEY_CHECK_LEN];
+        out.copy_from_slice(&mac[..KEY_CHECK_LEN]);
+        Some(out)
     }
 
     /// Wraps a data key under the current version: `(version, sealed key)`.

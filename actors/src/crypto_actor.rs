@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::anchor::Anchor;
 use crate::audit::AuditChain;
 use crate::auth::{AuthError, Claims, TokenKey};
 use crate::crypto::Sm2Signer;
+use crate::manifest::Manifest;
 use crate::store::{Store, StoreError};
 use crate::store_actor::{apply_batch, Write};
 
@@ -27,6 +29,7 @@ pub const DEFAULT_CRYPTO_THREADS: usize = 2;
 /// The crypto actor. See the module documentation.
 pub struct CryptoActor {
     store: Arc<dyn Store>,
+    manifest: Arc<Manifest>,
     tokens: Option<TokenKey>,
     signer: Option<Arc<Sm2Signer>>,
 }
@@ -37,11 +40,13 @@ impl CryptoActor {
     pub fn start(
         threads: usize,
         store: Arc<dyn Store>,
+        manifest: Arc<Manifest>,
         tokens: Option<TokenKey>,
         signer: Option<Arc<Sm2Signer>>,
     ) -> Addr<CryptoActor> {
         SyncArbiter::start(threads.max(1), move || CryptoActor {
             store: store.clone(),
+            manifest: manifest.clone(),
             tokens: tokens.clone(),
             signer: signer.clone(),
         })
@@ -70,6 +75,8 @@ pub struct BatchDone {
     pub result: Result<(), StoreError>,
     /// The chain state, handed back.
     pub chain: Option<AuditChain>,
+    /// Anchors of the checkpoints written (to be recorded once durable).
+    pub anchors: Vec<Anchor>,
 }
 
 impl Handler<WriteBatch> for CryptoActor {
@@ -79,16 +86,20 @@ impl Handler<WriteBatch> for CryptoActor {
     fn handle(&mut self, m: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
         let mut chain = m.chain;
         let applied = m.writes.len();
+        let mut anchors = Vec::new();
         let result = apply_batch(
             &*self.store,
+            &self.manifest,
             chain.as_mut(),
             self.signer.as_deref(),
             m.writes,
+            &mut anchors,
         );
         MessageResult(BatchDone {
             applied,
             result,
             chain,
+            anchors,
         })
     }
 }
@@ -101,6 +112,8 @@ pub struct VerifyToken {
     pub token: Option<String>,
     /// Current time, Unix seconds.
     pub now: u64,
+    /// Clock skew tolerated, seconds.
+    pub skew: u64,
 }
 
 impl Handler<VerifyToken> for CryptoActor {
@@ -113,60 +126,6 @@ impl Handler<VerifyToken> for CryptoActor {
             .as_ref()
             .ok_or_else(|| AuthError::Invalid("authentication is off".into()))?;
         crate::metrics::metrics().crypto("token_verify", 1);
-        key.verify(m.token.as_deref().ok_or(AuthError::Missing)?, m.now)
-    }
-}
-
-/// What sessions and the HTTP API need to authenticate callers and audit what they do.
-#[derive(Clone)]
-pub struct Guard {
-    /// Verifies tokens.
-    pub crypto: Addr<CryptoActor>,
-    /// Records audit events.
-    pub writer: Addr<crate::StoreActor>,
-    /// Whether a token is required.
-    pub auth: bool,
-}
-
-impl Guard {
-    /// The caller's claims (`None` when authentication is off), checked on a crypto thread.
-    pub async fn authenticate(&self, token: Option<String>) -> Result<Option<Claims>, AuthError> {
-        if !self.auth {
-            return Ok(None);
-        }
-        let now = crate::auth::now_s();
-        match self.crypto.send(VerifyToken { token, now }).await {
-            Ok(r) => r.map(Some),
-            Err(e) => Err(AuthError::Invalid(format!("token check unavailable: {e}"))),
-        }
-    }
-
-    /// Records an audit event.
-    pub fn audit(&self, event: crate::audit::AuditEvent) {
-        self.writer.do_send(crate::store_actor::Record(event));
-    }
-
-    /// Records a refused request.
-    pub fn refused(
-        &self,
-        session: Option<u64>,
-        claims: Option<&Claims>,
-        action: &str,
-        doc: Option<&str>,
-        err: &AuthError,
-    ) {
-        let code = err.code().as_u16();
-        crate::metrics::metrics()
-            .auth_refusals
-            .get_or_create(&crate::metrics::CodeLabel { code })
-            .inc();
-        self.audit(crate::audit::AuditEvent::Refused {
-            session,
-            subject: claims.map(|c| c.sub.clone()),
-            action: action.to_string(),
-            doc: doc.map(str::to_string),
-            code: err.code().as_u16(),
-            reason: err.to_string(),
-        });
+        key.verify(m.token.as_deref().ok_or(AuthError::Missing)?, m.now, m.skew)
     }
 }

@@ -41,12 +41,15 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{debug, info_span, warn};
 
+use crate::disk::DiskSpace;
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::{Format, Frame, SharedFrame};
+use crate::history::{Answer, OpsPage, StoreRead, HISTORY_PAGE_BYTES, MAX_HISTORY_PAGE};
+use crate::manifest::Manifest;
 use crate::metrics::metrics;
 use crate::registry::{DocClosed, Registry};
 use crate::session::{Outbox, Refused};
-use crate::store::{LogRecord, Store, Versions};
+use crate::store::{LogRecord, Store};
 use crate::store_actor::{Append, Durability, FlushNow, PutSnapshot, StoreActor};
 use crate::SessionId;
 
@@ -146,7 +149,25 @@ pub struct DocActor {
     /// The store's only writer.
     writer: Addr<StoreActor>,
     registry: Addr<Registry>,
+    /// Whether edits are accepted (disk space above the reserve).
+    disk: Arc<DiskSpace>,
     span: tracing::Span,
+}
+
+/// What a document actor needs from outside: the store to read, the writer, the registry to
+/// tell when it unloads, the manifest to check what it loads against, the disk space guard.
+#[derive(Clone)]
+pub struct DocDeps {
+    /// Read access to the store.
+    pub store: Arc<dyn Store>,
+    /// The store's writer.
+    pub writer: Addr<StoreActor>,
+    /// The registry.
+    pub registry: Addr<Registry>,
+    /// Acknowledged revisions.
+    pub manifest: Arc<Manifest>,
+    /// The free-space guard.
+    pub disk: Arc<DiskSpace>,
 }
 
 impl DocActor {
@@ -155,20 +176,28 @@ impl DocActor {
         self.new
     }
 
-    /// Loads document `id` (which clients call `name`) from `store`: its latest snapshot, then
-    /// the ops after it.
+    /// Loads document `id` (which clients call `name`) from the store: its latest snapshot,
+    /// then the ops after it. A document that holds fewer revisions than the manifest says
+    /// were acknowledged is refused ([`crate::store::StoreError::Lost`]), never served rolled
+    /// back.
     pub fn load(
         id: Arc<str>,
         name: Arc<str>,
         config: DocActorConfig,
-        store: Arc<dyn Store>,
-        writer: Addr<StoreActor>,
-        registry: Addr<Registry>,
+        deps: DocDeps,
     ) -> Result<Self, ActorError> {
+        let DocDeps {
+            store,
+            writer,
+            registry,
+            manifest,
+            disk,
+        } = deps;
         let stored = store.load(&id)?;
         let new = stored.is_empty();
         let snapshot_rev = stored.snapshot.as_ref().map_or(0, |s| s.rev);
         let mut doc = stored.into_document(&id, config.document.clone())?;
+        manifest.check_loaded(&id, doc.rev())?;
         if config.durability == Durability::Strict {
             doc.track_undo();
         }
@@ -193,6 +222,7 @@ impl DocActor {
             store,
             writer,
             registry,
+            disk,
             span,
         })
     }
@@ -668,6 +698,8 @@ pub struct Submit {
     pub op: Op,
     /// The author's opaque timestamp, echoed to subscribers.
     pub t: Option<u64>,
+    /// Characters of the base document the op reaches as sent (see `wire::op_reach`).
+    pub reach: usize,
 }
 
 impl Handler<Submit> for DocActor {
@@ -705,7 +737,14 @@ impl DocActor {
             }
         }
         let started = Instant::now();
-        let submitted = self.doc.submit(&m.client, m.seq, m.base_rev, m.op);
+        let submitted = if self.disk.writable() {
+            self.doc
+                .check_reach(m.base_rev, m.reach)
+                .and_then(|()| self.doc.submit(&m.client, m.seq, m.base_rev, m.op))
+                .map_err(ActorError::from)
+        } else {
+            Err(ActorError::StorageFull)
+        };
         metrics()
             .op_apply_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -731,7 +770,7 @@ impl DocActor {
                     };
                     self.reply(s, &err);
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         if !applied.duplicate {
@@ -847,18 +886,19 @@ pub struct DocText {
     pub text: String,
 }
 
-/// The text at revision `rev` (the latest durable one when absent).
+/// The text at revision `rev` (the latest durable one when absent): from memory, or a plan to
+/// read it from the store off this actor's thread.
 #[derive(Message)]
-#[rtype(result = "Result<DocText, ActorError>")]
+#[rtype(result = "Result<Answer<DocText>, ActorError>")]
 pub struct GetText {
     /// The revision wanted.
     pub rev: Option<u64>,
 }
 
 impl Handler<GetText> for DocActor {
-    type Result = Result<DocText, ActorError>;
+    type Result = Result<Answer<DocText>, ActorError>;
 
-    /// Serves from memory when possible, else rebuilds from the store.
+    /// Serves from memory when possible, else answers with a store read.
     fn handle(&mut self, m: GetText, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         let rev = m.rev.unwrap_or(self.durable_rev);
@@ -869,69 +909,100 @@ impl Handler<GetText> for DocActor {
             }
             .into());
         }
-        if let Ok(text) = self.doc.text_at(rev) {
-            return Ok(DocText { rev, text });
-        }
-        match self.store.text_at(&self.id, rev)? {
-            Some(text) => Ok(DocText { rev, text }),
-            None => Err(coedit_protocol::DocError::RevisionTooOld {
-                base: rev,
-                oldest: self
-                    .store
-                    .versions(&self.id)?
-                    .snapshots
-                    .first()
-                    .copied()
-                    .unwrap_or(0),
-            }
-            .into()),
-        }
+        Ok(match self.doc.text_at(rev) {
+            Ok(text) => Answer::Ready(DocText { rev, text }),
+            Err(_) => Answer::FromStore(self.store_read()),
+        })
     }
 }
 
-/// The durable ops producing revisions `from + 1 ..= to` (to the head when `to` is absent).
+/// One page of the durable ops producing revisions `from + 1 ..= to` (to the head when `to` is
+/// absent), at most `limit`: from memory, or a plan to read them from the store off this
+/// actor's thread (see [`crate::history`]).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<RemoteOp>, ActorError>")]
+#[rtype(result = "Result<Answer<OpsPage>, ActorError>")]
 pub struct GetOps {
     /// Revision to start after.
     pub from: u64,
     /// Last revision to include.
     pub to: Option<u64>,
+    /// Most ops in the page.
+    pub limit: usize,
 }
 
 impl Handler<GetOps> for DocActor {
-    type Result = Result<Vec<RemoteOp>, ActorError>;
+    type Result = Result<Answer<OpsPage>, ActorError>;
 
-    /// Returns the ops from memory or the store, or `RevisionTooOld` / `FutureRevision`.
+    /// Pages from memory when `from` is in the in-memory window, else answers with a store
+    /// read; `FutureRevision` past the durable revision.
     fn handle(&mut self, m: GetOps, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         let to = m.to.unwrap_or(self.durable_rev);
-        if to > self.durable_rev || m.from > to {
+        if to > self.durable_rev || m.from > self.durable_rev {
             return Err(coedit_protocol::DocError::FutureRevision {
                 base: to.max(m.from),
                 current: self.durable_rev,
             }
             .into());
         }
-        self.durable_ops(m.from, to)
+        if m.from >= to {
+            return Ok(Answer::Ready(OpsPage {
+                ops: Vec::new(),
+                next: None,
+            }));
+        }
+        let limit = m.limit.clamp(1, MAX_HISTORY_PAGE);
+        let Ok(ops) = self.doc.ops_since(m.from) else {
+            return Ok(Answer::FromStore(self.store_read()));
+        };
+        let mut bytes = 0;
+        let page: Vec<RemoteOp> = ops
+            .take_while(|(rev, _)| *rev <= to)
+            .take(limit)
+            .take_while(|(_, e)| {
+                let go = bytes < HISTORY_PAGE_BYTES;
+                bytes += e.op.to_json().len();
+                go
+            })
+            .map(|(rev, e)| RemoteOp {
+                rev,
+                client: e.client.to_string(),
+                seq: e.seq,
+                op: e.op.clone(),
+                t: None,
+            })
+            .collect();
+        let last = page.last().map_or(m.from, |r| r.rev);
+        Ok(Answer::Ready(OpsPage {
+            ops: page,
+            next: (last < to).then_some(last),
+        }))
     }
 }
 
-/// Snapshot points and the retained op range.
+/// Snapshot points and the retained op range: a plan to read them from the store.
 #[derive(Message)]
-#[rtype(result = "Result<Versions, ActorError>")]
+#[rtype(result = "Result<StoreRead, ActorError>")]
 pub struct GetVersions;
 
 impl Handler<GetVersions> for DocActor {
-    type Result = Result<Versions, ActorError>;
+    type Result = Result<StoreRead, ActorError>;
 
-    /// Reads the store; the last revision is the last durable one.
+    /// Answers with a store read bounded by the durable revision.
     fn handle(&mut self, _: GetVersions, _: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
-        let mut v = self.store.versions(&self.id)?;
-        v.snapshots.retain(|r| *r <= self.durable_rev);
-        v.last_rev = self.durable_rev;
-        Ok(v)
+        Ok(self.store_read())
+    }
+}
+
+impl DocActor {
+    /// A plan to read this document's history from the store, up to the durable revision.
+    fn store_read(&self) -> StoreRead {
+        StoreRead {
+            store: self.store.clone(),
+            id: self.id.clone(),
+            durable_rev: self.durable_rev,
+        }
     }
 }
 

@@ -47,6 +47,12 @@ pub enum ActorError {
     /// The actor that should answer is gone.
     #[error("actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
+    /// Disk space is below the reserve: edits are refused until space is freed.
+    #[error(
+        "the server is short of disk space: edits are refused until space is freed (the op was \
+         not applied; resend it later)"
+    )]
+    StorageFull,
 }
 
 impl ActorError {
@@ -55,9 +61,10 @@ impl ActorError {
         match self {
             ActorError::Doc(e) => e.code(),
             ActorError::Auth(e) => e.code(),
-            ActorError::Store(StoreError::Corrupt { .. } | StoreError::Crypto { .. }) => {
-                ErrorCode::DocumentDamaged
-            }
+            ActorError::Store(
+                StoreError::Corrupt { .. } | StoreError::Crypto { .. } | StoreError::Lost { .. },
+            ) => ErrorCode::DocumentDamaged,
+            ActorError::StorageFull => ErrorCode::StorageFull,
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
             ActorError::Closing(_) | ActorError::Mailbox(_) => ErrorCode::Unavailable,
@@ -98,6 +105,7 @@ pub fn http_status_for(code: ErrorCode) -> u16 {
         ErrorCode::RevisionTooOld => 410,
         ErrorCode::RateLimited | ErrorCode::TooManyDocuments => 429,
         ErrorCode::Unavailable => 503,
+        ErrorCode::StorageFull => 507,
         ErrorCode::AuthRequired | ErrorCode::InvalidToken | ErrorCode::TokenExpired => 401,
         ErrorCode::WrongTenant | ErrorCode::ReadOnly | ErrorCode::NotPermitted => 403,
         ErrorCode::UnknownDocument => 404,

@@ -115,6 +115,45 @@ impl DataKeys {
         }
     }
 
+    /// A copy of the master key ring in use.
+    pub fn ring_snapshot(&self) -> MasterKeyring {
+        self.ring.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Proves that `version` of `ring` is the key that wrapped this store's data keys of that
+    /// version, by unwrapping one of them (for stores written before key check values were
+    /// recorded). Succeeds when no data key uses that version.
+    pub fn prove_master_version<K: Kv>(
+        &self,
+        kv: &K,
+        ring: &MasterKeyring,
+        version: u32,
+    ) -> Result<(), StoreError> {
+        for doc_key in kv.keys(Tree::Keys)? {
+            let doc = String::from_utf8_lossy(&doc_key).into_owned();
+            if let Some(KeyRecord::Live {
+                generation,
+                master,
+                wrapped,
+            }) = self.read(kv, &doc)?
+            {
+                if master != version {
+                    continue;
+                }
+                return ring
+                    .unwrap(master, &wrap_aad(&doc, generation), &wrapped)
+                    .map(|_| ())
+                    .map_err(|e| {
+                        StoreError::Config(format!(
+                            "master key version {version} does not open the data key of \
+                             document {doc:?} ({e}): wrong key file or COEDIT_MASTER_KEY?"
+                        ))
+                    });
+            }
+        }
+        Ok(())
+    }
+
     /// The master key versions in use by this process.
     pub fn master_versions(&self) -> Vec<u32> {
         self.ring.read().map(|r| r.versions()).unwrap_or_default()

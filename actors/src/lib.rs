@@ -14,19 +14,26 @@
 //! - [`errors`]: errors of this layer and the one mapping from error codes to WebSocket close
 //!   codes and HTTP statuses.
 
+pub mod anchor;
 pub mod audit;
 pub mod auth;
 pub mod crypto;
 pub mod crypto_actor;
+pub mod disk;
 pub mod document;
 pub mod errors;
 pub mod frame;
+pub mod guard;
+pub mod history;
 pub mod keys;
+pub mod manifest;
 pub mod metrics;
+pub mod refusals;
 pub mod registry;
 pub mod session;
 pub mod store;
 pub mod store_actor;
+pub mod ws_gate;
 
 pub use document::{DocActor, DocActorConfig};
 pub use errors::{close_code_for, http_status_for, ActorError};

@@ -79,6 +79,18 @@ pub struct Metrics {
     pub crypto_ops: Family<CryptoLabel, Counter>,
     /// Authentication and authorization refusals by error code.
     pub auth_refusals: Family<CodeLabel, Counter>,
+    /// Refusals counted in a summary audit record instead of recorded one by one.
+    pub audit_refusals_counted: Counter,
+    /// Connections closed at a frame header announcing more than the frame limit.
+    pub oversized_frames: Counter,
+    /// Connections closed before authenticating: over the pre-hello byte or time budget.
+    pub unauthenticated_closes: Counter,
+    /// Free bytes on the data directory's file system (last check).
+    pub storage_free_bytes: Gauge,
+    /// 1 while the store accepts writes, 0 while they are refused for lack of disk space.
+    pub storage_writable: Gauge,
+    /// Documents that lost acknowledged revisions (found at startup or when opened).
+    pub damaged_documents: Gauge,
 }
 
 impl Metrics {
@@ -101,8 +113,15 @@ impl Metrics {
             store_flush_batch: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             crypto_ops: Family::default(),
             auth_refusals: Family::default(),
+            audit_refusals_counted: Counter::default(),
+            oversized_frames: Counter::default(),
+            unauthenticated_closes: Counter::default(),
+            storage_free_bytes: Gauge::default(),
+            storage_writable: Gauge::default(),
+            damaged_documents: Gauge::default(),
             registry: Registry::default(),
         };
+        m.storage_writable.set(1);
         registry.register(
             "connections",
             "Open WebSocket connections",
@@ -174,6 +193,36 @@ impl Metrics {
             "auth_refusals",
             "Authentication and authorization refusals by code",
             m.auth_refusals.clone(),
+        );
+        registry.register(
+            "audit_refusals_counted",
+            "Refusals counted in a summary audit record instead of recorded one by one",
+            m.audit_refusals_counted.clone(),
+        );
+        registry.register(
+            "oversized_frames",
+            "Connections closed at a frame header announcing more than the frame limit",
+            m.oversized_frames.clone(),
+        );
+        registry.register(
+            "unauthenticated_closes",
+            "Connections closed over the pre-hello byte or time budget",
+            m.unauthenticated_closes.clone(),
+        );
+        registry.register(
+            "storage_free_bytes",
+            "Free bytes on the data directory's file system",
+            m.storage_free_bytes.clone(),
+        );
+        registry.register(
+            "storage_writable",
+            "1 while the store accepts writes, 0 while refused for lack of disk space",
+            m.storage_writable.clone(),
+        );
+        registry.register(
+            "damaged_documents",
+            "Documents that lost acknowledged revisions",
+            m.damaged_documents.clone(),
         );
         Metrics { registry, ..m }
     }

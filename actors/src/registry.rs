@@ -14,8 +14,10 @@ use tracing::{debug, warn};
 
 use crate::audit::AuditEvent;
 use crate::auth::AuthError;
-use crate::document::{DocActor, DocActorConfig, Shutdown};
+use crate::disk::DiskSpace;
+use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
 use crate::errors::ActorError;
+use crate::manifest::Manifest;
 use crate::metrics::metrics;
 use crate::store::Store;
 use crate::store_actor::{Checkpoint, DeleteDoc, FlushNow, Record, StoreActor};
@@ -30,6 +32,10 @@ pub struct Registry {
     store: Arc<dyn Store>,
     /// The store's writer.
     writer: Addr<StoreActor>,
+    /// Acknowledged revisions, checked when a document loads.
+    manifest: Arc<Manifest>,
+    /// The free-space guard.
+    disk: Arc<DiskSpace>,
     /// Threads document actors run on, chosen by document id; empty: the registry's own.
     arbiters: Vec<ArbiterHandle>,
     /// Shutting down: no document opens any more.
@@ -52,10 +58,19 @@ impl Registry {
             config,
             store,
             writer,
+            manifest: Manifest::disabled(),
+            disk: DiskSpace::unlimited(),
             arbiters,
             shutting_down: false,
             deleting: HashSet::new(),
         }
+    }
+
+    /// Checks loaded documents against `manifest` and refuses edits when `disk` says so.
+    pub fn with_ledger(mut self, manifest: Arc<Manifest>, disk: Arc<DiskSpace>) -> Self {
+        self.manifest = manifest;
+        self.disk = disk;
+        self
     }
 
     fn arbiter_for(&self, id: &str) -> Option<&ArbiterHandle> {
@@ -97,13 +112,18 @@ impl Handler<OpenDoc> for Registry {
             }
         }
         let id: Arc<str> = Arc::from(m.id);
+        let deps = DocDeps {
+            store: self.store.clone(),
+            writer: self.writer.clone(),
+            registry: ctx.address(),
+            manifest: self.manifest.clone(),
+            disk: self.disk.clone(),
+        };
         let actor = DocActor::load(
             id.clone(),
             Arc::from(m.name.as_str()),
             self.config.clone(),
-            self.store.clone(),
-            self.writer.clone(),
-            ctx.address(),
+            deps,
         )?;
         if actor.is_new() && !m.create {
             return Err(AuthError::UnknownDocument(m.name).into());
@@ -217,7 +237,7 @@ impl Handler<DeleteDocument> for Registry {
             writer
                 .send(DeleteDoc { doc: id.clone() })
                 .await?
-                .map_err(|e| ActorError::Store(crate::store::StoreError::Backend(e)))
+                .map_err(ActorError::Store)
         };
         Box::pin(work.into_actor(self).map(move |res, act, _| {
             act.deleting.remove(&m.id);

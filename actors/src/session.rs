@@ -18,10 +18,21 @@
 //!   queue is over either bound, so what the server holds for a client that stops reading is
 //!   bounded whatever the size of the frames.
 //! - A session that sends nothing (not even a pong) for `client_timeout` is closed.
+//! - A frame header announcing more than the frame limit closes the connection at once (1009),
+//!   before any of the frame is held ([`crate::ws_gate`]). Before it is authenticated, a
+//!   connection gets a small budget: a first frame (the `hello`) of 16 KiB at most,
+//!   [`PRE_AUTH_MAX_BYTES`] of messages handled before `hello` succeeds, and
+//!   `hello_timeout` to complete it; beyond either it is closed with 1008.
+//! - A session's token is enforced for as long as it is open: when it expires (plus the clock
+//!   skew) the session gets `error` 5003 and is closed with 1008, whether or not it sends
+//!   anything.
+//! - [`CloseAll`] closes every session at once with one code (shutdown: 1012; storage failure:
+//!   1011), joined to documents or not.
 //! - On stop, the session leaves every document it joined.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,16 +48,20 @@ use rand::distr::{Alphanumeric, SampleString};
 use tracing::{debug, info_span};
 
 use crate::audit::AuditEvent;
-use crate::auth::{authorize, bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role};
-use crate::crypto_actor::Guard;
+use crate::auth::{bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role};
 use crate::document::{DocActor, Join, Leave, SetPresence, Submit};
 use crate::errors::{
     close_code_for, ActorError, CLOSE_INVALID_PAYLOAD, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL,
     CLOSE_TOO_BIG,
 };
 use crate::frame::{Format, Frame};
+use crate::guard::{Guard, Refusal};
 use crate::metrics::metrics;
 use crate::registry::{OpenDoc, Registry};
+use crate::ws_gate::{GateControl, GateVerdict, GatedPayload};
+
+/// Bytes of messages a connection may have handled before its `hello` succeeds.
+pub const PRE_AUTH_MAX_BYTES: usize = 64 * 1024;
 use crate::SessionId;
 
 /// Default interval between server pings.
@@ -73,6 +88,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 pub const DEFAULT_MAX_OPS_PER_S: f64 = 100.0;
 /// Default burst of ops above the rate (token bucket size).
 pub const DEFAULT_OP_BURST: f64 = 200.0;
+/// Default time a connection has to complete `hello` (token checked included).
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest single wait of the expiry timer (it re-arms itself for tokens that live longer).
+const MAX_EXPIRY_TIMER: Duration = Duration::from_secs(3600);
 /// Session state before `hello` (metrics label).
 const STATE_CONNECTED: &str = "connected";
 /// Session state after `hello` (metrics label).
@@ -101,6 +120,8 @@ pub struct SessionConfig {
     pub max_ops_per_s: f64,
     /// Ops a session may send in a burst above the rate.
     pub op_burst: f64,
+    /// Time a connection has to complete `hello`.
+    pub hello_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -115,18 +136,66 @@ impl Default for SessionConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_ops_per_s: DEFAULT_MAX_OPS_PER_S,
             op_burst: DEFAULT_OP_BURST,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
         }
     }
 }
 
-/// Upgrades an HTTP request to a WebSocket served by a new [`WsSession`].
+/// Closes every session at once: `close_all(code, reason)` on the sender side, each session
+/// watching its receiver.
+#[derive(Clone)]
+pub struct CloseAll {
+    rx: tokio::sync::watch::Receiver<Option<(u16, String)>>,
+}
+
+/// The sending side of [`CloseAll`].
+#[derive(Clone)]
+pub struct CloseAllSender {
+    tx: Arc<tokio::sync::watch::Sender<Option<(u16, String)>>>,
+}
+
+impl CloseAll {
+    /// A new signal and its sender.
+    pub fn channel() -> (CloseAllSender, CloseAll) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (CloseAllSender { tx: Arc::new(tx) }, CloseAll { rx })
+    }
+}
+
+impl CloseAllSender {
+    /// Closes every open session (and every session that opens later) with `code`.
+    pub fn close_all(&self, code: u16, reason: &str) {
+        let _ = self.tx.send(Some((code, reason.to_string())));
+    }
+}
+
+/// What every session shares.
+#[derive(Clone)]
+pub struct SessionShared {
+    /// Where documents open.
+    pub registry: Addr<Registry>,
+    /// Settings.
+    pub config: SessionConfig,
+    /// Authentication, authorization, audit.
+    pub guard: Guard,
+    /// Closes every session at once.
+    pub close_all: CloseAll,
+}
+
+/// Upgrades an HTTP request to a WebSocket served by a new [`WsSession`]. `peer` is the
+/// client's address (recorded in the audit log).
 pub fn start_session(
     req: &HttpRequest,
     stream: web::Payload,
-    registry: Addr<Registry>,
-    config: SessionConfig,
-    guard: Guard,
+    shared: SessionShared,
+    peer: Option<IpAddr>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let SessionShared {
+        registry,
+        config,
+        guard,
+        close_all,
+    } = shared;
     let m = metrics();
     // Counted here, released when the session stops (or if the upgrade fails).
     if m.connections.inc() >= config.max_connections as i64 {
@@ -141,7 +210,13 @@ pub fn start_session(
             .json(serde_json::json!({"error": {"code": ErrorCode::Unavailable, "msg": msg}})));
     }
     let max = config.max_frame_bytes;
-    let res = ws::WsResponseBuilder::new(WsSession::new(registry, config, guard), req, stream)
+    let gate = GateControl::new(max);
+    let stream = GatedPayload::new(stream, gate.clone());
+    let mut session = WsSession::new(registry, config, guard);
+    session.gate = gate;
+    session.peer = peer;
+    session.close_all = Some(close_all);
+    let res = ws::WsResponseBuilder::new(session, req, stream)
         .frame_size(max)
         .start();
     if res.is_err() {
@@ -174,6 +249,16 @@ pub struct WsSession {
     registry: Addr<Registry>,
     config: SessionConfig,
     guard: Guard,
+    /// The gate in front of the decoder (limits raised after `hello`).
+    gate: Arc<GateControl>,
+    /// The client's address.
+    peer: Option<IpAddr>,
+    /// Closes this session with every other one.
+    close_all: Option<CloseAll>,
+    /// Bumped whenever the claims change; an expiry timer acts only on its own claims.
+    claims_generation: u64,
+    /// Bytes of messages handled before `hello` succeeded.
+    preauth_bytes: usize,
     span: tracing::Span,
 }
 
@@ -191,9 +276,14 @@ impl WsSession {
             refilled: Instant::now(),
             counted: false,
             outbox: None,
+            gate: GateControl::new(config.max_frame_bytes),
             registry,
             config,
             guard,
+            peer: None,
+            close_all: None,
+            claims_generation: 0,
+            preauth_bytes: 0,
             span: info_span!("session", id),
         }
     }
@@ -208,7 +298,7 @@ impl WsSession {
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) -> Option<Resolved> {
-        match authorize(self.claims.as_ref(), doc, action, now_s()) {
+        match self.guard.authorize(self.claims.as_ref(), doc, action) {
             Ok(r) => Some(r),
             Err(e) => {
                 self.refuse(&e, action_name(action), Some(doc), seq, format, ctx);
@@ -261,8 +351,14 @@ impl WsSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         debug!(parent: &self.span, error = %e, action, "refused");
-        self.guard
-            .refused(Some(self.id), self.claims.as_ref(), action, doc, e);
+        let refusal = Refusal {
+            source: self.peer,
+            session: Some(self.id),
+            claims: self.claims.as_ref(),
+            action,
+            doc,
+        };
+        self.guard.refused(refusal, e);
         Self::fail(
             ctx,
             format,
@@ -446,17 +542,47 @@ impl WsSession {
             client: client.clone(),
             subject: claims.as_ref().map(|c| c.sub.clone()),
             tenant: claims.as_ref().map(|c| c.tenant.clone()),
+            source: self.peer.map(|p| p.to_string()),
         });
         if self.client.is_none() {
             metrics().session_state(Some(STATE_CONNECTED), Some(STATE_READY));
         }
         self.client = Some(ClientId::from(client.as_str()));
         self.claims = claims;
+        self.arm_expiry(format, ctx);
         let welcome = ServerMsg::Welcome {
             v: PROTOCOL_VERSION,
             client,
         };
         Self::send(ctx, &welcome, format);
+    }
+
+    /// Closes the session when its token expires (plus the clock skew), unless the claims were
+    /// replaced meanwhile.
+    fn arm_expiry(&mut self, format: Format, ctx: &mut ws::WebsocketContext<Self>) {
+        self.claims_generation += 1;
+        let Some(c) = &self.claims else {
+            return;
+        };
+        let generation = self.claims_generation;
+        let left = Duration::from_secs(c.seconds_left(now_s(), self.guard.skew_s).max(1))
+            .min(MAX_EXPIRY_TIMER);
+        // Checked again when the timer fires: the clock may have been adjusted meanwhile.
+        ctx.run_later(left, move |act, ctx| {
+            if act.claims_generation != generation {
+                return;
+            }
+            let Some(c) = &act.claims else {
+                return;
+            };
+            match c.check_fresh(now_s(), act.guard.skew_s) {
+                Ok(()) => act.arm_expiry(format, ctx),
+                Err(e) => {
+                    debug!(parent: &act.span, "token expired: closing the session");
+                    act.refuse(&e, "session", None, None, format, ctx);
+                }
+            }
+        });
     }
 
     fn on_join(
@@ -560,8 +686,10 @@ impl WsSession {
             let code = ErrorCode::RateLimited;
             return Self::fail(ctx, format, code, msg, Some(m.doc), Some(m.seq));
         }
+        let reach = m.reach();
         match m.checked_op() {
             Ok(op) => addr.do_send(Submit {
+                reach,
                 session: Some(self.id),
                 client,
                 seq: m.seq,
@@ -588,6 +716,31 @@ impl Actor for WsSession {
         self.counted = true;
         metrics().session_state(None, Some(STATE_CONNECTED));
         ctx.set_mailbox_capacity(self.config.outbound_capacity);
+        let hello_timeout = self.config.hello_timeout;
+        ctx.run_later(hello_timeout, move |act, ctx| {
+            if act.client.is_none() {
+                metrics().unauthenticated_closes.inc();
+                let msg = format!("no hello within {} s", hello_timeout.as_secs_f64());
+                Self::close(ctx, CLOSE_POLICY, msg);
+            }
+        });
+        if let Some(mut rx) = self.close_all.as_ref().map(|c| c.rx.clone()) {
+            let wait = async move {
+                loop {
+                    if let Some(why) = rx.borrow_and_update().clone() {
+                        return Some(why);
+                    }
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            };
+            ctx.spawn(wait.into_actor(self).map(|why, _, ctx| {
+                if let Some((code, reason)) = why {
+                    Self::close(ctx, code, reason);
+                }
+            }));
+        }
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
             if act.last_seen.elapsed() > act.config.client_timeout {
                 debug!(parent: &act.span, "heartbeat timeout");
@@ -732,6 +885,20 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     /// Decodes each data frame once and dispatches it; answers pings; closes on protocol errors.
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
+        if self.client.is_none() {
+            // Before hello succeeds: a small budget of handled messages.
+            self.preauth_bytes += match &item {
+                Ok(ws::Message::Binary(b)) => b.len(),
+                Ok(ws::Message::Text(t)) => t.len(),
+                Ok(ws::Message::Ping(p)) | Ok(ws::Message::Pong(p)) => p.len(),
+                _ => 0,
+            };
+            if self.preauth_bytes > PRE_AUTH_MAX_BYTES {
+                metrics().unauthenticated_closes.inc();
+                let msg = format!("more than {PRE_AUTH_MAX_BYTES} bytes before hello");
+                return Self::close(ctx, CLOSE_POLICY, msg);
+            }
+        }
         match item {
             Ok(ws::Message::Binary(b)) => {
                 self.on_frame(ClientMsg::from_msgpack(&b), Format::MsgPack, ctx)
@@ -750,9 +917,24 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 let msg = format!("frame exceeds {} bytes", self.config.max_frame_bytes);
                 Self::close(ctx, CLOSE_TOO_BIG, msg);
             }
-            Err(ws::ProtocolError::Io(e)) => {
-                Self::close(ctx, CLOSE_INVALID_PAYLOAD, format!("invalid frame: {e}"))
-            }
+            Err(ws::ProtocolError::Io(e)) => match self.gate.verdict() {
+                GateVerdict::FrameTooLarge => {
+                    metrics().oversized_frames.inc();
+                    let msg = if self.client.is_none() {
+                        format!(
+                            "frame exceeds {} bytes (the first message, hello, at most {})",
+                            self.gate.max_frame(),
+                            crate::ws_gate::FIRST_FRAME_MAX_BYTES
+                        )
+                    } else {
+                        format!("frame exceeds {} bytes", self.gate.max_frame())
+                    };
+                    Self::close(ctx, CLOSE_TOO_BIG, msg);
+                }
+                GateVerdict::Open => {
+                    Self::close(ctx, CLOSE_INVALID_PAYLOAD, format!("invalid frame: {e}"))
+                }
+            },
             Err(e) => Self::close(ctx, CLOSE_PROTOCOL, e.to_string()),
         }
     }

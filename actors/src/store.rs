@@ -62,6 +62,10 @@ const KIND_SNAPSHOT: u8 = 2;
 const HEADER_LEN: usize = 6;
 /// Key of the store-wide format version in the `meta` tree.
 const META_FORMAT_KEY: &[u8] = b"format";
+/// Key of the manifest id in the `meta` tree.
+const META_MANIFEST_KEY: &[u8] = b"manifest";
+/// Prefix of the master key check values in the `meta` tree (`kcv/` + version u32 BE).
+const META_KCV_PREFIX: &[u8] = b"kcv/";
 
 /// A store failure.
 #[derive(Debug, Error)]
@@ -98,6 +102,36 @@ pub enum StoreError {
     /// The store cannot be opened with this configuration (e.g. encrypted store, no key).
     #[error("{0}")]
     Config(String),
+    /// The store holds fewer revisions of a document than were acknowledged (its files were
+    /// damaged and sled's recovery stopped early): the document is refused, never served
+    /// rolled back.
+    #[error(
+        "document {doc:?} lost acknowledged revisions {}..={expected} (the store has revision \
+         {have}): its files were damaged; restore the data directory from a backup, or accept \
+         the loss with `coedit recover --accept-loss`",
+        have + 1
+    )]
+    Lost {
+        /// The document.
+        doc: String,
+        /// The revision the store has.
+        have: u64,
+        /// The highest acknowledged revision.
+        expected: u64,
+    },
+    /// The audit chain is shorter than what was recorded as durable.
+    #[error(
+        "the audit log lost records {}..={expected} (the store holds {have}): the store's files \
+         were damaged or records were removed; restore the data directory from a backup, or \
+         record the loss in the chain and go on with `coedit recover --accept-loss`",
+        have + 1
+    )]
+    AuditLost {
+        /// Records the store holds.
+        have: u64,
+        /// Records recorded as durable.
+        expected: u64,
+    },
 }
 
 /// One applied op as stored in the log.
@@ -173,6 +207,20 @@ pub trait Store: Send + Sync + 'static {
     fn versions(&self, doc: &str) -> Result<Versions, StoreError>;
     /// The stored ops with revisions `from + 1 ..= to`.
     fn ops(&self, doc: &str, from: u64, to: u64) -> Result<Vec<LogRecord>, StoreError>;
+    /// One page of history: at most `max_count` stored ops with revisions in `from + 1 ..= to`,
+    /// stopping once `max_bytes` of records were read (one op at least), contiguous from the
+    /// first one returned (which is later than `from + 1` when older ops were compacted). Reads
+    /// only what it returns.
+    fn ops_page(
+        &self,
+        doc: &str,
+        from: u64,
+        to: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogRecord>, StoreError>;
+    /// The oldest retained op's revision, if any.
+    fn first_op(&self, doc: &str) -> Result<Option<u64>, StoreError>;
     /// The text at revision `rev`, rebuilt from the newest snapshot at or before it and the log;
     /// `None` if that revision is not retained.
     fn text_at(&self, doc: &str, rev: u64) -> Result<Option<String>, StoreError>;
@@ -194,6 +242,12 @@ pub trait Store: Send + Sync + 'static {
     fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// Every audit record in key order, with the sequence number its key holds.
     fn audit_all(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// The highest revision stored for `doc` (op or snapshot), 0 if none; reads two keys.
+    fn last_rev(&self, doc: &str) -> Result<u64, StoreError>;
+    /// The id of the manifest kept beside the store (see [`crate::manifest`]), if it has one.
+    fn manifest_id(&self) -> Result<Option<String>, StoreError>;
+    /// Records the manifest's id (buffered).
+    fn set_manifest_id(&self, id: &str) -> Result<(), StoreError>;
 }
 
 fn corrupt(doc: &str, rev: u64, reason: impl Into<String>) -> StoreError {
@@ -431,6 +485,16 @@ pub trait Kv: Send + Sync + 'static {
     fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
     /// Pairs with keys in `[from, to)`, ascending.
     fn range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError>;
+    /// The first pairs with keys in `[from, to)`, ascending: at most `max_count`, stopping
+    /// after the pair that brings the values read to `max_bytes` or more.
+    fn range_bounded(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Pair>, StoreError>;
     /// The first pair with a key in `[from, to)`.
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
     /// The last pair with a key in `[from, to)`.
@@ -497,12 +561,7 @@ impl SledStore {
         ring: Option<MasterKeyring>,
         cache_bytes: u64,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+        let db = open_sled(dir, Some(cache_bytes))?;
         let kv = SledKv::new(db)?;
         let store = RecordStore {
             kv,
@@ -514,6 +573,36 @@ impl SledStore {
     }
 }
 
+/// How long an open waits for another holder of the data directory's lock to let go (the same
+/// process reopening a store it just closed: sled's threads release it a moment later).
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled with its background flusher off (coedit flushes itself), waiting up to
+/// [`LOCK_WAIT`] for the directory's lock; a lock held longer is named as another process.
+fn open_sled(dir: &Path, cache_bytes: Option<u64>) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let mut config = sled::Config::new().path(dir).flush_every_ms(None);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes);
+        }
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock as an `Other` error with this text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() > LOCK_WAIT {
+                    return Err(StoreError::Config(format!(
+                        "another process (a running coedit?) is using the data directory {}",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+}
+
 impl SledStore {
     /// Opens the store in `dir` to read its audit log only (no keys needed, whatever the
     /// encryption mode). Used by `coedit audit`; never write documents through it.
@@ -521,11 +610,7 @@ impl SledStore {
         if !dir.join("db").exists() && !dir.join("conf").exists() {
             return Err(StoreError::Config(format!("no store in {}", dir.display())));
         }
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+        let db = open_sled(dir, None)?;
         let store = RecordStore {
             kv: SledKv::new(db)?,
             keys: None,
@@ -571,7 +656,7 @@ impl<K: Kv> RecordStore<K> {
                     .is_some())
         };
         match found.as_deref() {
-            Some(f) if f == want => return Ok(()),
+            Some(f) if f == want => {}
             Some(CRYPTO_SM4_GCM) => {
                 return Err(StoreError::Config(
                     "the store is encrypted (SM4-GCM): configure [crypto] mode = \"sm\" and the \
@@ -586,10 +671,47 @@ impl<K: Kv> RecordStore<K> {
                         .into(),
                 ))
             }
-            _ => {}
+            _ => self.kv.put(Tree::Meta, META_CRYPTO_KEY, want)?,
         }
-        self.kv.put(Tree::Meta, META_CRYPTO_KEY, want)?;
+        if let Some(keys) = &self.keys {
+            self.check_master_keys(&keys.ring_snapshot())?;
+        }
         self.kv.flush()
+    }
+
+    /// Checks every version of `ring` against the key check value the store recorded for it
+    /// (refusing a key file whose version N is another key than the one the store knows as
+    /// N), and records the check values of versions seen for the first time (buffered). A
+    /// store written before check values existed proves a version by unwrapping one data key
+    /// wrapped with it.
+    pub fn check_master_keys(&self, ring: &MasterKeyring) -> Result<(), StoreError> {
+        let keys = self.keys.as_ref();
+        for version in ring.versions() {
+            let Some(kcv) = ring.check_value(version) else {
+                continue;
+            };
+            let mut key = META_KCV_PREFIX.to_vec();
+            key.extend_from_slice(&version.to_be_bytes());
+            match self.kv.get(Tree::Meta, &key)? {
+                Some(stored) if stored.as_slice() == kcv.as_slice() => continue,
+                Some(stored) => {
+                    return Err(StoreError::Config(format!(
+                        "master key version {version} (check value {}) is not the key this \
+                         store was encrypted with (its version {version} has check value {}): \
+                         wrong key file or COEDIT_MASTER_KEY?",
+                        hex::encode(kcv),
+                        hex::encode(stored)
+                    )))
+                }
+                None => {
+                    if let Some(keys) = keys {
+                        keys.prove_master_version(&self.kv, ring, version)?;
+                    }
+                    self.kv.put(Tree::Meta, &key, &kcv)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -697,6 +819,41 @@ impl<K: Kv> Store for RecordStore<K> {
         Ok(ops)
     }
 
+    fn ops_page(
+        &self,
+        doc: &str,
+        from: u64,
+        to: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let end = if to == u64::MAX {
+            Self::end(doc)
+        } else {
+            key(doc, to.saturating_add(1))
+        };
+        let ops = self
+            .kv
+            .range_bounded(
+                Tree::Ops,
+                &key(doc, from.saturating_add(1)),
+                &end,
+                max_count.max(1),
+                max_bytes,
+            )?
+            .iter()
+            .map(|(k, v)| self.decode_op(doc, k, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(first) = ops.first() {
+            check_contiguous(doc, first.rev - 1, &ops)?;
+        }
+        Ok(ops)
+    }
+
+    fn first_op(&self, doc: &str) -> Result<Option<u64>, StoreError> {
+        self.first_op_rev(doc)
+    }
+
     fn text_at(&self, doc: &str, rev: u64) -> Result<Option<String>, StoreError> {
         let snapshot = self.latest_snapshot(doc, rev)?;
         let base = snapshot.as_ref().map_or(0, |s| s.rev);
@@ -744,7 +901,10 @@ impl<K: Kv> Store for RecordStore<K> {
 
     fn rotate_master_key(&self, ring: MasterKeyring) -> Result<usize, StoreError> {
         match &self.keys {
-            Some(keys) => keys.rewrap_all(&self.kv, ring),
+            Some(keys) => {
+                self.check_master_keys(&ring)?;
+                keys.rewrap_all(&self.kv, ring)
+            }
             None => Err(StoreError::Config(
                 "the store is not encrypted: there are no data keys to re-wrap".into(),
             )),
@@ -769,6 +929,28 @@ impl<K: Kv> Store for RecordStore<K> {
             .into_iter()
             .map(|(k, v)| (audit_seq(&k), v))
             .collect())
+    }
+
+    fn last_rev(&self, doc: &str) -> Result<u64, StoreError> {
+        let (p, end) = (prefix(doc), Self::end(doc));
+        let mut last = 0;
+        for tree in [Tree::Ops, Tree::Snapshots] {
+            if let Some((k, _)) = self.kv.last_in(tree, &p, &end)? {
+                last = last.max(key_rev(doc, &k).unwrap_or(0));
+            }
+        }
+        Ok(last)
+    }
+
+    fn manifest_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .kv
+            .get(Tree::Meta, META_MANIFEST_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_manifest_id(&self, id: &str) -> Result<(), StoreError> {
+        self.kv.put(Tree::Meta, META_MANIFEST_KEY, id.as_bytes())
     }
 }
 
@@ -914,6 +1096,28 @@ impl Kv for MemKv {
         })
     }
 
+    fn range_bounded(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        self.with(tree, |m| {
+            let mut bytes = 0;
+            m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .take(max_count)
+                .take_while(|(_, v)| {
+                    let go = bytes < max_bytes;
+                    bytes += v.len();
+                    go
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
         self.with(tree, |m| {
             m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
@@ -995,6 +1199,27 @@ impl Kv for SledKv {
             .range(from..to)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
             .collect()
+    }
+
+    fn range_bounded(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for r in self.tree(tree).range(from..to).take(max_count) {
+            if bytes >= max_bytes {
+                break;
+            }
+            let (k, v) = r.map_err(backend)?;
+            bytes += v.len();
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
@@ -1206,11 +1431,18 @@ mod tests {
         drop(SledStore::open_with(dir.path(), Some(ring.clone())).unwrap());
         let e = SledStore::open(dir.path()).err().expect("needs the key");
         assert!(e.to_string().contains("encrypted"), "{e}");
+        // The wrong master key is refused at open (see the key check value test).
         let other = MasterKeyring::generate().unwrap();
-        let s = SledStore::open_with(dir.path(), Some(other)).unwrap();
+        assert!(SledStore::open_with(dir.path(), Some(other)).is_err());
+        // A data key that does not unwrap (its wrapped bytes altered) refuses the document.
+        let s = SledStore::open_with(dir.path(), Some(ring.clone())).unwrap();
         s.append("d", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+        let mut wrapped = s.kv().get(Tree::Keys, b"d").unwrap().unwrap();
+        let n = wrapped.len();
+        wrapped[n - 1] ^= 1;
+        s.kv().put_raw(Tree::Keys, b"d", &wrapped).unwrap();
+        s.flush().unwrap();
         drop(s);
-        // The wrong master key: the data key does not unwrap, the document is refused.
         let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
         assert!(matches!(
             s.load("d"),
@@ -1224,6 +1456,41 @@ mod tests {
             .err()
             .expect("plaintext documents exist");
         assert!(e.to_string().contains("unencrypted"), "{e}");
+    }
+
+    #[test]
+    fn a_master_key_ring_with_another_key_under_a_known_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = MasterKeyring::generate().unwrap();
+        let s = SledStore::open_with(dir.path(), Some(ring.clone())).unwrap();
+        s.append("d", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        // Another key, also numbered 1: refused at open, nothing written under it.
+        let wrong = MasterKeyring::generate().unwrap();
+        let e = SledStore::open_with(dir.path(), Some(wrong.clone()))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("not the key"), "{e}");
+        // A store written before check values existed: the data keys prove the version.
+        let s = SledStore::open_with(dir.path(), Some(ring.clone())).unwrap();
+        let mut kcv = META_KCV_PREFIX.to_vec();
+        kcv.extend_from_slice(&1u32.to_be_bytes());
+        s.kv()
+            .delete_range(Tree::Meta, &kcv, &[kcv.as_slice(), &[0]].concat())
+            .unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let e = SledStore::open_with(dir.path(), Some(wrong))
+            .err()
+            .expect("refused by the data key");
+        assert!(e.to_string().contains("does not open"), "{e}");
+        let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
+        assert_eq!(s.load("d").unwrap().ops.len(), 1);
+        assert!(
+            s.kv().get(Tree::Meta, &kcv).unwrap().is_some(),
+            "recorded again"
+        );
     }
 
     #[test]

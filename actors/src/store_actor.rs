@@ -1,39 +1,56 @@
-//! The store actor: the only writer of the store, with group commit.
+//! The store actor: the store writer's coordinator, with group commit. It orders every write;
+//! the writing itself (encoding, sealing, audit hashing) runs on the write pool
+//! ([`crate::crypto_actor`]), and each flush on a blocking thread.
 //!
 //! Document actors send every accepted op (`Append`) and snapshot (`PutSnapshot`) here;
-//! sessions and the HTTP API send audit events (`Record`); administrators delete documents
-//! and rotate the master key through it. Writes queue in arrival order and go to the crypto
-//! actor in batches, at most one batch in flight, where they are sealed (encrypted stores),
-//! audited (SM3 chain) and written into the store (buffered). At most one flush runs at a
-//! time, on a blocking thread, covering everything written before it started. When it
-//! completes, every document with ops covered by it is told `Durable { rev }` (its highest
-//! covered revision), and if more was written meanwhile the next flush starts at once. So in
-//! strict mode all ops arriving, across all documents, while one flush is in progress go into
-//! the next one.
+//! sessions and the HTTP API send audit events (`Record`, `AuditRefusal`); administrators
+//! delete documents and rotate the master key through it. Writes queue in arrival order and go
+//! to the write pool in batches, at most one batch in flight, where they are sealed (encrypted
+//! stores), audited (SM3 chain) and written into the store (buffered). At most one flush runs at
+//! a time, on a blocking thread, covering everything written before it started; right after the
+//! store's flush, the same thread records in the manifest (outside the store) what it made
+//! durable and anchors the audit checkpoints it covered. Then every document with ops covered
+//! by it is told `Durable { rev }` (its highest covered revision), and if more was written
+//! meanwhile the next flush starts at once. So in strict mode all ops arriving, across all
+//! documents, while one flush is in progress go into the next one.
 //!
 //! Invariants:
 //! - Writes are applied in the order this actor received them (one mailbox, one batch in
 //!   flight); an op's audit record is written in the same batch as the op, so it is durable
-//!   with it.
-//! - `Durable { rev }` is sent only after a flush that started after `rev` was written.
-//! - A failed write or flush stops the process (exit code `EXIT_STORAGE_FAILURE`): the server
-//!   can no longer tell which edits are durable, and acknowledging any would be a lie. Clients
-//!   resend unacknowledged ops after the restart.
+//!   with it. Each write has a sequence number (`wseq`) that keeps growing across restarts
+//!   (it continues from the manifest).
+//! - `Durable { rev }` is sent only after a flush that started after `rev` was written, and
+//!   after the manifest records it.
+//! - Below the disk space reserve ([`crate::disk`]), snapshots are skipped (they only speed up
+//!   loading) and document actors refuse new edits; what was accepted is still written.
+//! - A failed write, flush or manifest append is fatal: sled cannot go on after a failed write
+//!   and the server could no longer tell which edits are durable. The actor stops writing and
+//!   acknowledging, every session is closed with 1011 and a reason, and the process exits with
+//!   `EXIT_STORAGE_FAILURE` after [`FATAL_EXIT_DELAY`] (systemd restarts it; clients resend
+//!   what was not acknowledged).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use actix::prelude::*;
 use coedit_protocol::DocumentSnapshot;
 use tokio::sync::oneshot;
-use tracing::{error, trace, warn};
+use tracing::{debug, error, trace, warn};
 
+use crate::anchor::{Anchor, AnchorLog};
 use crate::audit::{AuditChain, AuditEvent};
 use crate::crypto::{sm3, MasterKeyring, Sm2Signer};
 use crate::crypto_actor::{BatchDone, CryptoActor, WriteBatch};
+use crate::disk::{DiskSpace, DISK_CHECK_INTERVAL};
 use crate::document::Durable;
+use crate::errors::CLOSE_INTERNAL;
+use crate::manifest::Manifest;
 use crate::metrics::metrics;
+use crate::refusals::{RefusalFilter, Verdict, REFUSAL_WINDOW};
+use crate::session::CloseAllSender;
 use crate::store::{LogRecord, Store, StoreError};
 
 /// Exit code when the store cannot flush.
@@ -44,6 +61,9 @@ pub const DEFAULT_RELAXED_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// Most writes sent to the crypto actor in one batch.
 pub const MAX_BATCH: usize = 4096;
+/// Time between a fatal storage failure and the exit, for sessions to get their close frames.
+pub const FATAL_EXIT_DELAY: Duration = Duration::from_millis(500);
+pub use crate::disk::DEFAULT_MIN_FREE_BYTES;
 
 /// When an op is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +99,17 @@ pub enum Write {
     Delete {
         /// Document id.
         doc: String,
+        /// The deletion's write sequence number (recorded in the manifest first).
+        wseq: u64,
         /// Told whether it was applied.
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Re-wrap every data key under a new master key ring.
     Rotate {
         /// The new ring.
         ring: MasterKeyring,
         /// Told the number of keys re-wrapped.
-        done: oneshot::Sender<Result<usize, String>>,
+        done: oneshot::Sender<Result<usize, StoreError>>,
     },
     /// An audit event.
     Audit(AuditEvent),
@@ -96,12 +118,15 @@ pub enum Write {
 }
 
 /// Applies writes in order: seals and stores records, extends the audit chain, signs
-/// checkpoints. Runs on a crypto thread. Stops at the first storage failure.
+/// checkpoints (whose anchors are pushed to `anchors`). Runs on a write-pool thread. Stops at
+/// the first storage failure.
 pub fn apply_batch(
     store: &dyn Store,
+    manifest: &Manifest,
     mut chain: Option<&mut AuditChain>,
     signer: Option<&Sm2Signer>,
     writes: Vec<Write>,
+    anchors: &mut Vec<Anchor>,
 ) -> Result<(), StoreError> {
     let m = metrics();
     let sealed = if store.encrypted() { 1 } else { 0 };
@@ -135,15 +160,27 @@ pub fn apply_batch(
                     store.compact(&doc, rev)?;
                 }
             }
-            Write::Delete { doc, done } => {
-                let r = store.delete(&doc);
-                let _ = done.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-                r?;
+            Write::Delete { doc, wseq, done } => {
+                // The manifest first: a crash between the two leaves a document the manifest
+                // calls deleted and the store still has, never a "lost" one.
+                let r = manifest
+                    .record_delete(wseq, &doc)
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+                    .and_then(|()| store.delete(&doc));
+                match r {
+                    Ok(()) => {
+                        let _ = done.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(StoreError::Backend(e.to_string())));
+                        return Err(e);
+                    }
+                }
             }
             Write::Rotate { ring, done } => {
                 // A rotation that fails (e.g. a key that does not unwrap) is reported, not
                 // fatal: nothing was replaced for the keys it did not reach.
-                let _ = done.send(store.rotate_master_key(ring).map_err(|e| e.to_string()));
+                let _ = done.send(store.rotate_master_key(ring));
             }
             Write::Audit(event) => {
                 if let Some(c) = chain.as_deref_mut() {
@@ -154,7 +191,7 @@ pub fn apply_batch(
             Write::Checkpoint => {
                 if let (Some(c), Some(s)) = (chain.as_deref_mut(), signer) {
                     m.crypto("checkpoint_sign", 1);
-                    c.checkpoint(store, s)?;
+                    anchors.push(c.checkpoint(store, s)?);
                 }
             }
         }
@@ -169,9 +206,87 @@ struct Waiter {
     notify: Recipient<Durable>,
 }
 
+/// What the store writer keeps outside the store, and what it tells when storage fails.
+pub struct Ledger {
+    /// The manifest of acknowledged revisions.
+    pub manifest: Arc<Manifest>,
+    /// Where audit checkpoints are anchored.
+    pub anchors: Arc<AnchorLog>,
+    /// The free-space guard.
+    pub disk: Arc<DiskSpace>,
+    /// Closes every session on a fatal storage failure.
+    pub close_all: Option<CloseAllSender>,
+}
+
+impl Ledger {
+    /// A ledger that records nothing outside the store (in-memory stores, tests).
+    pub fn none() -> Self {
+        Ledger {
+            manifest: Manifest::disabled(),
+            anchors: Arc::new(AnchorLog::disabled()),
+            disk: DiskSpace::unlimited(),
+            close_all: None,
+        }
+    }
+}
+
+/// What the next flush records: marks collected as writes complete.
+#[derive(Default)]
+struct Marks {
+    /// `(wseq, document, revision)` of written ops, in write order.
+    ops: VecDeque<(u64, Arc<str>, u64)>,
+    /// `(wseq after a batch, audit chain length then)`.
+    audit: VecDeque<(u64, u64)>,
+    /// `(wseq after a batch, anchor of a checkpoint written in it)`.
+    anchors: VecDeque<(u64, Anchor)>,
+    /// The audit length last recorded.
+    audit_len: u64,
+}
+
+impl Marks {
+    /// Takes what writes up to `target` contribute: per document the highest revision (and
+    /// its wseq), the audit length, the anchors.
+    fn take(&mut self, target: u64) -> (Vec<(String, u64, u64)>, u64, Vec<Anchor>) {
+        let mut docs: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
+        while self.ops.front().is_some_and(|(w, _, _)| *w <= target) {
+            if let Some((w, doc, rev)) = self.ops.pop_front() {
+                let e = docs.entry(doc).or_insert((rev, w));
+                *e = (e.0.max(rev), e.1.max(w));
+            }
+        }
+        while self.audit.front().is_some_and(|(w, _)| *w <= target) {
+            if let Some((_, len)) = self.audit.pop_front() {
+                self.audit_len = self.audit_len.max(len);
+            }
+        }
+        let mut anchors = Vec::new();
+        while self.anchors.front().is_some_and(|(w, _)| *w <= target) {
+            if let Some((_, a)) = self.anchors.pop_front() {
+                anchors.push(a);
+            }
+        }
+        let docs = docs
+            .into_iter()
+            .map(|(d, (rev, w))| (d.to_string(), rev, w))
+            .collect();
+        (docs, self.audit_len, anchors)
+    }
+
+    /// Forgets the op marks of `doc` (its deletion was queued after them).
+    fn forget(&mut self, doc: &str) {
+        self.ops.retain(|(_, d, _)| &**d != doc);
+    }
+}
+
 /// The store actor. See the module documentation.
 pub struct StoreActor {
     store: Arc<dyn Store>,
+    /// Manifest, anchors, disk guard.
+    ledger: Ledger,
+    /// Marks for the manifest, collected as batches complete.
+    marks: Marks,
+    /// A fatal failure happened: nothing more is written or acknowledged.
+    failed: bool,
     durability: Durability,
     crypto: Addr<CryptoActor>,
     /// The audit chain's writer state; `None` while a batch holds it.
@@ -180,40 +295,55 @@ pub struct StoreActor {
     audit: bool,
     /// Interval between signed checkpoints (`None`: no signing key).
     checkpoint_interval: Option<Duration>,
-    /// Writes not yet sent to the crypto actor.
-    queue: Vec<Write>,
+    /// Writes not yet sent to the crypto actor, with their sequence numbers.
+    queue: Vec<(u64, Write)>,
     /// A batch is being applied.
     in_flight: bool,
-    /// Writes received so far (a sequence number per write).
+    /// Sequence number of the last write received (continues from the manifest).
     received: u64,
-    /// Writes applied to the store.
+    /// Sequence number of the last write applied to the store.
     written: u64,
-    /// Writes covered by the last completed flush.
+    /// Sequence number of the last write covered by a completed flush.
     flushed: u64,
     flushing: bool,
     /// Documents waiting for durability, in write order.
     waiters: Vec<Waiter>,
     /// Callers of `FlushNow`, with the write they need covered.
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Decides which refusals are recorded one by one and which are only counted.
+    refusals: RefusalFilter,
 }
 
 impl StoreActor {
-    /// A writer for `store`, applying batches on `crypto`. With `audit`, the audit chain is
-    /// continued from the store (and signed every `checkpoint_interval`, if given).
+    /// A writer for `store`, applying batches on `crypto`, recording what it makes durable in
+    /// `ledger`. With `audit`, the audit chain is continued from the store (refused if it is
+    /// shorter than the manifest or the anchors say was durable) and signed every
+    /// `checkpoint_interval`, if given.
     pub fn new(
         store: Arc<dyn Store>,
         durability: Durability,
         crypto: Addr<CryptoActor>,
         audit: bool,
         checkpoint_interval: Option<Duration>,
+        ledger: Ledger,
+        anchored: u64,
     ) -> Result<Self, StoreError> {
+        let expected = ledger.manifest.audit_len().max(anchored);
         let chain = if audit {
-            Some(AuditChain::resume(&*store)?)
+            Some(AuditChain::resume_checked(&*store, expected)?)
         } else {
             None
         };
+        let start = ledger.manifest.last_wseq();
+        let marks = Marks {
+            audit_len: chain.as_ref().map_or(0, AuditChain::len),
+            ..Marks::default()
+        };
         Ok(StoreActor {
             store,
+            ledger,
+            marks,
+            failed: false,
             durability,
             crypto,
             chain,
@@ -221,36 +351,66 @@ impl StoreActor {
             checkpoint_interval,
             queue: Vec::new(),
             in_flight: false,
-            received: 0,
-            written: 0,
-            flushed: 0,
+            received: start,
+            written: start,
+            flushed: start,
             flushing: false,
             waiters: Vec::new(),
             flush_waiters: Vec::new(),
+            refusals: RefusalFilter::new(crate::audit::now_ms()),
         })
     }
 
-    fn fatal(e: &StoreError) -> ! {
-        error!(error = %e, "storage failure: stopping so that no unsaved edit is acknowledged");
-        std::process::exit(EXIT_STORAGE_FAILURE)
+    /// A fatal storage failure: stop writing and acknowledging, close every session with a
+    /// reason, exit after [`FATAL_EXIT_DELAY`].
+    fn fatal(&mut self, e: &StoreError, ctx: &mut Context<Self>) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        self.queue.clear();
+        error!(
+            error = %e,
+            "storage failure: the store cannot continue after a failed write (sled keeps the \
+             error), so coedit stops here without acknowledging anything more; it exits with \
+             code {EXIT_STORAGE_FAILURE} for its supervisor to restart it (free disk space first \
+             if the disk is full); clients resend what was not acknowledged"
+        );
+        if let Some(c) = &self.ledger.close_all {
+            c.close_all(
+                CLOSE_INTERNAL,
+                "storage failure: the server is restarting; reconnect and resend",
+            );
+        }
+        ctx.run_later(FATAL_EXIT_DELAY, |_, _| {
+            std::process::exit(EXIT_STORAGE_FAILURE)
+        });
     }
 
     /// Queues a write; returns its sequence number.
     fn enqueue(&mut self, w: Write, ctx: &mut Context<Self>) -> u64 {
         self.received += 1;
-        self.queue.push(w);
+        if self.failed {
+            return self.received;
+        }
+        if let Write::Delete { doc, .. } = &w {
+            // Marks of writes queued before the deletion must not outlive it.
+            self.marks.forget(doc);
+        }
+        self.queue.push((self.received, w));
         self.pump(ctx);
         self.received
     }
 
     /// Sends the queue to the crypto actor if no batch is in flight.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.queue.is_empty() {
+        if self.in_flight || self.queue.is_empty() || self.failed {
             return;
         }
         self.in_flight = true;
         let n = self.queue.len().min(MAX_BATCH);
-        let writes: Vec<Write> = self.queue.drain(..n).collect();
+        let last = self.queue[n - 1].0;
+        let writes: Vec<Write> = self.queue.drain(..n).map(|(_, w)| w).collect();
         let batch = WriteBatch {
             writes,
             chain: self.chain.take(),
@@ -259,17 +419,26 @@ impl StoreActor {
             self.crypto
                 .send(batch)
                 .into_actor(self)
-                .map(|res, act, ctx| {
+                .map(move |res, act, ctx| {
                     let done: BatchDone = match res {
                         Ok(d) => d,
-                        Err(e) => Self::fatal(&StoreError::Backend(format!("crypto actor: {e}"))),
+                        Err(e) => {
+                            let e = StoreError::Backend(format!("write pool: {e}"));
+                            return act.fatal(&e, ctx);
+                        }
                     };
                     if let Err(e) = &done.result {
-                        Self::fatal(e);
+                        return act.fatal(e, ctx);
                     }
                     act.in_flight = false;
                     act.chain = done.chain;
-                    act.written += done.applied as u64;
+                    act.written = last;
+                    if let Some(c) = &act.chain {
+                        act.marks.audit.push_back((last, c.len()));
+                    }
+                    act.marks
+                        .anchors
+                        .extend(done.anchors.into_iter().map(|a| (last, a)));
                     if act.durability == Durability::Strict || !act.flush_waiters.is_empty() {
                         act.start_flush(ctx);
                     }
@@ -279,15 +448,29 @@ impl StoreActor {
     }
 
     fn start_flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.flushed >= self.written {
+        if self.flushing || self.flushed >= self.written || self.failed {
             return;
         }
         self.flushing = true;
         let target = self.written;
         let batch = target - self.flushed;
         let store = self.store.clone();
+        let manifest = self.ledger.manifest.clone();
+        let anchor_log = self.ledger.anchors.clone();
+        let disk = self.ledger.disk.clone();
+        let (docs, audit, anchors) = self.marks.take(target);
         let started = std::time::Instant::now();
-        let flush = tokio::task::spawn_blocking(move || store.flush());
+        let flush = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            store.flush()?;
+            manifest
+                .record_flush(target, docs, audit)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            anchor_log
+                .append(&anchors)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            disk.check();
+            Ok(())
+        });
         ctx.spawn(flush.into_actor(self).map(move |res, act, ctx| {
             act.flushing = false;
             match res {
@@ -301,8 +484,8 @@ impl StoreActor {
                     act.notify();
                     act.start_flush(ctx);
                 }
-                Ok(Err(e)) => Self::fatal(&e),
-                Err(e) => Self::fatal(&StoreError::Backend(e.to_string())),
+                Ok(Err(e)) => act.fatal(&e, ctx),
+                Err(e) => act.fatal(&StoreError::Backend(e.to_string()), ctx),
             }
         }));
     }
@@ -311,15 +494,15 @@ impl StoreActor {
     fn enqueue_until_durable<T: Send + 'static>(
         &mut self,
         w: Write,
-        done: oneshot::Receiver<Result<T, String>>,
+        done: oneshot::Receiver<Result<T, StoreError>>,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<T, String>> {
+    ) -> ResponseFuture<Result<T, StoreError>> {
         self.enqueue(w, ctx);
         let flushed = self.flushed_future(ctx);
         Box::pin(async move {
             let r = done
                 .await
-                .unwrap_or_else(|_| Err("store writer stopped".into()));
+                .unwrap_or_else(|_| Err(StoreError::Backend("store writer stopped".into())));
             let _ = flushed.await;
             if let Err(e) = &r {
                 warn!(error = %e, "administrative write failed");
@@ -373,8 +556,19 @@ impl Actor for StoreActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(DISK_CHECK_INTERVAL, |act, _| {
+            act.ledger.disk.check();
+        });
         if let Durability::Relaxed { interval } = self.durability {
             ctx.run_interval(interval, |act, ctx| act.start_flush(ctx));
+        }
+        if self.audit {
+            // Summaries of counted refusals are written soon after their window ends.
+            ctx.run_interval(REFUSAL_WINDOW / 4, |act, ctx| {
+                if let Some(summary) = act.refusals.roll(crate::audit::now_ms()) {
+                    act.enqueue(Write::Audit(summary), ctx);
+                }
+            });
         }
         if let (true, Some(every)) = (self.audit, self.checkpoint_interval) {
             ctx.run_interval(every, |act, ctx| {
@@ -411,6 +605,7 @@ impl Handler<Append> for StoreActor {
             },
             ctx,
         );
+        self.marks.ops.push_back((seq, doc.clone(), rev));
         if self.durability == Durability::Strict {
             self.waiters.push(Waiter {
                 seq,
@@ -437,8 +632,13 @@ pub struct PutSnapshot {
 impl Handler<PutSnapshot> for StoreActor {
     type Result = ();
 
-    /// Queues the snapshot (flushed with the next flush) and the compaction.
+    /// Queues the snapshot (flushed with the next flush) and the compaction; skipped below the
+    /// disk space reserve (a snapshot only speeds up loading).
     fn handle(&mut self, m: PutSnapshot, ctx: &mut Context<Self>) {
+        if !self.ledger.disk.writable() {
+            debug!(doc = %m.doc, "snapshot skipped: disk space below the reserve");
+            return;
+        }
         self.enqueue(
             Write::Snapshot {
                 doc: m.doc,
@@ -458,10 +658,68 @@ pub struct Record(pub AuditEvent);
 impl Handler<Record> for StoreActor {
     type Result = ();
 
-    /// Queues the event behind every write received before it.
+    /// Queues the event behind every write received before it. Before the server's stop
+    /// record, the refusals counted so far are summarized.
     fn handle(&mut self, m: Record, ctx: &mut Context<Self>) {
-        if self.audit {
-            self.enqueue(Write::Audit(m.0), ctx);
+        if !self.audit {
+            return;
+        }
+        if m.0 == AuditEvent::ServerStop {
+            let now = crate::audit::now_ms();
+            if let Some(summary) = self.refusals.summary(now) {
+                self.refusals = RefusalFilter::new(now);
+                self.enqueue(Write::Audit(summary), ctx);
+            }
+        }
+        self.enqueue(Write::Audit(m.0), ctx);
+    }
+}
+
+/// Record a refused request from `source`: on its own, or counted in the summary of its window
+/// (see [`crate::refusals`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AuditRefusal {
+    /// The peer's address (or `unknown`).
+    pub source: String,
+    /// The refusal.
+    pub event: AuditEvent,
+}
+
+/// The hash of what makes a refusal "the same" as another: code, subject, action, document.
+fn refusal_key(e: &AuditEvent) -> u64 {
+    match e {
+        AuditEvent::Refused {
+            subject,
+            action,
+            doc,
+            code,
+            ..
+        } => ahash::RandomState::with_seeds(1, 3, 5, 7).hash_one((code, subject, action, doc)),
+        _ => 0,
+    }
+}
+
+impl Handler<AuditRefusal> for StoreActor {
+    type Result = ();
+
+    /// Asks the refusal filter; queues the record or only counts it.
+    fn handle(&mut self, m: AuditRefusal, ctx: &mut Context<Self>) {
+        if !self.audit {
+            return;
+        }
+        let key = refusal_key(&m.event);
+        let (verdict, summary) = self.refusals.admit(&m.source, key, crate::audit::now_ms());
+        if let Some(summary) = summary {
+            self.enqueue(Write::Audit(summary), ctx);
+        }
+        match verdict {
+            Verdict::Record => {
+                self.enqueue(Write::Audit(m.event), ctx);
+            }
+            Verdict::Count => {
+                metrics().audit_refusals_counted.inc();
+            }
         }
     }
 }
@@ -489,20 +747,21 @@ impl Handler<Checkpoint> for StoreActor {
 /// Delete a document's records (and, encrypted, shred its key); answers once durable. The
 /// caller makes sure no actor of the document is open.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), StoreError>")]
 pub struct DeleteDoc {
     /// Document id.
     pub doc: String,
 }
 
 impl Handler<DeleteDoc> for StoreActor {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), StoreError>>;
 
     /// Queues the deletion behind earlier writes of the document, then waits for the flush.
     fn handle(&mut self, m: DeleteDoc, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let write = Write::Delete {
             doc: m.doc,
+            wseq: self.received + 1,
             done: tx,
         };
         self.enqueue_until_durable(write, rx, ctx)
@@ -512,14 +771,14 @@ impl Handler<DeleteDoc> for StoreActor {
 /// Re-wrap every data key under the newest key of a ring; answers with the count once
 /// durable.
 #[derive(Message)]
-#[rtype(result = "Result<usize, String>")]
+#[rtype(result = "Result<usize, StoreError>")]
 pub struct RotateMasterKey {
     /// The new ring (must still hold the versions the keys are wrapped with now).
     pub ring: MasterKeyring,
 }
 
 impl Handler<RotateMasterKey> for StoreActor {
-    type Result = ResponseFuture<Result<usize, String>>;
+    type Result = ResponseFuture<Result<usize, StoreError>>;
 
     /// Queues the re-wrap behind earlier writes (so it never races a deletion).
     fn handle(&mut self, m: RotateMasterKey, ctx: &mut Context<Self>) -> Self::Result {

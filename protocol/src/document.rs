@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::clients::ClientRecord;
 use crate::clients::Clients;
-use crate::error::DocError;
+use crate::error::{DocError, OtError};
 use crate::op::{char_len, Component, Op, OpBuilder, Side};
 
 /// Default number of recent ops kept for transforming late ops and catching up joins.
@@ -238,6 +238,16 @@ impl Document {
             .history
             .get(start)
             .map_or(self.text.len_chars(), |e| e.len_before))
+    }
+
+    /// Refuses an op that reaches `reach` characters (its retains and deletes as received,
+    /// trailing retain included: see `wire::op_reach`) when the document at `base_rev` is
+    /// shorter. Revisions outside the window are left to [`Document::submit`] to judge.
+    pub fn check_reach(&self, base_rev: u64, reach: usize) -> Result<(), DocError> {
+        match self.len_at(base_rev) {
+            Ok(len) if reach > len => Err(OtError::RetainPastEnd { end: reach, len }.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The retained op that produced revision `rev`.
@@ -489,7 +499,7 @@ fn window_index(rev: u64, len: usize, base: u64) -> Result<usize, DocError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::OtError;
+    use crate::error::ErrorCode;
 
     fn id(s: &str) -> ClientId {
         ClientId::from(s)
@@ -691,5 +701,24 @@ mod tests {
             d.submit(&id("c0"), 1, 0, Op::insert_at(0, "x")),
             Err(DocError::RevisionTooOld { .. })
         ));
+    }
+
+    #[test]
+    fn a_trailing_retain_past_the_end_does_not_fit() {
+        let mut d = Document::new(DocumentConfig::default());
+        let a = id("a");
+        // `[99999]` on an empty document: the canonical op is empty, the reach is not.
+        assert_eq!(
+            d.check_reach(0, 99_999).unwrap_err().code(),
+            ErrorCode::OpDoesNotFit
+        );
+        d.submit(&a, 1, 0, Op::insert_at(0, "hello")).unwrap();
+        assert!(d.check_reach(1, 5).is_ok());
+        assert!(d.check_reach(1, 6).is_err());
+        // Against an older revision, its own length counts.
+        assert!(d.check_reach(0, 1).is_err());
+        assert!(d.check_reach(0, 0).is_ok());
+        // Outside the window: left to submit.
+        assert!(d.check_reach(7, 1_000_000).is_ok());
     }
 }

@@ -56,8 +56,12 @@ pub enum ErrorCode {
     Unavailable = 4003,
     /// The session has joined too many documents.
     TooManyDocuments = 4004,
-    /// The document's stored data is damaged; it is refused until repaired.
+    /// The document's stored data is damaged (or lost acknowledged revisions); it is refused
+    /// until repaired.
     DocumentDamaged = 4005,
+    /// The server is short of disk space and refuses edits until space is freed; the op was
+    /// not applied: keep it and resend it later (reads go on).
+    StorageFull = 4006,
     /// The server requires an access token (in `hello` or the `Authorization` header).
     AuthRequired = 5001,
     /// The access token is malformed, altered, or signed with another key or algorithm.
@@ -76,7 +80,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::BadMessage,
         ErrorCode::FrameTooLarge,
         ErrorCode::UnsupportedVersion,
@@ -98,6 +102,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::TooManyDocuments,
         ErrorCode::DocumentDamaged,
+        ErrorCode::StorageFull,
         ErrorCode::AuthRequired,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,

@@ -125,6 +125,22 @@ impl OpMsg {
     pub fn checked_op(&self) -> Result<Op, ProtocolError> {
         checked_op(&self.op)
     }
+
+    /// The characters of the base document the op reaches (see [`op_reach`]).
+    pub fn reach(&self) -> usize {
+        op_reach(&self.op)
+    }
+}
+
+/// How many characters of its base document an op as received reaches: its retains and
+/// deletes added up, a trailing retain included (which the canonical [`Op`] drops). A document
+/// shorter than this does not fit the op, even if the canonical op fits it: `[99999]` on an
+/// empty document is refused, not accepted as an empty revision.
+pub fn op_reach(components: &[Component]) -> usize {
+    components.iter().fold(0usize, |acc, c| match c {
+        Component::Retain(n) | Component::Delete(n) => acc.saturating_add(*n),
+        Component::Insert(_) => acc,
+    })
 }
 
 /// An op as received (WebSocket or REST): at most [`MAX_OP_COMPONENTS`] components, then

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod secure;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -67,6 +69,21 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill()?;
+        let _ = child.wait();
+        bail!("server did not exit within {timeout:?}")
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -156,6 +173,42 @@ pub fn run_coedit(args: &[&str]) -> (bool, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
+}
+
+/// Runs the `coedit` binary with `args` for at most `timeout` (then kills it); returns success
+/// and stdout + stderr. For commands that must fail at startup: one that starts serving instead
+/// is killed and reported as "timed out".
+pub fn run_coedit_within(args: &[&str], timeout: Duration) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coedit"))
+        .args(args)
+        .env("COEDIT_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run coedit");
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    match status {
+        Some(s) => (s.success(), text),
+        None => (false, format!("timed out after {timeout:?}: {text}")),
+    }
 }
 
 /// Runs `coedit check` on a data directory; returns success and the output.

@@ -99,6 +99,8 @@ export const DEFAULT_PING_TIMEOUT_MS = 12000;
 const PRESENCE_HISTORY = 1024;
 /** Delay that coalesces presence updates. */
 const PRESENCE_DELAY_MS = 30;
+/** Wait before resending an op refused because the server is short of disk space. */
+const RETRY_STORAGE_FULL_MS = 2000;
 /** Wait before resending an op the server refused for now (rate limit, unavailable). */
 const RETRY_OP_MS = 1000;
 /** WebSocket OPEN readyState. */
@@ -370,16 +372,20 @@ export class CoeditClient {
         this.everJoined = false;
         this.ws?.close();
       } else if (
-        (code === ErrorCode.RateLimited || code === ErrorCode.Unavailable) &&
+        (code === ErrorCode.RateLimited ||
+          code === ErrorCode.Unavailable ||
+          code === ErrorCode.StorageFull) &&
         msg.error.seq !== undefined &&
         msg.error.seq === this.state.inflight?.seq
       ) {
-        // Not applied: send it again (same sequence number) a little later.
+        // Not applied: send it again (same sequence number) a little later; a server short of
+        // disk space is given longer.
         const seq = msg.error.seq;
+        const wait = code === ErrorCode.StorageFull ? RETRY_STORAGE_FULL_MS : RETRY_OP_MS;
         setTimeout(() => {
           const r = this.state.resend();
           if (r && r.seq === seq) this.sendOp(r);
-        }, RETRY_OP_MS);
+        }, wait);
       }
     }
   }

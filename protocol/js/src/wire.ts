@@ -60,6 +60,7 @@ export const ErrorCode = {
   RevisionTooOld: 3002,
   RateLimited: 4001,
   Unavailable: 4003,
+  StorageFull: 4006,
   AuthRequired: 5001,
   InvalidToken: 5002,
   TokenExpired: 5003,

@@ -1,0 +1,914 @@
+//! The manifest: a durable record, kept outside sled, of what the store has acknowledged: for
+//! every document the highest revision made durable, and the length of the audit chain. sled
+//! 0.34's recovery stops silently at the first damaged log entry (a flipped byte once made the
+//! server serve a 300-op document at revision 0), so coedit compares what sled returns with
+//! the manifest: a document that lost acknowledged revisions is refused, naming them, never
+//! served rolled back; a shortened audit chain stops the server from continuing it.
+//!
+//! File `manifest` in the data directory, an append-only sequence of records:
+//! `[magic "CM" (2 bytes)][payload length u32 LE][file offset of this record u64 LE]
+//! [CRC-32 of the previous 12 bytes and the payload, u32 LE][payload: MessagePack, named]`.
+//! The first record is a [`Entry::Base`] (the whole state when the file was written); then one
+//! [`Entry::Flush`] per store flush (the documents it made durable, with their revisions, and
+//! the audit chain length) and one [`Entry::Delete`] per document deletion. The file is
+//! rewritten as a single `Base` (temp file, fsync, rename, fsync of the directory) when it
+//! grows past [`COMPACT_BYTES`].
+//!
+//! Invariants:
+//! - A `Flush` record is appended and synced after the store's flush and before anything it
+//!   covers is acknowledged, so the manifest never claims less than was acknowledged and never
+//!   more than the store made durable. A `Delete` record is synced before the deletion reaches
+//!   the store.
+//! - Records are ordered by write sequence numbers (`wseq`, global and increasing across
+//!   restarts), not by their place in the file: a document's mark from a write before its
+//!   deletion never revives it.
+//! - Any damaged record is an error, except an incomplete or damaged last record with no valid
+//!   record after it (a write torn by a crash; what it covered was never acknowledged), which is
+//!   ignored and cut off before the next append.
+//! - The store records the manifest's id when the manifest is created; a store that has an id
+//!   but no manifest file, or a manifest of another store, is refused.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::store::{Store, StoreError};
+
+/// File name of the manifest in the data directory.
+pub const MANIFEST_FILE: &str = "manifest";
+/// Version of the manifest format.
+pub const MANIFEST_FORMAT: u8 = 1;
+/// The file is rewritten as one `Base` record past this size.
+pub const COMPACT_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest record accepted when reading (a `Base` of very many documents stays far below).
+pub const MAX_RECORD_BYTES: usize = 1 << 30;
+/// Record magic.
+const MAGIC: [u8; 2] = *b"CM";
+/// Bytes before a record's payload.
+const HEADER_LEN: usize = 18;
+
+/// A manifest failure.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Reading or writing the file failed.
+    #[error("manifest {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A record is damaged (not a torn last record).
+    #[error(
+        "manifest {path} is damaged at byte {offset}: {reason}; restore the data directory from \
+         a backup, or accept the store as it is with `coedit recover --accept-loss`"
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store has had a manifest, but the file is gone.
+    #[error(
+        "manifest {path} is missing, but the store was written with one (id {id}): restore it \
+         from the backup of this data directory, or accept the store as it is with \
+         `coedit recover --accept-loss`"
+    )]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The id the store records.
+        id: String,
+    },
+    /// The manifest and the store do not belong together.
+    #[error(
+        "manifest {path} (id {found}) does not belong to this store (id {expected}): was a \
+         file copied from another data directory?"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The id in the manifest.
+        found: String,
+        /// The id the store records (`none` if it records none).
+        expected: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One manifest record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// The whole state (first record of a file).
+    Base {
+        /// Manifest format.
+        format: u8,
+        /// Id shared with the store's `meta` tree.
+        id: String,
+        /// Highest write sequence number issued so far.
+        wseq: u64,
+        /// Highest write sequence number covered by a recorded flush.
+        flushed: u64,
+        /// Audit chain length made durable.
+        audit: u64,
+        /// Live documents: `(id, highest durable revision, wseq of that mark)`.
+        docs: Vec<(String, u64, u64)>,
+        /// Deleted documents whose deletion may still race older marks: `(id, wseq)`.
+        deleted: Vec<(String, u64)>,
+    },
+    /// What one flush made durable.
+    Flush {
+        /// Highest write sequence number the flush covered.
+        flushed: u64,
+        /// `(document, highest revision, wseq of the write that produced it)`.
+        docs: Vec<(String, u64, u64)>,
+        /// Audit chain length made durable.
+        audit: u64,
+    },
+    /// A document is being deleted (synced before the deletion reaches the store).
+    Delete {
+        /// The deletion's write sequence number.
+        wseq: u64,
+        /// The document.
+        doc: String,
+    },
+}
+
+/// What the manifest says about a document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mark {
+    /// Highest durable revision (0 for a deleted document).
+    rev: u64,
+    /// Write sequence number of the last record that changed it.
+    wseq: u64,
+    deleted: bool,
+}
+
+/// The folded state of a manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManifestState {
+    docs: HashMap<String, Mark>,
+    /// Highest write sequence number seen.
+    pub wseq: u64,
+    /// Highest write sequence number covered by a recorded flush.
+    pub flushed: u64,
+    /// Audit chain length made durable.
+    pub audit: u64,
+}
+
+impl ManifestState {
+    fn apply(&mut self, e: &Entry) {
+        match e {
+            Entry::Base {
+                wseq,
+                flushed,
+                audit,
+                docs,
+                deleted,
+                ..
+            } => {
+                *self = ManifestState::default();
+                self.wseq = *wseq;
+                self.flushed = *flushed;
+                self.audit = *audit;
+                for (doc, rev, w) in docs {
+                    self.mark(doc, *rev, *w);
+                }
+                for (doc, w) in deleted {
+                    self.delete(doc, *w);
+                }
+            }
+            Entry::Flush {
+                flushed,
+                docs,
+                audit,
+            } => {
+                self.flushed = self.flushed.max(*flushed);
+                self.wseq = self.wseq.max(*flushed);
+                self.audit = self.audit.max(*audit);
+                for (doc, rev, w) in docs {
+                    self.mark(doc, *rev, *w);
+                }
+            }
+            Entry::Delete { wseq, doc } => self.delete(doc, *wseq),
+        }
+    }
+
+    fn mark(&mut self, doc: &str, rev: u64, wseq: u64) {
+        self.wseq = self.wseq.max(wseq);
+        match self.docs.get_mut(doc) {
+            // A write issued before the document's deletion: stale.
+            Some(m) if m.deleted && m.wseq > wseq => {}
+            Some(m) if m.deleted => {
+                *m = Mark {
+                    rev,
+                    wseq,
+                    deleted: false,
+                }
+            }
+            Some(m) => {
+                m.rev = m.rev.max(rev);
+                m.wseq = m.wseq.max(wseq);
+            }
+            None => {
+                self.docs.insert(
+                    doc.to_string(),
+                    Mark {
+                        rev,
+                        wseq,
+                        deleted: false,
+                    },
+                );
+            }
+        }
+    }
+
+    fn delete(&mut self, doc: &str, wseq: u64) {
+        self.wseq = self.wseq.max(wseq);
+        match self.docs.get_mut(doc) {
+            Some(m) if m.wseq > wseq => {}
+            _ => {
+                self.docs.insert(
+                    doc.to_string(),
+                    Mark {
+                        rev: 0,
+                        wseq,
+                        deleted: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The highest acknowledged revision of a live document, if the manifest knows it.
+    pub fn expected_rev(&self, doc: &str) -> Option<u64> {
+        self.docs
+            .get(doc)
+            .filter(|m| !m.deleted && m.rev > 0)
+            .map(|m| m.rev)
+    }
+
+    /// Live documents and their highest acknowledged revisions, sorted.
+    pub fn documents(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .docs
+            .iter()
+            .filter(|(_, m)| !m.deleted && m.rev > 0)
+            .map(|(d, m)| (d.clone(), m.rev))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The state as one `Base` record (tombstones kept only while older marks may still
+    /// arrive).
+    fn base(&self, id: &str) -> Entry {
+        let mut docs: Vec<(String, u64, u64)> = Vec::new();
+        let mut deleted: Vec<(String, u64)> = Vec::new();
+        for (d, m) in &self.docs {
+            if m.deleted {
+                if m.wseq > self.flushed {
+                    deleted.push((d.clone(), m.wseq));
+                }
+            } else {
+                docs.push((d.clone(), m.rev, m.wseq));
+            }
+        }
+        docs.sort();
+        deleted.sort();
+        Entry::Base {
+            format: MANIFEST_FORMAT,
+            id: id.to_string(),
+            wseq: self.wseq,
+            flushed: self.flushed,
+            audit: self.audit,
+            docs,
+            deleted,
+        }
+    }
+}
+
+/// A document whose stored state is behind what was acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loss {
+    /// The document.
+    pub doc: String,
+    /// The revision the store has.
+    pub have: u64,
+    /// The highest acknowledged revision.
+    pub expected: u64,
+}
+
+impl Loss {
+    /// The loss as a store error.
+    pub fn into_error(self) -> StoreError {
+        StoreError::Lost {
+            doc: self.doc,
+            have: self.have,
+            expected: self.expected,
+        }
+    }
+}
+
+/// Encodes one record placed at `offset`.
+fn encode(e: &Entry, offset: u64) -> Vec<u8> {
+    let payload = rmp_serde::to_vec_named(e).expect("manifest entries serialize");
+    let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
+    v.extend_from_slice(&MAGIC);
+    v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    v.extend_from_slice(&offset.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&v[..14]);
+    crc.update(&payload);
+    v.extend_from_slice(&crc.finalize().to_le_bytes());
+    v.extend_from_slice(&payload);
+    v
+}
+
+/// The record at `at`, if a complete and valid one starts there.
+fn record_at(bytes: &[u8], at: usize) -> Result<(Entry, usize), String> {
+    let h = bytes
+        .get(at..at + HEADER_LEN)
+        .ok_or_else(|| "incomplete header".to_string())?;
+    if h[..2] != MAGIC {
+        return Err("no record magic".into());
+    }
+    let len = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
+    let offset = u64::from_le_bytes(h[6..14].try_into().expect("8 bytes"));
+    if offset != at as u64 {
+        return Err(format!("record says it is at byte {offset}"));
+    }
+    if len > MAX_RECORD_BYTES {
+        return Err(format!("record of {len} bytes"));
+    }
+    let payload = bytes
+        .get(at + HEADER_LEN..at + HEADER_LEN + len)
+        .ok_or_else(|| "incomplete record".to_string())?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h[..14]);
+    crc.update(payload);
+    if crc.finalize() != u32::from_le_bytes([h[14], h[15], h[16], h[17]]) {
+        return Err("checksum mismatch".into());
+    }
+    let e: Entry =
+        rmp_serde::from_slice(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    Ok((e, at + HEADER_LEN + len))
+}
+
+/// Parses a whole file: the entries, and the length of its valid prefix (a torn last record is
+/// left out). Any other damage is an error naming its offset.
+pub fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), (u64, String)> {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        match record_at(bytes, at) {
+            Ok((e, next)) => {
+                if entries.is_empty() && !matches!(e, Entry::Base { .. }) {
+                    return Err((0, "the first record is not a base record".into()));
+                }
+                if let Entry::Base { format, .. } = &e {
+                    if *format != MANIFEST_FORMAT {
+                        return Err((at as u64, format!("unknown manifest format {format}")));
+                    }
+                }
+                entries.push(e);
+                at = next;
+            }
+            Err(reason) => {
+                // A torn last record has no valid record after it; anything else is damage.
+                let later = (at + 1..bytes.len().saturating_sub(HEADER_LEN - 1))
+                    .any(|p| bytes[p..].starts_with(&MAGIC) && record_at(bytes, p).is_ok());
+                if later || entries.is_empty() {
+                    return Err((at as u64, reason));
+                }
+                return Ok((entries, at as u64));
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Err((0, "empty manifest".into()));
+    }
+    Ok((entries, at as u64))
+}
+
+/// Reads and folds the manifest file at `path`: the state, the id, and the valid length.
+pub fn read(path: &Path) -> Result<(ManifestState, String, u64), ManifestError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|source| ManifestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let (entries, valid) = parse(&bytes).map_err(|(offset, reason)| ManifestError::Damaged {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    })?;
+    let mut state = ManifestState::default();
+    let mut id = String::new();
+    for e in &entries {
+        if let Entry::Base { id: i, .. } = e {
+            id = i.clone();
+        }
+        state.apply(e);
+    }
+    Ok((state, id, valid))
+}
+
+/// Reads the manifest of the store in `dir` without changing anything (for `coedit check` and
+/// `coedit audit verify`): `None` if the store has never had one; an error if it is damaged,
+/// missing while the store records one, or another store's.
+pub fn read_for(dir: &Path, store: &dyn Store) -> Result<Option<ManifestState>, ManifestError> {
+    let path = dir.join(MANIFEST_FILE);
+    let recorded = store.manifest_id()?;
+    if !path.exists() {
+        return match recorded {
+            Some(id) => Err(ManifestError::Missing { path, id }),
+            None => Ok(None),
+        };
+    }
+    let (state, id, _) = read(&path)?;
+    if recorded.as_deref() != Some(id.as_str()) {
+        return Err(ManifestError::Foreign {
+            path,
+            found: id,
+            expected: recorded.unwrap_or_else(|| "none".into()),
+        });
+    }
+    Ok(Some(state))
+}
+
+struct Writer {
+    file: File,
+    len: u64,
+}
+
+/// The manifest of an open store. See the module documentation.
+pub struct Manifest {
+    path: Option<PathBuf>,
+    id: String,
+    /// The file is rewritten as one base record past this size.
+    compact_bytes: u64,
+    state: RwLock<ManifestState>,
+    writer: Mutex<Option<Writer>>,
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Manifest({:?})", self.path)
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ManifestError + '_ {
+    move |source| ManifestError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `entry` as the whole file at `path` (temp file, fsync, rename, directory fsync).
+fn write_whole(path: &Path, entry: &Entry) -> Result<u64, ManifestError> {
+    let tmp = path.with_extension("tmp");
+    let bytes = encode(entry, 0);
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(bytes.len() as u64)
+}
+
+impl Manifest {
+    /// A manifest that records nothing (in-memory stores: nothing is durable).
+    pub fn disabled() -> Arc<Self> {
+        Arc::new(Manifest {
+            path: None,
+            id: String::new(),
+            compact_bytes: COMPACT_BYTES,
+            state: RwLock::new(ManifestState::default()),
+            writer: Mutex::new(None),
+        })
+    }
+
+    /// Opens the manifest of the store in `dir`, or creates it from the store's current state
+    /// if the store never had one (a new store, or one written before manifests existed).
+    pub fn open(dir: &Path, store: &dyn Store) -> Result<Arc<Self>, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let recorded = store.manifest_id()?;
+        if !path.exists() {
+            if let Some(id) = recorded {
+                return Err(ManifestError::Missing { path, id });
+            }
+            return Self::create(dir, store);
+        }
+        let (state, id, valid) = read(&path)?;
+        if recorded.as_deref() != Some(id.as_str()) {
+            return Err(ManifestError::Foreign {
+                path,
+                found: id,
+                expected: recorded.unwrap_or_else(|| "none".into()),
+            });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        if valid < len {
+            warn!(
+                path = %path.display(),
+                valid,
+                len,
+                "manifest: cutting off a torn last record (a write interrupted by a crash)"
+            );
+            file.set_len(valid).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        Ok(Arc::new(Manifest {
+            path: Some(path),
+            id,
+            compact_bytes: COMPACT_BYTES,
+            state: RwLock::new(state),
+            writer: Mutex::new(Some(Writer { file, len: valid })),
+        }))
+    }
+
+    /// Writes a new manifest for `store` as it is now (every document at its stored revision,
+    /// the audit chain at its stored length), replacing any old one, and records its id in the
+    /// store. Used for a store that never had a manifest and by `coedit recover`.
+    pub fn create(dir: &Path, store: &dyn Store) -> Result<Arc<Self>, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let mut state = ManifestState::default();
+        for doc in store.documents()? {
+            let rev = store.last_rev(&doc)?;
+            if rev > 0 {
+                state.mark(&doc, rev, 0);
+            }
+        }
+        state.audit = store.audit_last()?.map_or(0, |(seq, _)| seq);
+        let id = hex::encode(
+            crate::crypto::random_bytes::<16>()
+                .map_err(|e| StoreError::Config(format!("cannot make a manifest id: {e}")))?,
+        );
+        let len = write_whole(&path, &state.base(&id))?;
+        store.set_manifest_id(&id)?;
+        store.flush()?;
+        info!(path = %path.display(), documents = state.docs.len(), "manifest written");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(Arc::new(Manifest {
+            path: Some(path),
+            id,
+            compact_bytes: COMPACT_BYTES,
+            state: RwLock::new(state),
+            writer: Mutex::new(Some(Writer { file, len })),
+        }))
+    }
+
+    /// Whether this manifest records anything.
+    pub fn enabled(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// A copy of the folded state.
+    pub fn state(&self) -> ManifestState {
+        self.state.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The highest acknowledged revision of `doc`, if known.
+    pub fn expected_rev(&self, doc: &str) -> Option<u64> {
+        self.state.read().ok()?.expected_rev(doc)
+    }
+
+    /// The audit chain length made durable.
+    pub fn audit_len(&self) -> u64 {
+        self.state.read().map_or(0, |s| s.audit)
+    }
+
+    /// The highest write sequence number issued before this process (new ones start above).
+    pub fn last_wseq(&self) -> u64 {
+        self.state.read().map_or(0, |s| s.wseq)
+    }
+
+    /// Checks a loaded document against its acknowledged revision.
+    pub fn check_loaded(&self, doc: &str, have: u64) -> Result<(), StoreError> {
+        match self.expected_rev(doc) {
+            Some(expected) if have < expected => {
+                crate::metrics::metrics().damaged_documents.inc();
+                Err(Loss {
+                    doc: doc.to_string(),
+                    have,
+                    expected,
+                }
+                .into_error())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every document whose stored last revision is behind the manifest.
+    pub fn losses(&self, store: &dyn Store) -> Result<Vec<Loss>, StoreError> {
+        let mut out = Vec::new();
+        for (doc, expected) in self.state().documents() {
+            let have = store.last_rev(&doc)?;
+            if have < expected {
+                out.push(Loss {
+                    doc,
+                    have,
+                    expected,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn append(&self, entry: &Entry) -> Result<(), ManifestError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut guard = self.writer.lock().map_err(|_| ManifestError::Damaged {
+            path: path.clone(),
+            offset: 0,
+            reason: "writer lock poisoned".into(),
+        })?;
+        let Some(w) = guard.as_mut() else {
+            return Ok(());
+        };
+        let bytes = encode(entry, w.len);
+        use std::os::unix::fs::FileExt;
+        w.file.write_all_at(&bytes, w.len).map_err(io(path))?;
+        w.file.sync_data().map_err(io(path))?;
+        w.len += bytes.len() as u64;
+        let mut state = self.state.write().map_err(|_| ManifestError::Damaged {
+            path: path.clone(),
+            offset: w.len,
+            reason: "state lock poisoned".into(),
+        })?;
+        state.apply(entry);
+        if w.len > self.compact_bytes {
+            let len = write_whole(path, &state.base(&self.id))?;
+            w.file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(io(path))?;
+            w.len = len;
+        }
+        Ok(())
+    }
+
+    /// Records what a flush made durable (call after the store's flush, before acknowledging).
+    pub fn record_flush(
+        &self,
+        flushed: u64,
+        docs: Vec<(String, u64, u64)>,
+        audit: u64,
+    ) -> Result<(), ManifestError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        {
+            let s = self.state.read().map_err(|_| ManifestError::Damaged {
+                path: self.path.clone().unwrap_or_default(),
+                offset: 0,
+                reason: "state lock poisoned".into(),
+            })?;
+            if docs.is_empty() && audit <= s.audit && flushed <= s.flushed {
+                return Ok(());
+            }
+        }
+        self.append(&Entry::Flush {
+            flushed,
+            docs,
+            audit,
+        })
+    }
+
+    /// Records a deletion (call before the deletion reaches the store).
+    pub fn record_delete(&self, wseq: u64, doc: &str) -> Result<(), ManifestError> {
+        self.append(&Entry::Delete {
+            wseq,
+            doc: doc.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LogRecord, MemoryStore, SledStore};
+    use coedit_protocol::Op;
+
+    fn base() -> Entry {
+        Entry::Base {
+            format: MANIFEST_FORMAT,
+            id: "x".into(),
+            wseq: 3,
+            flushed: 3,
+            audit: 2,
+            docs: vec![("a".into(), 5, 3)],
+            deleted: vec![],
+        }
+    }
+
+    fn file(entries: &[Entry]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in entries {
+            out.extend(encode(e, out.len() as u64));
+        }
+        out
+    }
+
+    #[test]
+    fn records_fold_by_write_sequence_not_file_order() {
+        let mut s = ManifestState::default();
+        s.apply(&base());
+        s.apply(&Entry::Delete {
+            wseq: 10,
+            doc: "a".into(),
+        });
+        // A flush record written after the deletion, for a write issued before it.
+        s.apply(&Entry::Flush {
+            flushed: 10,
+            docs: vec![("a".into(), 6, 9)],
+            audit: 4,
+        });
+        assert_eq!(s.expected_rev("a"), None);
+        // Re-created after the deletion.
+        s.apply(&Entry::Flush {
+            flushed: 12,
+            docs: vec![("a".into(), 1, 11), ("b".into(), 7, 12)],
+            audit: 3,
+        });
+        assert_eq!(s.expected_rev("a"), Some(1));
+        assert_eq!(s.expected_rev("b"), Some(7));
+        assert_eq!((s.audit, s.wseq, s.flushed), (4, 12, 12));
+        // Revisions only go up for a live document.
+        s.apply(&Entry::Flush {
+            flushed: 13,
+            docs: vec![("b".into(), 3, 13)],
+            audit: 4,
+        });
+        assert_eq!(s.expected_rev("b"), Some(7));
+        // The base keeps the state (tombstones only while older marks may arrive).
+        let mut t = ManifestState::default();
+        t.apply(&s.base("x"));
+        assert_eq!(t, s);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored_other_damage_is_not() {
+        let entries = vec![
+            base(),
+            Entry::Flush {
+                flushed: 4,
+                docs: vec![("a".into(), 6, 4)],
+                audit: 3,
+            },
+            Entry::Flush {
+                flushed: 5,
+                docs: vec![("b".into(), 1, 5)],
+                audit: 3,
+            },
+        ];
+        let bytes = file(&entries);
+        let (parsed, valid) = parse(&bytes).unwrap();
+        assert_eq!((parsed, valid), (entries.clone(), bytes.len() as u64));
+        let last_start = file(&entries[..2]).len();
+        // Torn: every cut inside the last record.
+        for cut in last_start + 1..bytes.len() {
+            let (p, valid) = parse(&bytes[..cut]).unwrap();
+            assert_eq!((p.len(), valid), (2, last_start as u64), "cut {cut}");
+        }
+        // Any flipped byte: either the last record is dropped as torn, or an error; never a
+        // different reading of the records before it.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x20;
+            match parse(&b) {
+                Ok((p, _)) => {
+                    assert!(i >= last_start, "byte {i} before the last record passed");
+                    assert_eq!(p, entries[..2].to_vec(), "byte {i}");
+                }
+                Err((offset, _)) => assert!(offset as usize <= i, "byte {i}"),
+            }
+        }
+        // A flipped length in a middle record (pointing past the end) is not a torn tail.
+        let mut b = bytes.clone();
+        let second = encode(&entries[0], 0).len();
+        b[second + 5] = 0x7f;
+        assert!(parse(&b).is_err());
+    }
+
+    #[test]
+    fn a_store_and_its_manifest_belong_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .append(
+                "d",
+                &[LogRecord {
+                    rev: 1,
+                    client: "c".into(),
+                    seq: 1,
+                    op: Op::insert_at(0, "x"),
+                }],
+            )
+            .unwrap();
+        store.flush().unwrap();
+        // Created from the store as it is.
+        let m = Manifest::open(dir.path(), &store).unwrap();
+        assert_eq!(m.expected_rev("d"), Some(1));
+        m.record_flush(7, vec![("d".into(), 3, 7)], 0).unwrap();
+        drop(m);
+        let m = Manifest::open(dir.path(), &store).unwrap();
+        assert_eq!(m.expected_rev("d"), Some(3));
+        assert_eq!(
+            m.losses(&store).unwrap(),
+            vec![Loss {
+                doc: "d".into(),
+                have: 1,
+                expected: 3
+            }]
+        );
+        assert!(matches!(
+            m.check_loaded("d", 1),
+            Err(StoreError::Lost { expected: 3, .. })
+        ));
+        drop(m);
+        // The file removed: refused, not silently recreated.
+        std::fs::remove_file(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert!(matches!(
+            Manifest::open(dir.path(), &store),
+            Err(ManifestError::Missing { .. })
+        ));
+        // Another store's manifest: refused.
+        let other = tempfile::tempdir().unwrap();
+        let other_store = SledStore::open(other.path()).unwrap();
+        drop(Manifest::open(other.path(), &other_store).unwrap());
+        std::fs::copy(
+            other.path().join(MANIFEST_FILE),
+            dir.path().join(MANIFEST_FILE),
+        )
+        .unwrap();
+        assert!(matches!(
+            Manifest::open(dir.path(), &store),
+            Err(ManifestError::Foreign { .. })
+        ));
+        // `create` accepts the store as it is.
+        let m = Manifest::create(dir.path(), &store).unwrap();
+        assert_eq!(m.expected_rev("d"), Some(1));
+        assert!(m.losses(&store).unwrap().is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::new();
+        let mut m = Arc::into_inner(Manifest::create(dir.path(), &store).unwrap()).unwrap();
+        let limit = 16 * 1024;
+        m.compact_bytes = limit;
+        let size = || {
+            std::fs::metadata(dir.path().join(MANIFEST_FILE))
+                .unwrap()
+                .len()
+        };
+        let mut wseq = 0;
+        let mut grew_past_half = false;
+        for _ in 0..200 {
+            wseq += 1;
+            let docs = (0..50).map(|i| (format!("doc-{i}"), wseq, wseq)).collect();
+            m.record_flush(wseq, docs, wseq).unwrap();
+            grew_past_half |= size() > limit / 2;
+            assert!(size() <= limit + 4096, "{}", size());
+        }
+        assert!(grew_past_half);
+        let (state, _, _) = read(&dir.path().join(MANIFEST_FILE)).unwrap();
+        assert_eq!(state, m.state());
+        assert_eq!(state.expected_rev("doc-1"), Some(wseq));
+    }
+}
