@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use coedit_actors::anchor;
-use coedit_actors::audit::{AuditChain, AuditEvent};
+use coedit_actors::audit::{self, AuditChain, AuditEvent, Expectations};
 use coedit_actors::manifest::{self, Manifest, ManifestState};
 use coedit_actors::store::check_document;
 use coedit_actors::{SledStore, Store};
@@ -88,6 +88,21 @@ pub fn check(config: &Config) -> Result<()> {
             "FAULT   the audit log lost records {}..={expected} (the store holds {chain})",
             chain + 1
         );
+    } else {
+        // The chain's links and anchors (signatures: `coedit audit verify --pubkey`).
+        let anchors = anchor::read(&config.anchor_path())?;
+        let expect = Expectations {
+            anchors: &anchors,
+            min_len: state.as_ref().map(|s| s.audit),
+            ..Expectations::default()
+        };
+        match audit::verify(&store.audit_all()?, expect) {
+            Ok(r) => println!("ok      audit log: {} records", r.records),
+            Err(f) => {
+                faults += 1;
+                println!("FAULT   {f}");
+            }
+        }
     }
     let checked = docs.len() + missing.len();
     println!("{checked} documents checked, {faults} faulty");

@@ -175,3 +175,66 @@ async fn corrupted_records_are_refused_and_reported() -> anyhow::Result<()> {
     assert_eq!(server_doc(srv.addr, "good"), ("xxxy".to_string(), 4));
     Ok(())
 }
+
+/// Relaxed durability acknowledges before the flush: kill -9 loses at most what was
+/// acknowledged in the last flush interval (plus the flush's own time), as docs/STORAGE.md
+/// says; everything older survives, and the manifest, which records only flushed revisions,
+/// does not mistake that window for damage.
+#[tokio::test]
+async fn relaxed_durability_loses_at_most_the_last_flush_interval_on_kill_9() -> anyhow::Result<()>
+{
+    use std::time::{Duration, Instant};
+    /// `relaxed_flush_ms` of this test.
+    const INTERVAL: Duration = Duration::from_millis(100);
+    /// Slack for the flush itself and a loaded machine.
+    const MARGIN: Duration = Duration::from_millis(900);
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let config = format!(
+        "[storage]\ndurability = \"relaxed\"\nrelaxed_flush_ms = {}\n",
+        INTERVAL.as_millis()
+    );
+    let mut srv = start_server_at(&data, &config);
+    let mut c = TestClient::join(&srv.ws_url(), "relaxed", None, true).await?;
+    // Type for 2.5 s, recording when each revision was acknowledged.
+    let started = Instant::now();
+    let mut acked_at: Vec<Instant> = Vec::new();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let n = c.text.chars().count();
+        c.edit(Op::insert_at(n, "x")).await?;
+        c.settle().await?;
+        while acked_at.len() < c.own_acks.len() {
+            acked_at.push(Instant::now());
+        }
+    }
+    let killed = Instant::now();
+    srv.kill();
+    let acked = acked_at.len() as u64;
+    let must_survive = acked_at
+        .iter()
+        .filter(|t| killed.duration_since(**t) > INTERVAL + MARGIN)
+        .count() as u64;
+    let srv = start_server_at(&data, &config);
+    let (status, v) = http(srv.addr, "GET", "/api/docs/relaxed", None)?;
+    assert_eq!(
+        status, 200,
+        "the document is served, not refused as damaged: {v}"
+    );
+    let rev = v["rev"].as_u64().unwrap_or(0);
+    println!(
+        "relaxed, {} ms: acked={acked} survived={rev} lost={} (must survive: {must_survive})",
+        INTERVAL.as_millis(),
+        acked.saturating_sub(rev)
+    );
+    assert!(must_survive > 0);
+    assert!(
+        rev >= must_survive,
+        "ops acknowledged more than {:?} before the kill were lost: {rev} < {must_survive}",
+        INTERVAL + MARGIN
+    );
+    assert_eq!(v["text"].as_str().unwrap().len() as u64, rev);
+    drop(srv);
+    let (ok, out) = run_check(&data);
+    assert!(ok, "{out}");
+    Ok(())
+}

@@ -630,3 +630,97 @@ async fn a_session_that_joined_nothing_is_closed_at_shutdown() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_audit_chain_is_detected_and_only_an_accepted_loss_lets_the_server_go_on(
+) -> Result<()> {
+    use coedit_actors::store::{Kv, Tree};
+    let s = setup();
+    let data = path_str(&s.data).to_string();
+    let mut server = start_server_at(&s.data, &s.config);
+    let token = issue(&s, "alice", "acme", &["notes-*=editor"], false);
+    for rev in 0..5u64 {
+        let body = if rev == 0 {
+            r#"{"base_rev":0,"op":["a"]}"#.to_string()
+        } else {
+            format!(r#"{{"base_rev":{rev},"op":[{rev},"a"]}}"#)
+        };
+        assert_eq!(post_op(server.addr, "notes-1", &body, Some(&token)).0, 200);
+    }
+    // Signed checkpoints every second, each anchored outside the store.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(server.terminate()?.success());
+    let pubkey = s.keys.join("sm2.pub.pem");
+    let verify = || {
+        run_coedit(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            &data,
+            "--pubkey",
+            path_str(&pubkey),
+        ])
+    };
+    let (ok, out) = verify();
+    assert!(ok && !out.contains(" 0 anchored"), "{out}");
+    // Every audit record deleted: once "ok: 0 records".
+    {
+        let store = coedit_actors::SledStore::open_audit_reader(&s.data)?;
+        store.kv().delete_range(Tree::Audit, &[], &[0xff; 9])?;
+        store.kv().flush()?;
+    }
+    let (ok, out) = verify();
+    assert!(!ok && out.contains("cut short"), "{out}");
+    let config_path = s._tmp.path().join("coedit.toml");
+    std::fs::write(&config_path, &s.config)?;
+    let (ok, out) = run_coedit(&[
+        "check",
+        "--config",
+        path_str(&config_path),
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!ok && out.contains("audit log lost records"), "{out}");
+    let serve = [
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--config",
+        path_str(&config_path),
+        "--data-dir",
+        &data,
+    ];
+    let (ok, out) = run_coedit_within(&serve, Duration::from_secs(10));
+    assert!(!ok && out.contains("audit log lost records"), "{out}");
+    // `recover` without --accept-loss writes nothing.
+    let recover = |accept: bool| {
+        let mut args = vec![
+            "recover",
+            "--config",
+            path_str(&config_path),
+            "--data-dir",
+            &data,
+        ];
+        if accept {
+            args.push("--accept-loss");
+        }
+        run_coedit(&args)
+    };
+    let (ok, out) = recover(false);
+    assert!(ok && out.contains("nothing written"), "{out}");
+    let (ok, _) = run_coedit_within(&serve, Duration::from_secs(10));
+    assert!(!ok);
+    let (ok, out) = recover(true);
+    assert!(ok && out.contains("gap record"), "{out}");
+    // The server goes on; the chain verifies and says what was lost.
+    let mut server = start_server_at(&s.data, &s.config);
+    let (status, v) = http_auth(server.addr, "GET", "/api/docs/notes-1", None, Some(&token))?;
+    assert_eq!((status, v["text"].as_str()), (200, Some("aaaaa")));
+    assert!(server.terminate()?.success());
+    let (ok, out) = verify();
+    assert!(
+        ok && out.contains("were lost and the loss was accepted"),
+        "{out}"
+    );
+    Ok(())
+}

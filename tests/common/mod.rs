@@ -509,6 +509,15 @@ impl TestClient {
         read_msg(ws, HTTP_TIMEOUT).await
     }
 
+    /// Sends the op in flight again (same base and sequence number), as a client does after
+    /// a refusal that did not apply it (`RateLimited`, `StorageFull`).
+    pub async fn resend_inflight(&mut self) -> Result<()> {
+        if let Some(out) = self.ot.resend() {
+            self.send_op(out).await?;
+        }
+        Ok(())
+    }
+
     async fn send_op(&mut self, out: Outgoing) -> Result<()> {
         let msg = ClientMsg::Op(OpMsg::new(self.doc.clone(), out.base_rev, out.seq, &out.op));
         self.send(&msg).await

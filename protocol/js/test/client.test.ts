@@ -120,3 +120,21 @@ test('edits made offline are kept and sent on reconnect; presence is transformed
   a.close();
   b.close();
 });
+
+test('an op refused for lack of disk space (4006) is kept and resent until applied', async () => {
+  const server = new FakeServer();
+  const c = new CoeditClient({ url: 'fake', doc: 'd', WebSocket: server.WebSocket });
+  const errors: number[] = [];
+  c.on('error', (e) => errors.push(e.code));
+  await until(() => c.status === 'online', 5000, 'online');
+  server.refuseOps = 4006;
+  c.submit(['kept']);
+  await until(() => errors.includes(4006), 5000, 'the refusal');
+  assert.equal(server.rev, 0);
+  assert.equal(c.state.synchronized, false, 'the op is still the client\'s');
+  server.refuseOps = null;
+  await until(() => server.rev === 1 && c.state.synchronized, 8000, 'applied after space returns');
+  assert.equal(server.text, 'kept');
+  assert.equal(c.text, 'kept');
+  c.close();
+});

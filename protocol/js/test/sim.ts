@@ -118,6 +118,8 @@ export class FakeServer {
   sockets = new Set<FakeSocket>();
   presence = new Map<string, [number, number][]>();
   up = true;
+  /** While set, every op is refused with this error code and not applied. */
+  refuseOps: number | null = null;
   private next = 1;
 
   constructor(readonly latency: () => number = () => 1) {}
@@ -164,6 +166,10 @@ export class FakeServer {
       case 'op': {
         const client = s.client as string;
         const seq = body.seq as number;
+        if (this.refuseOps !== null) {
+          s.deliver({ error: { code: this.refuseOps, msg: 'refused', doc: 'd', seq } });
+          break;
+        }
         const done = this.applied.get(client)?.get(seq);
         if (done !== undefined) {
           s.deliver({ ack: { doc: 'd', seq, rev: done } });
