@@ -280,11 +280,11 @@ fn serve(config: Config) -> Result<()> {
             (Manifest::disabled(), DiskSpace::unlimited())
         };
         let anchor_path = config.anchor_path();
-        let anchored = anchor::read(&anchor_path)?.last().map_or(0, |a| a.seq);
-        let anchors = if sled && config.audit {
-            AnchorLog::open(&anchor_path)?
+        let (anchors, anchored) = if sled && config.audit {
+            let last = anchor::read(&anchor_path)?.last().map_or(0, |a| a.seq);
+            (AnchorLog::open(&anchor_path)?, last)
         } else {
-            AnchorLog::disabled()
+            (AnchorLog::disabled(), 0)
         };
         let (close_all_tx, close_all) = CloseAll::channel();
         let signer = security::checkpoint_signer(&config)?;
@@ -408,9 +408,8 @@ fn serve(config: Config) -> Result<()> {
 fn spawn_loss_scan(manifest: Arc<Manifest>, store: Arc<dyn Store>) {
     std::thread::spawn(move || match manifest.losses(&*store) {
         Ok(losses) => {
-            let m = coedit_actors::metrics::metrics();
-            m.damaged_documents.set(losses.len() as i64);
             for l in losses {
+                manifest.note_damaged(&l.doc);
                 tracing::error!(
                     doc = %l.doc,
                     have = l.have,

@@ -22,7 +22,7 @@ use crate::metrics::metrics;
 
 /// Default free space kept on the data directory's file system.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
-/// How often free space is checked (also after every flush).
+/// How often free space is checked (by the store writer).
 pub const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Writes resume once free space exceeds the reserve by this fraction of it.
 pub const RESUME_MARGIN_FRACTION: u64 = 4;

@@ -457,7 +457,6 @@ impl StoreActor {
         let store = self.store.clone();
         let manifest = self.ledger.manifest.clone();
         let anchor_log = self.ledger.anchors.clone();
-        let disk = self.ledger.disk.clone();
         let (docs, audit, anchors) = self.marks.take(target);
         let started = std::time::Instant::now();
         let flush = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
@@ -468,7 +467,6 @@ impl StoreActor {
             anchor_log
                 .append(&anchors)
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
-            disk.check();
             Ok(())
         });
         ctx.spawn(flush.into_actor(self).map(move |res, act, ctx| {
