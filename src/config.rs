@@ -41,6 +41,8 @@ pub struct ServerSection {
     pub doc_threads: Option<usize>,
     /// Seconds allowed for a graceful shutdown.
     pub shutdown_timeout_s: Option<u64>,
+    /// Serve a non-loopback address with authentication off (a closed trial network only).
+    pub allow_insecure: Option<bool>,
 }
 
 /// `[document]` table.
@@ -242,6 +244,8 @@ pub struct Config {
     pub workers: usize,
     /// Threads for document actors.
     pub doc_threads: usize,
+    /// Serve a non-loopback address with authentication off.
+    pub allow_insecure: bool,
     /// Time allowed for a graceful shutdown.
     pub shutdown_timeout: Duration,
     /// Storage backend.
@@ -350,6 +354,22 @@ where
 }
 
 impl Config {
+    /// Refuses to serve a non-loopback address with authentication off, unless
+    /// `[server] allow_insecure = true`: anyone who could reach it could read, edit and delete
+    /// every document.
+    pub fn check_exposure(&self) -> Result<()> {
+        if self.auth_mode != AuthMode::None || self.bind.ip().is_loopback() || self.allow_insecure {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to listen on {} with authentication off: anyone who can reach it could \
+             read, edit and delete every document. Set [auth] mode (docs/SECURITY.md), or bind \
+             127.0.0.1 (behind a reverse proxy), or set [server] allow_insecure = true for a \
+             closed trial network",
+            self.bind
+        )
+    }
+
     /// Where audit checkpoints are anchored.
     pub fn anchor_path(&self) -> PathBuf {
         self.anchor_file
@@ -402,6 +422,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             workers: ranged("[server] workers", f.server.workers, cores, THREADS)?,
             doc_threads: ranged("[server] doc_threads", f.server.doc_threads, cores, THREADS)?,
+            allow_insecure: f.server.allow_insecure.unwrap_or(false),
             shutdown_timeout: secs(ranged(
                 "[server] shutdown_timeout_s",
                 f.server.shutdown_timeout_s,
@@ -648,6 +669,23 @@ mod tests {
         }
         // Negative integers do not even parse into the unsigned fields.
         assert!(toml::from_str::<FileConfig>("[server]\nworkers = -1\n").is_err());
+    }
+
+    #[test]
+    fn a_public_address_needs_authentication_or_an_explicit_opt_in() {
+        let resolve = |toml: &str, bind: &str| {
+            let file: FileConfig = toml::from_str(toml).unwrap();
+            Config::resolve(file, Some(bind.parse().unwrap()), None).unwrap()
+        };
+        assert!(resolve("", "127.0.0.1:8080").check_exposure().is_ok());
+        assert!(resolve("", "[::1]:8080").check_exposure().is_ok());
+        let e = resolve("", "0.0.0.0:8080").check_exposure().unwrap_err();
+        assert!(e.to_string().contains("authentication off"), "{e}");
+        assert!(resolve("", "10.1.2.3:8080").check_exposure().is_err());
+        let open = "[server]\nallow_insecure = true\n";
+        assert!(resolve(open, "0.0.0.0:8080").check_exposure().is_ok());
+        let auth = "[auth]\nmode = \"sm2\"\npublic_key_file = \"/k.pem\"\n";
+        assert!(resolve(auth, "0.0.0.0:8080").check_exposure().is_ok());
     }
 
     #[test]

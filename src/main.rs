@@ -36,6 +36,12 @@ use tracing::{info, warn};
 use crate::config::{Backend, Config, FileConfig};
 use crate::http::AppState;
 
+/// Static (musl) builds allocate with mimalloc: musl's own malloc takes a global lock and is
+/// several times slower for a server with many threads (measured in docs/PERFORMANCE.md).
+#[cfg(all(target_env = "musl", not(feature = "musl-malloc")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line. Every flag has a `COEDIT_*` environment twin.
 #[derive(Parser, Debug)]
 #[command(
@@ -244,6 +250,7 @@ fn main() -> Result<()> {
 
 /// Runs the server until SIGINT or SIGTERM, then saves every open document.
 fn serve(config: Config) -> Result<()> {
+    config.check_exposure()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // Every connection is a file descriptor: allow as many as the hard limit does.
@@ -292,7 +299,6 @@ fn serve(config: Config) -> Result<()> {
         let auth = tokens.is_some();
         if !auth {
             warn!("AUTHENTICATION IS OFF: anyone who can reach this server can read, edit and delete every document ([auth] mode = \"none\"; for local trials only)");
-            eprintln!("WARNING: authentication is off: every document is open to anyone who can connect (set [auth] mode)");
         }
         if config.audit && signer.is_none() {
             warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
