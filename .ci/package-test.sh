@@ -46,7 +46,7 @@ grep -q '^ExecStart=/usr/bin/coedit serve --config /etc/coedit/coedit.toml$' "$r
 grep -q '^bind = "127.0.0.1:8080"$' "$root/etc/coedit/coedit.toml" || { echo "FATAL: the packaged config does not bind 127.0.0.1" >&2; exit 1; }
 "$root/usr/bin/coedit" --version
 # The packaged configuration parses (unknown keys would be refused) and opens a store.
-"$root/usr/bin/coedit" --config "$root/etc/coedit/coedit.toml" --data-dir "$tmp/data" check
+"$root/usr/bin/coedit" check --config "$root/etc/coedit/coedit.toml" --data-dir "$tmp/data"
 # With authentication off, a public address is refused.
 if out=$("$root/usr/bin/coedit" serve --bind 0.0.0.0:0 --data-dir "$tmp/data2" 2>&1); then
   echo "FATAL: served 0.0.0.0 with authentication off" >&2

@@ -43,6 +43,8 @@ pub struct ServerSection {
     pub shutdown_timeout_s: Option<u64>,
     /// Serve a non-loopback address with authentication off (a closed trial network only).
     pub allow_insecure: Option<bool>,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[document]` table.
@@ -246,6 +248,8 @@ pub struct Config {
     pub doc_threads: usize,
     /// Serve a non-loopback address with authentication off.
     pub allow_insecure: bool,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::proxy::TrustedProxies,
     /// Time allowed for a graceful shutdown.
     pub shutdown_timeout: Duration,
     /// Storage backend.
@@ -423,6 +427,9 @@ impl Config {
             workers: ranged("[server] workers", f.server.workers, cores, THREADS)?,
             doc_threads: ranged("[server] doc_threads", f.server.doc_threads, cores, THREADS)?,
             allow_insecure: f.server.allow_insecure.unwrap_or(false),
+            trusted_proxies: crate::proxy::TrustedProxies::parse(
+                f.server.trusted_proxies.as_deref().unwrap_or_default(),
+            )?,
             shutdown_timeout: secs(ranged(
                 "[server] shutdown_timeout_s",
                 f.server.shutdown_timeout_s,

@@ -6,14 +6,14 @@
 //!
 //! With authentication on, every document call carries `Authorization: Bearer <token>` and is
 //! authorized exactly like the WebSocket (`coedit_actors::auth::authorize`); refusals are
-//! audited. Administrative calls (`DELETE` a document, rotate the master key) are audited too.
+//! audited. Administrative calls (`DELETE` a document; `admin.rs`: key rotation, audit
+//! verification and export) are audited too.
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coedit_actors::audit::AuditEvent;
 use coedit_actors::auth::{bind_client_id, Action, AuthError, Claims, Resolved, Role};
-use coedit_actors::crypto::MasterKeyring;
 use coedit_actors::document::{Applied, DocText, GetOps, GetText, GetVersions, Submit};
 use coedit_actors::guard::{Guard, Refusal};
 use coedit_actors::history::{self, Answer, StoreRead, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
@@ -21,7 +21,6 @@ use coedit_actors::registry::{DeleteDocument, OpenCount, OpenDoc};
 use coedit_actors::session::{
     start_session, CloseAll, SessionShared, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE,
 };
-use coedit_actors::store_actor::RotateMasterKey;
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
 use coedit_protocol::wire::{checked_op, op_reach, validate_client_id, validate_doc_ref};
 use coedit_protocol::{ClientId, Component, ErrorCode, ProtocolError};
@@ -51,10 +50,14 @@ pub struct AppState {
     pub store: std::sync::Arc<dyn coedit_actors::Store>,
     /// Closes every WebSocket session at once.
     pub close_all: CloseAll,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub proxies: crate::proxy::TrustedProxies,
     /// Largest request body, bytes.
     pub max_body: usize,
     /// Admits [`HISTORY_READS_AT_ONCE`] store reads at a time.
     pub history_reads: std::sync::Arc<tokio::sync::Semaphore>,
+    /// What the audit chain is checked against (online `audit verify`).
+    pub audit_check: crate::admin::AuditCheck,
 }
 
 /// An error response.
@@ -65,7 +68,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
         ApiError {
             code,
             msg: msg.into(),
@@ -124,7 +127,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/docs/{id}", web::delete().to(delete_doc))
         .route(
             "/api/admin/rotate-master-key",
-            web::post().to(rotate_master_key),
+            web::post().to(crate::admin::rotate_master_key),
+        )
+        .route(
+            "/api/admin/audit/verify",
+            web::get().to(crate::admin::audit_verify),
+        )
+        .route(
+            "/api/admin/audit/export",
+            web::get().to(crate::admin::audit_export),
         )
         .default_service(web::to(not_found));
 }
@@ -224,16 +235,11 @@ async fn websocket(
         guard: state.guard.clone(),
         close_all: state.close_all.clone(),
     };
-    start_session(&req, stream, shared, peer(&req))
-}
-
-/// The client's address.
-fn peer(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    start_session(&req, stream, shared, state.proxies.of(&req))
 }
 
 /// Audits a refused request.
-fn refused(
+pub(crate) fn refused(
     state: &AppState,
     req: &HttpRequest,
     claims: Option<&Claims>,
@@ -242,7 +248,7 @@ fn refused(
 ) {
     let action = what(req);
     let refusal = Refusal {
-        source: peer(req),
+        source: state.proxies.of(req),
         session: None,
         claims,
         action: &action,
@@ -260,12 +266,12 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 }
 
 /// What a request did, for the audit log.
-fn what(req: &HttpRequest) -> String {
+pub(crate) fn what(req: &HttpRequest) -> String {
     format!("{} {}", req.method(), req.path())
 }
 
 /// Authenticates the request's bearer token; audits refusals.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     doc: Option<&str>,
@@ -528,11 +534,12 @@ async fn post_op(
             (ClientId::from(c), s)
         }
         (None, None) => {
+            // A one-off id, bound to the subject like any other (the audit log names both).
             let c = format!(
                 "rest-{}",
                 Alphanumeric.sample_string(&mut rand::rng(), REST_CLIENT_ID_LEN)
             );
-            (ClientId::from(c), 1)
+            (ClientId::from(bind_client_id(claims.as_ref(), &c)), 1)
         }
         _ => {
             return Err(ApiError::new(
@@ -549,6 +556,9 @@ async fn post_op(
         op: op.clone(),
         t: None,
         reach,
+        subject: claims
+            .as_ref()
+            .map(|c| std::sync::Arc::from(c.sub.as_str())),
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -582,45 +592,4 @@ async fn delete_doc(
     });
     res?;
     Ok(HttpResponse::Ok().json(json!({"id": *id, "deleted": true})))
-}
-
-/// `POST /api/admin/rotate-master-key`: re-reads the master key file and re-wraps every data
-/// key under its newest version. Needs an admin token (with authentication on).
-async fn rotate_master_key(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let claims = authenticate(&state, &req, None).await?;
-    let subject = claims
-        .as_ref()
-        .map_or_else(|| "anonymous".into(), |c| c.sub.clone());
-    if claims.as_ref().is_some_and(|c| !c.admin) {
-        let e = AuthError::NotPermitted("rotating the master key needs an admin token".into());
-        refused(&state, &req, claims.as_ref(), None, &e);
-        return Err(e.into());
-    }
-    let unavailable = |msg: String| ApiError::new(ErrorCode::NotPermitted, msg);
-    let path = state
-        .master_key_file
-        .as_ref()
-        .ok_or_else(|| unavailable("online rotation needs [crypto] master_key_file".into()))?;
-    let ring = MasterKeyring::load(path).map_err(|e| unavailable(e.to_string()))?;
-    let version = ring.current_version().unwrap_or(0);
-    let res = state
-        .guard
-        .writer
-        .send(RotateMasterKey { ring })
-        .await
-        .map_err(ActorError::from)?;
-    state.guard.audit(AuditEvent::Admin {
-        subject,
-        action: "rotate-master-key".into(),
-        target: format!("master key v{version}"),
-        outcome: match &res {
-            Ok(n) => format!("{n} data keys re-wrapped"),
-            Err(e) => format!("failed: {e}"),
-        },
-    });
-    let n = res.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(HttpResponse::Ok().json(json!({"rewrapped": n, "master_version": version})))
 }

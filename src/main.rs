@@ -1,25 +1,30 @@
 //! The `coedit` binary: a real-time collaborative document server.
 //!
 //! # Layout
-//! - `main.rs`: the command line and the wiring of actors and HTTP server.
+//! - `main.rs`: the wiring of actors and HTTP server.
+//! - `cli.rs`: the command line.
 //! - `config.rs`: defaults ← TOML file ← flags and `COEDIT_*` environment variables.
 //! - `http.rs`: health, WebSocket and REST routes, and the JSON error mapping.
+//! - `admin.rs`: administrative routes (key rotation, the audit log of a running server).
 //! - `security.rs`: keys from the configuration; `keygen`, `token`, `rotate-master-key`,
 //!   `audit` subcommands.
 //! - `recovery.rs`: `check` and `recover`, the offline store tools.
+//! - `proxy.rs`: the client's address behind trusted reverse proxies.
 
+mod admin;
+mod cli;
 mod config;
 mod http;
+mod proxy;
 mod recovery;
 mod security;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use coedit_actors::anchor::{self, AnchorLog};
 use coedit_actors::audit::AuditEvent;
 use coedit_actors::crypto_actor::CryptoActor;
@@ -33,7 +38,8 @@ use coedit_actors::store_actor::{Ledger, Record};
 use coedit_actors::{MemoryStore, Registry, SledStore, Store, StoreActor};
 use tracing::{info, warn};
 
-use crate::config::{Backend, Config, FileConfig};
+use crate::cli::{AuditCommand, Cli, Command, LogFormat, ServeArgs, TokenCommand};
+use crate::config::{Backend, Config};
 use crate::http::AppState;
 
 /// Static (musl) builds allocate with mimalloc: musl's own malloc takes a global lock and is
@@ -42,155 +48,27 @@ use crate::http::AppState;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Command line. Every flag has a `COEDIT_*` environment twin.
-#[derive(Parser, Debug)]
-#[command(
-    name = "coedit",
-    version,
-    about = "Real-time collaborative document server"
-)]
-struct Cli {
-    /// Address to listen on (port 0: any free port; the bound address is printed).
-    #[arg(long, global = true, env = "COEDIT_BIND")]
-    bind: Option<std::net::SocketAddr>,
-    /// Directory for the server's data.
-    #[arg(long, global = true, env = "COEDIT_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// TOML configuration file for everything else.
-    #[arg(long, global = true, env = "COEDIT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log format on standard error: `text` or `json` (one JSON object per line).
-    #[arg(long, global = true, env = "COEDIT_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-/// Log output format.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (for log shippers).
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the server (the default).
-    Serve,
-    /// Verify a whole store offline (the server must not be running): every record's
-    /// checksum, revisions without gaps, every op replaying, every snapshot equal to the
-    /// replay, and nothing acknowledged missing (the manifest and the audit anchors). Exits
-    /// non-zero on any fault.
-    Check,
-    /// After damage: report what was lost; with --accept-loss, accept the store as it is
-    /// (record the loss in the audit chain, write a new manifest). Offline.
-    Recover {
-        /// Accept the loss and write.
-        #[arg(long, env = "COEDIT_ACCEPT_LOSS")]
-        accept_loss: bool,
-    },
-    /// Create a master key ring, an SM2 key pair and an HMAC-SM3 secret (never overwrites).
-    Keygen {
-        /// Directory for the key files.
-        #[arg(long, env = "COEDIT_KEY_DIR", default_value = "./keys")]
-        out: PathBuf,
-    },
-    /// Access tokens.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Add a master key version, re-wrap every data key under it (online through a running
-    /// server with --url, else offline in the data directory), then retire the old versions.
-    RotateMasterKey {
-        /// The master key ring file (the one the server is configured with).
-        #[arg(long, env = "COEDIT_MASTER_KEY_FILE")]
-        key_file: PathBuf,
-        /// A running server's base URL (e.g. http://127.0.0.1:8080).
-        #[arg(long, env = "COEDIT_URL", requires = "token")]
-        url: Option<String>,
-        /// An admin token for the running server.
-        #[arg(long, env = "COEDIT_TOKEN")]
-        token: Option<String>,
-    },
-    /// The audit log (offline; the server must not be running).
-    Audit {
-        #[command(subcommand)]
-        command: AuditCommand,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum TokenCommand {
-    /// Print a signed access token.
-    Issue {
-        /// Subject (user id).
-        #[arg(long, env = "COEDIT_TOKEN_SUB")]
-        sub: String,
-        /// Tenant.
-        #[arg(long, env = "COEDIT_TOKEN_TENANT")]
-        tenant: String,
-        /// Grant `PATTERN=ROLE` (id or `prefix*`; viewer, commenter, editor, owner); repeat.
-        #[arg(long = "grant", env = "COEDIT_TOKEN_GRANTS", value_delimiter = ',')]
-        grants: Vec<String>,
-        /// Lifetime in seconds.
-        #[arg(long, env = "COEDIT_TOKEN_TTL", default_value_t = 3600)]
-        ttl: u64,
-        /// Server administrator (key rotation).
-        #[arg(long, env = "COEDIT_TOKEN_ADMIN")]
-        admin: bool,
-        /// Sign with this SM2 private key (PEM).
-        #[arg(long, env = "COEDIT_TOKEN_SM2_KEY")]
-        sm2_key: Option<PathBuf>,
-        /// Sign with this HMAC-SM3 secret file.
-        #[arg(long, env = "COEDIT_TOKEN_HMAC_KEY")]
-        hmac_key: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum AuditCommand {
-    /// Walk the chain and report the first bad record; exits non-zero on any fault.
-    Verify {
-        /// SM2 public key (PEM) whose signatures the checkpoints must carry.
-        #[arg(long, env = "COEDIT_AUDIT_PUBKEY")]
-        pubkey: Option<PathBuf>,
-        /// The file of anchored checkpoints (default: `[audit] anchor_file`, else
-        /// audit-anchor.jsonl in the data directory); every one must be in the chain.
-        #[arg(long, env = "COEDIT_AUDIT_ANCHOR")]
-        anchor: Option<PathBuf>,
-    },
-    /// Write the chain as JSON lines.
-    Export {
-        /// Output file (default: standard output).
-        #[arg(long, env = "COEDIT_AUDIT_OUT")]
-        out: Option<PathBuf>,
-    },
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Colours only for a person at a terminal, never in files or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COEDIT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let file = match &cli.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    let config = Config::resolve(file, cli.bind, cli.data_dir)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
-        Command::Check => recovery::check(&config),
-        Command::Recover { accept_loss } => recovery::recover(&config, accept_loss),
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args.store.resolve(args.bind)?),
+        Command::Check(store) => recovery::check(&store.resolve(None)?),
+        Command::Recover { accept_loss, store } => {
+            recovery::recover(&store.resolve(None)?, accept_loss)
+        }
         Command::Keygen { out } => security::keygen(&out),
         Command::Token {
             command:
@@ -225,23 +103,40 @@ fn main() -> Result<()> {
             key_file,
             url,
             token,
+            store,
         } => {
             let online = url.as_deref().zip(token.as_deref());
-            let n = security::rotate_master_key(&key_file, online, &config.data_dir)?;
+            let data_dir = store.resolve(None)?.data_dir;
+            let n = security::rotate_master_key(&key_file, online, &data_dir)?;
             println!("{n} data keys re-wrapped; old master key versions retired");
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { pubkey, anchor },
-        } => security::audit_verify(
-            &config.data_dir,
-            pubkey.as_ref(),
-            &anchor.unwrap_or_else(|| config.anchor_path()),
-        ),
+            command:
+                AuditCommand::Verify {
+                    pubkey,
+                    anchor,
+                    online,
+                    store,
+                },
+        } => match online.url.as_deref().zip(online.token.as_deref()) {
+            Some((url, token)) => security::audit_verify_online(url, token, pubkey.as_ref()),
+            None => {
+                let config = store.resolve(None)?;
+                security::audit_verify(
+                    &config.data_dir,
+                    pubkey.as_ref(),
+                    &anchor.unwrap_or_else(|| config.anchor_path()),
+                )
+            }
+        },
         Command::Audit {
-            command: AuditCommand::Export { out },
+            command: AuditCommand::Export { out, online, store },
         } => {
-            let n = security::audit_export(&config.data_dir, out.as_ref())?;
+            let n = match online.url.as_deref().zip(online.token.as_deref()) {
+                Some((url, token)) => security::audit_export_online(url, token, out.as_ref())?,
+                None => security::audit_export(&store.resolve(None)?.data_dir, out.as_ref())?,
+            };
             eprintln!("{n} audit records exported");
             Ok(())
         }
@@ -251,8 +146,11 @@ fn main() -> Result<()> {
 /// Runs the server until SIGINT or SIGTERM, then saves every open document.
 fn serve(config: Config) -> Result<()> {
     config.check_exposure()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let sled = config.backend == Backend::Sled;
+    if sled {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    }
     // Every connection is a file descriptor: allow as many as the hard limit does.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => info!(open_files = n, "file descriptor limit"),
@@ -278,7 +176,6 @@ fn serve(config: Config) -> Result<()> {
                 })
             }
         };
-        let sled = config.backend == Backend::Sled;
         let (manifest, disk) = if sled {
             let manifest = Manifest::open(&config.data_dir, &*store)?;
             spawn_loss_scan(manifest.clone(), store.clone());
@@ -335,6 +232,7 @@ fn serve(config: Config) -> Result<()> {
             auth: format!("{:?}", config.auth_mode),
         }));
         let store_for_checks = store.clone();
+        let (audit_store, audit_manifest) = (store.clone(), manifest.clone());
         let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles)
             .with_ledger(manifest, disk)
             .start();
@@ -352,6 +250,13 @@ fn serve(config: Config) -> Result<()> {
             },
             master_key_file: config.master_key_file.clone(),
             close_all,
+            proxies: config.trusted_proxies.clone(),
+            audit_check: admin::AuditCheck {
+                store: audit_store,
+                manifest: audit_manifest,
+                anchor_path: anchor_path.clone(),
+                verifier: signer.as_ref().map(|s| s.verifier()),
+            },
             max_body: config.session.max_frame_bytes,
             history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS_AT_ONCE)),
         });
@@ -367,7 +272,11 @@ fn serve(config: Config) -> Result<()> {
         .bind(config.bind)
         .with_context(|| format!("binding {}", config.bind))?;
         for addr in server.addrs() {
-            info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
+            if sled {
+                info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
+            } else {
+                info!(%addr, storage = "memory (nothing survives a restart)", crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
+            }
             println!("coedit listening on {addr}");
         }
         let server = server.run();
@@ -400,7 +309,11 @@ fn serve(config: Config) -> Result<()> {
             .await
             .context("HTTP server task")?
             .context("running the HTTP server")?;
-        info!(saved, "documents saved; exiting");
+        if sled {
+            info!(saved, "documents saved; exiting");
+        } else {
+            info!(documents = saved, "exiting; the memory backend keeps nothing");
+        }
         for a in arbiters {
             a.stop();
         }

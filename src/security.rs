@@ -220,12 +220,7 @@ pub fn rotate_master_key(
     write_secret_file(key_file, &ring.to_text())?;
     let rewrapped = match online {
         Some((url, token)) => {
-            let agent = ureq::Agent::config_builder()
-                .timeout_global(Some(ROTATE_TIMEOUT))
-                .http_status_as_error(false)
-                .build()
-                .new_agent();
-            let mut resp = agent
+            let mut resp = admin_agent()
                 .post(&format!(
                     "{}/api/admin/rotate-master-key",
                     url.trim_end_matches('/')
@@ -338,6 +333,83 @@ pub fn audit_verify(data_dir: &Path, pubkey: Option<&PathBuf>, anchor_path: &Pat
             bail!("the audit log fails verification at record {}", f.position)
         }
     }
+}
+
+/// An HTTP agent for the admin calls, bounded in time, that reads error statuses as answers.
+fn admin_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(ROTATE_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// GETs an admin URL of a running server; fails with its JSON error on a non-2xx status.
+fn admin_get(url: &str, path: &str, token: &str) -> Result<String> {
+    let mut resp = admin_agent()
+        .get(&format!("{}{path}", url.trim_end_matches('/')))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .context("calling the server")?;
+    let body = resp.body_mut().read_to_string().context("server answer")?;
+    if !resp.status().is_success() {
+        bail!("the server refused ({}): {body}", resp.status());
+    }
+    Ok(body)
+}
+
+/// `coedit audit verify --url`: asks a running server to verify its chain (against its
+/// anchors, its manifest and its signing key); with `pubkey`, also checks that the server's
+/// signing key is that key.
+pub fn audit_verify_online(url: &str, token: &str, pubkey: Option<&PathBuf>) -> Result<()> {
+    let v: serde_json::Value =
+        serde_json::from_str(&admin_get(url, "/api/admin/audit/verify", token)?)?;
+    if let Some(p) = pubkey {
+        let want = hex::encode(Sm2Verifier::load(p)?.fingerprint());
+        if v["signer"].as_str() != Some(want.as_str()) {
+            bail!(
+                "the server signs checkpoints with key {}, not with {}",
+                v["signer"],
+                p.display()
+            );
+        }
+    }
+    if v["ok"] != true {
+        println!("FAULT {}", v["fault"]);
+        bail!(
+            "the audit log fails verification at record {}",
+            v["fault"]["position"]
+        );
+    }
+    let r = &v["report"];
+    println!(
+        "ok: {} records, {} checkpoints ({} signatures verified), last checkpoint {}, {} records \
+         after it; {} anchored checkpoints matched",
+        r["records"],
+        r["checkpoints"],
+        r["verified_checkpoints"],
+        r["last_checkpoint"],
+        r["unsigned_tail"],
+        r["anchors_matched"],
+    );
+    for g in r["gaps"].as_array().into_iter().flatten() {
+        println!(
+            "WARNING: records {}..={} were lost and the loss was accepted",
+            g[0], g[1]
+        );
+    }
+    Ok(())
+}
+
+/// `coedit audit export --url`: a running server's chain as JSON lines to `out` (stdout if
+/// `None`).
+pub fn audit_export_online(url: &str, token: &str, out: Option<&PathBuf>) -> Result<u64> {
+    let body = admin_get(url, "/api/admin/audit/export", token)?;
+    match out {
+        Some(p) => std::fs::write(p, &body).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{body}"),
+    }
+    Ok(body.lines().count() as u64)
 }
 
 /// `coedit audit export`: the chain as JSON lines to `out` (stdout if `None`).

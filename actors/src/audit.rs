@@ -94,6 +94,9 @@ pub enum AuditEvent {
         seq: u64,
         /// SM3 of the op's MessagePack encoding (hex).
         op_sm3: String,
+        /// The author's token subject (authentication on).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
     /// A request was refused by authentication or authorization.
     Refused {
@@ -578,6 +581,7 @@ mod tests {
             client: "c".into(),
             seq: i,
             op_sm3: hex::encode(sm3(&i.to_be_bytes())),
+            subject: None,
         }
     }
 

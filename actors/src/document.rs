@@ -700,6 +700,8 @@ pub struct Submit {
     pub t: Option<u64>,
     /// Characters of the base document the op reaches as sent (see `wire::op_reach`).
     pub reach: usize,
+    /// The author's token subject (authentication on), for the audit record.
+    pub subject: Option<Arc<str>>,
 }
 
 impl Handler<Submit> for DocActor {
@@ -788,6 +790,7 @@ impl DocActor {
                     seq: m.seq,
                     op: op.clone(),
                 },
+                subject: m.subject,
                 notify: ctx.address().recipient(),
             });
             let remote = RemoteOp {

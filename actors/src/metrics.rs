@@ -9,10 +9,11 @@
 
 use std::sync::LazyLock;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -42,6 +43,87 @@ pub struct CryptoLabel {
 pub struct CodeLabel {
     /// The protocol error code.
     pub code: u16,
+}
+
+/// Label `version` of the build info.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    /// The crate version.
+    pub version: &'static str,
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(me) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        if let Ok(stat) = me.stat() {
+            let ticks = procfs::ticks_per_second() as f64;
+            let cpu = ConstCounter::new((stat.utime + stat.stime) as f64 / ticks);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                cpu.metric_type(),
+            )?)?;
+            let gauges = [
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes",
+                    (stat.rss * procfs::page_size()) as i64,
+                ),
+                (
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes",
+                    stat.vsize as i64,
+                ),
+                ("process_threads", "Number of OS threads", stat.num_threads),
+            ];
+            for (name, help, value) in gauges {
+                let g = ConstGauge::new(value);
+                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+            if let Ok(boot) = procfs::boot_time_secs() {
+                let start = ConstGauge::new(boot as f64 + stat.starttime as f64 / ticks);
+                start.encode(encoder.encode_descriptor(
+                    "process_start_time_seconds",
+                    "Start time of the process since the Unix epoch in seconds",
+                    None,
+                    start.metric_type(),
+                )?)?;
+            }
+        }
+        if let Ok(n) = me.fd_count() {
+            let g = ConstGauge::new(n as i64);
+            g.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?)?;
+        }
+        if let Some(max) = me
+            .limits()
+            .ok()
+            .and_then(|l| match l.max_open_files.soft_limit {
+                procfs::process::LimitValue::Value(v) => Some(v),
+                procfs::process::LimitValue::Unlimited => None,
+            })
+        {
+            let g = ConstGauge::new(max as i64);
+            g.encode(encoder.encode_descriptor(
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Every metric of the server.
@@ -91,11 +173,15 @@ pub struct Metrics {
     pub storage_writable: Gauge,
     /// Documents that lost acknowledged revisions (found at startup or when opened).
     pub damaged_documents: Gauge,
+    /// 1, labelled with the build's version.
+    pub build_info: Family<BuildLabel, Gauge>,
 }
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("coedit");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("coedit");
         let m = Metrics {
             connections: Gauge::default(),
             refused_connections: Counter::default(),
@@ -119,9 +205,20 @@ impl Metrics {
             storage_free_bytes: Gauge::default(),
             storage_writable: Gauge::default(),
             damaged_documents: Gauge::default(),
+            build_info: Family::default(),
             registry: Registry::default(),
         };
         m.storage_writable.set(1);
+        m.build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The build: its version (value always 1)",
+            m.build_info.clone(),
+        );
         registry.register(
             "connections",
             "Open WebSocket connections",
@@ -224,7 +321,10 @@ impl Metrics {
             "Documents that lost acknowledged revisions",
             m.damaged_documents.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// Counts a crypto operation.
@@ -279,6 +379,11 @@ mod tests {
             "coedit_crypto_operations_total{op=\"seal_record\"}",
             "coedit_sessions{state=\"ready\"}",
             "# TYPE coedit_store_flush_seconds histogram",
+            "coedit_build_info{version=\"",
+            "# TYPE process_cpu_seconds counter",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
             "# EOF",
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");

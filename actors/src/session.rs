@@ -259,6 +259,8 @@ pub struct WsSession {
     claims_generation: u64,
     /// Bytes of messages handled before `hello` succeeded.
     preauth_bytes: usize,
+    /// The token's subject (authentication on), recorded with each op in the audit log.
+    subject: Option<Arc<str>>,
     span: tracing::Span,
 }
 
@@ -284,6 +286,7 @@ impl WsSession {
             close_all: None,
             claims_generation: 0,
             preauth_bytes: 0,
+            subject: None,
             span: info_span!("session", id),
         }
     }
@@ -548,6 +551,7 @@ impl WsSession {
             metrics().session_state(Some(STATE_CONNECTED), Some(STATE_READY));
         }
         self.client = Some(ClientId::from(client.as_str()));
+        self.subject = claims.as_ref().map(|c| Arc::from(c.sub.as_str()));
         self.claims = claims;
         self.arm_expiry(format, ctx);
         let welcome = ServerMsg::Welcome {
@@ -690,6 +694,7 @@ impl WsSession {
         match m.checked_op() {
             Ok(op) => addr.do_send(Submit {
                 reach,
+                subject: self.subject.clone(),
                 session: Some(self.id),
                 client,
                 seq: m.seq,

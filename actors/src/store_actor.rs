@@ -85,6 +85,8 @@ pub enum Write {
         doc: Arc<str>,
         /// The op.
         record: LogRecord,
+        /// The author's token subject (authentication on).
+        subject: Option<Arc<str>>,
     },
     /// A snapshot, then optional compaction.
     Snapshot {
@@ -132,7 +134,11 @@ pub fn apply_batch(
     let sealed = if store.encrypted() { 1 } else { 0 };
     for w in writes {
         match w {
-            Write::Op { doc, record } => {
+            Write::Op {
+                doc,
+                record,
+                subject,
+            } => {
                 store.append(&doc, std::slice::from_ref(&record))?;
                 m.crypto("seal_record", sealed);
                 if let Some(c) = chain.as_deref_mut() {
@@ -145,6 +151,7 @@ pub fn apply_batch(
                         client: record.client,
                         seq: record.seq,
                         op_sm3: hex::encode(sm3(&op)),
+                        subject: subject.map(|s| s.to_string()),
                     };
                     c.append(store, event)?;
                 }
@@ -586,6 +593,8 @@ pub struct Append {
     pub doc: Arc<str>,
     /// The op.
     pub record: LogRecord,
+    /// The author's token subject (authentication on), for the audit record.
+    pub subject: Option<Arc<str>>,
     /// The document actor.
     pub notify: Recipient<Durable>,
 }
@@ -600,6 +609,7 @@ impl Handler<Append> for StoreActor {
             Write::Op {
                 doc: m.doc,
                 record: m.record,
+                subject: m.subject,
             },
             ctx,
         );
