@@ -50,8 +50,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    // Colours only for a person at a terminal, never in files or journald.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Colours only for a person at a terminal, never in files, pipes or journald.
+    let ansi = stderr_is_terminal();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COEDIT_LOG")
@@ -320,6 +320,17 @@ fn serve(config: Config) -> Result<()> {
         writer_thread.stop();
         Ok(())
     })
+}
+
+/// Whether standard error is a terminal. Asked only of character devices: pipes and files
+/// (journald, log collectors, CI) are never terminals, and that spares them the `isatty` ioctl,
+/// which qemu-loongarch64 mis-emulates (the static LoongArch build crashed in it under qemu).
+fn stderr_is_terminal() -> bool {
+    let stderr = std::io::stderr();
+    let char_device = rustix::fs::fstat(&stderr).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+    });
+    char_device && std::io::IsTerminal::is_terminal(&stderr)
 }
 
 /// Compares every document the manifest knows with the store, in the background, and logs
