@@ -495,13 +495,7 @@ impl DocActor {
         let from_memory = |from: u64| {
             self.doc.ops_since(from).map(|ops| {
                 ops.take_while(|(rev, _)| *rev <= to)
-                    .map(|(rev, e)| RemoteOp {
-                        rev,
-                        client: e.client.to_string(),
-                        seq: e.seq,
-                        op: e.op.clone(),
-                        t: None,
-                    })
+                    .map(|(rev, e)| remote_op(rev, &e))
                     .collect::<Vec<_>>()
             })
         };
@@ -540,6 +534,17 @@ impl DocActor {
             out.extend(rest);
         }
         Ok(out)
+    }
+}
+
+/// A retained op as sent to clients (history carries no author timestamps).
+fn remote_op(rev: u64, e: &coedit_protocol::document::AppliedOp<'_>) -> RemoteOp {
+    RemoteOp {
+        rev,
+        client: e.client.to_string(),
+        seq: e.seq,
+        op: e.op.clone(),
+        t: None,
     }
 }
 
@@ -967,13 +972,7 @@ impl Handler<GetOps> for DocActor {
                 bytes += e.op.to_json().len();
                 go
             })
-            .map(|(rev, e)| RemoteOp {
-                rev,
-                client: e.client.to_string(),
-                seq: e.seq,
-                op: e.op.clone(),
-                t: None,
-            })
+            .map(|(rev, e)| remote_op(rev, &e))
             .collect();
         let last = page.last().map_or(m.from, |r| r.rev);
         Ok(Answer::Ready(OpsPage {

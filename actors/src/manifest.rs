@@ -588,14 +588,18 @@ impl Manifest {
             file.sync_all().map_err(io(&path))?;
         }
         let writer = Writer::new(file, valid).map_err(io(&path))?;
-        Ok(Arc::new(Manifest {
+        Ok(Self::writing(path, id, state, writer))
+    }
+
+    fn writing(path: PathBuf, id: String, state: ManifestState, writer: Writer) -> Arc<Self> {
+        Arc::new(Manifest {
             path: Some(path),
             id,
             damaged: Mutex::default(),
             compact_bytes: COMPACT_BYTES,
             state: RwLock::new(state),
             writer: Mutex::new(Some(writer)),
-        }))
+        })
     }
 
     /// Writes a new manifest for `store` as it is now (every document at its stored revision,
@@ -625,14 +629,7 @@ impl Manifest {
             .open(&path)
             .map_err(io(&path))?;
         let writer = Writer::new(file, len).map_err(io(&path))?;
-        Ok(Arc::new(Manifest {
-            path: Some(path),
-            id,
-            damaged: Mutex::default(),
-            compact_bytes: COMPACT_BYTES,
-            state: RwLock::new(state),
-            writer: Mutex::new(Some(writer)),
-        }))
+        Ok(Self::writing(path, id, state, writer))
     }
 
     /// Whether this manifest records anything.
