@@ -136,6 +136,12 @@ pub enum TokenCommand {
         /// Server administrator (key rotation).
         #[arg(long, env = "COEDIT_TOKEN_ADMIN")]
         admin: bool,
+        /// Display name shown with the user's caret.
+        #[arg(long, env = "COEDIT_TOKEN_NAME")]
+        name: Option<String>,
+        /// Caret colour, `#rrggbb`.
+        #[arg(long, env = "COEDIT_TOKEN_COLOR")]
+        color: Option<String>,
         /// Sign with this SM2 private key (PEM).
         #[arg(long, env = "COEDIT_TOKEN_SM2_KEY")]
         sm2_key: Option<PathBuf>,

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coedit_actors::audit::AuditEvent;
-use coedit_actors::auth::{bind_client_id, Action, AuthError, Claims, Resolved, Role};
+use coedit_actors::auth::{bind_client_id, Action, AuthError, Claims, Resolved};
 use coedit_actors::document::{Applied, DocText, GetOps, GetText, GetVersions, Submit};
 use coedit_actors::guard::{Guard, Refusal};
 use coedit_actors::history::{self, Answer, StoreRead, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
@@ -27,6 +27,8 @@ use coedit_protocol::{ClientId, Component, ErrorCode, ProtocolError};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::query::Query;
 
 /// Length of the random client id given to REST edits that bring none.
 const REST_CLIENT_ID_LEN: usize = 16;
@@ -120,6 +122,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(prometheus))
         .route("/ws", web::get().to(websocket))
+        .route("/api/docs", web::get().to(crate::doc_list::list_docs))
         .route("/api/docs/{id}", web::get().to(get_doc))
         .route("/api/docs/{id}/versions", web::get().to(get_versions))
         .route("/api/docs/{id}/ops", web::get().to(get_ops))
@@ -259,10 +262,12 @@ pub(crate) fn refused(
 
 /// The bearer token of a request, if any.
 fn bearer(req: &HttpRequest) -> Option<String> {
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
     let h = req.headers().get("authorization")?.to_str().ok()?;
-    h.strip_prefix("Bearer ")
-        .or_else(|| h.strip_prefix("bearer "))
-        .map(|t| t.trim().to_string())
+    let (scheme, token) = h.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// What a request did, for the audit log.
@@ -314,15 +319,17 @@ where
     DocActor: Handler<M>,
 {
     let (claims, r) = check(state, req, doc, action).await?;
-    call_resolved(state, req, claims.as_ref(), &r, make).await
+    call_resolved(state, req, claims.as_ref(), &r, action, make).await
 }
 
-/// [`call_doc`] for a request already checked.
+/// [`call_doc`] for a request already checked. Only a write creates a document: a read of one
+/// that does not exist is 404 (`ActorError::NoSuchDocument`).
 async fn call_resolved<M, R>(
     state: &AppState,
     req: &HttpRequest,
     claims: Option<&Claims>,
     r: &Resolved,
+    action: Action,
     make: impl Fn() -> M,
 ) -> Result<R, ApiError>
 where
@@ -339,7 +346,7 @@ where
         let open = OpenDoc {
             id: r.id.clone(),
             name: r.name.clone(),
-            create: r.role >= Role::Editor,
+            create: action == Action::Write && r.role.can_write(),
         };
         let addr = match state.registry.send(open).await.map_err(ActorError::from)? {
             Ok(a) => a,
@@ -357,18 +364,6 @@ where
         }
     }
     Err(last.into())
-}
-
-/// Query of `GET /api/docs/{id}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DocQuery {
-    rev: Option<u64>,
-}
-
-fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::new(ErrorCode::BadMessage, format!("bad query: {e}")))
 }
 
 /// Runs a history read against the store on a blocking thread, a few at a time.
@@ -393,11 +388,12 @@ async fn get_doc(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q: DocQuery = query(&req)?;
-    let t = match call_doc(&state, &req, &id, Action::Read, || GetText { rev: q.rev }).await? {
+    let q = Query::parse(req.query_string(), &["rev"])?;
+    let rev: Option<u64> = q.uint("rev")?;
+    let t = match call_doc(&state, &req, &id, Action::Read, || GetText { rev }).await? {
         Answer::Ready(t) => t,
         Answer::FromStore(read) => {
-            let rev = q.rev.unwrap_or(read.durable_rev);
+            let rev = rev.unwrap_or(read.durable_rev);
             let text = from_store(&state, read, move |r| history::text_at(r, rev)).await?;
             DocText { rev, text }
         }
@@ -420,16 +416,6 @@ async fn get_versions(
     })))
 }
 
-/// Query of `GET /api/docs/{id}/ops`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OpsQuery {
-    #[serde(default)]
-    from: u64,
-    to: Option<u64>,
-    limit: Option<usize>,
-}
-
 /// `GET /api/docs/{id}/ops?from=R&to=S&limit=N`: one page of at most `limit` ops (default
 /// [`DEFAULT_HISTORY_PAGE`], at most [`MAX_HISTORY_PAGE`]) and `next`, the `from` of the
 /// next page (`null` at the end).
@@ -438,21 +424,21 @@ async fn get_ops(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q: OpsQuery = query(&req)?;
-    if let Some(to) = q.to.filter(|&to| q.from > to) {
+    let q = Query::parse(req.query_string(), &["from", "to", "limit"])?;
+    let (from, to): (u64, Option<u64>) = (q.uint("from")?.unwrap_or(0), q.uint("to")?);
+    if let Some(to) = to.filter(|&to| from > to) {
         return Err(ApiError::new(
             ErrorCode::BadMessage,
-            format!("from ({}) must not be greater than to ({to})", q.from),
+            format!("from ({from}) must not be greater than to ({to})"),
         ));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+    let limit = q.uint("limit")?.unwrap_or(DEFAULT_HISTORY_PAGE);
     if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
         return Err(ApiError::new(
             ErrorCode::BadMessage,
             format!("limit ({limit}) must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
-    let (from, to) = (q.from, q.to);
     let page = match call_doc(&state, &req, &id, Action::Read, || GetOps {
         from,
         to,
@@ -548,18 +534,25 @@ async fn post_op(
             ))
         }
     };
-    let applied: Applied = call_resolved(&state, &req, claims.as_ref(), &resolved, || Submit {
-        session: None,
-        client: client.clone(),
-        seq,
-        base_rev: body.base_rev,
-        op: op.clone(),
-        t: None,
-        reach,
-        subject: claims
-            .as_ref()
-            .map(|c| std::sync::Arc::from(c.sub.as_str())),
-    })
+    let applied: Applied = call_resolved(
+        &state,
+        &req,
+        claims.as_ref(),
+        &resolved,
+        Action::Write,
+        || Submit {
+            session: None,
+            client: client.clone(),
+            seq,
+            base_rev: body.base_rev,
+            op: op.clone(),
+            t: None,
+            reach,
+            subject: claims
+                .as_ref()
+                .map(|c| std::sync::Arc::from(c.sub.as_str())),
+        },
+    )
     .await?;
     Ok(HttpResponse::Ok().json(json!({
         "rev": applied.rev,

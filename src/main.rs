@@ -14,8 +14,10 @@
 mod admin;
 mod cli;
 mod config;
+mod doc_list;
 mod http;
 mod proxy;
+mod query;
 mod recovery;
 mod security;
 
@@ -78,6 +80,8 @@ fn main() -> Result<()> {
                     grants,
                     ttl,
                     admin,
+                    name,
+                    color,
                     sm2_key,
                     hmac_key,
                 },
@@ -92,6 +96,8 @@ fn main() -> Result<()> {
                 grants,
                 ttl_s: ttl,
                 admin,
+                name,
+                color,
             };
             println!(
                 "{}",
@@ -271,6 +277,7 @@ fn serve(config: Config) -> Result<()> {
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .bind(config.bind)
         .with_context(|| format!("binding {}", config.bind))?;
+        let stop = shutdown_signal()?;
         for addr in server.addrs() {
             if sled {
                 info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
@@ -282,7 +289,7 @@ fn serve(config: Config) -> Result<()> {
         let server = server.run();
         let handle = server.handle();
         let running = actix::spawn(server);
-        let signal = shutdown_signal().await?;
+        let signal = stop.await;
         info!(signal, "shutting down: saving documents, telling clients to reconnect");
         accepting.store(false, std::sync::atomic::Ordering::SeqCst);
         handle.pause().await;
@@ -364,12 +371,17 @@ fn disable_nagle(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
 }
 
 /// Waits for SIGINT or SIGTERM and names it.
-async fn shutdown_signal() -> Result<&'static str> {
+/// Installs the SIGTERM and SIGINT handlers (before the server says it is listening, so a
+/// stop sent right after start is a clean shutdown, not a kill) and returns the future that
+/// completes with the first signal's name.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     })
 }

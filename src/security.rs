@@ -38,7 +38,7 @@ pub const SM2_PUBLIC_KEY_FILE: &str = "sm2.pub.pem";
 /// HMAC-SM3 secret file written by `keygen`.
 pub const HMAC_KEY_FILE: &str = "hmac.key";
 /// Longest lifetime `coedit token issue` gives a token (a year and a day).
-pub const MAX_TOKEN_TTL_S: u64 = 366 * 86_400;
+pub const MAX_TOKEN_TTL_S: u64 = coedit_actors::auth::MAX_TOKEN_LIFETIME_S;
 /// Online rotation: time allowed for the server to re-wrap every key.
 const ROTATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -172,6 +172,10 @@ pub struct TokenRequest {
     pub ttl_s: u64,
     /// Server administrator.
     pub admin: bool,
+    /// Display name for presence.
+    pub name: Option<String>,
+    /// Caret colour for presence, `#rrggbb`.
+    pub color: Option<String>,
 }
 
 /// `coedit token issue`: a token signed with an SM2 private key or an HMAC-SM3 secret.
@@ -192,6 +196,12 @@ pub fn issue_token(
             req.ttl_s
         );
     }
+    coedit_protocol::PeerUser {
+        name: req.name.clone(),
+        color: req.color.clone(),
+    }
+    .validate()
+    .context("--name/--color")?;
     let now = now_s();
     let claims = Claims {
         sub: req.sub,
@@ -203,6 +213,8 @@ pub fn issue_token(
             .context("the token's expiry overflows")?,
         grants: req.grants.into_iter().collect(),
         admin: req.admin,
+        name: req.name,
+        color: req.color,
     };
     Ok(signer.issue(&claims))
 }

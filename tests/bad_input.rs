@@ -57,6 +57,7 @@ async fn after_join(
         v: PROTOCOL_VERSION,
         client: client.map(str::to_string),
         token: None,
+        user: None,
     };
     ws.send(bin(&hello)).await?;
     ws.send(bin(&ClientMsg::Join {
@@ -274,6 +275,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
                 v: 1,
                 client: None,
                 token: None,
+                user: None,
             })],
             vec!["err1001", "pong7"],
         ),
@@ -357,6 +359,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
         v: 99,
         client: None,
         token: None,
+        user: None,
     }))
     .await?;
     let mut got = Vec::new();
@@ -442,6 +445,7 @@ async fn join_leave_and_connect_cycles_do_not_leak() -> Result<()> {
         v: PROTOCOL_VERSION,
         client: None,
         token: None,
+        user: None,
     }))
     .await?;
     read_msg(&mut ws, QUIET).await?;
@@ -460,6 +464,7 @@ async fn join_leave_and_connect_cycles_do_not_leak() -> Result<()> {
             v: PROTOCOL_VERSION,
             client: None,
             token: None,
+            user: None,
         }))
         .await?;
         c.send(bin(&ClientMsg::Join {

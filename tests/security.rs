@@ -246,7 +246,9 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     let (st, v) = http_auth(server.addr, "DELETE", "/api/docs/spec", None, Some(&alice))?;
     assert_eq!(st, 200, "{v}");
     assert_eq!(owner.pump(Duration::from_secs(2)).await?, Some(Some(1012)));
-    assert_eq!(get(&server, "spec", Some(&alice)).1["text"], "");
+    // Gone: a read answers 404 (reads never re-create a document).
+    let (st, v) = get(&server, "spec", Some(&alice));
+    assert_eq!((st, v["error"]["code"].as_u64()), (404, Some(5005)), "{v}");
 
     drop((a, b, e));
     assert!(server.terminate()?.success());

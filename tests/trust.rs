@@ -107,6 +107,8 @@ fn claims(iat: u64, exp: u64) -> Claims {
             .into_iter()
             .collect(),
         admin: false,
+        name: None,
+        color: None,
     }
 }
 
@@ -327,6 +329,7 @@ async fn refused_hellos_do_not_fill_the_audit_log() -> Result<()> {
             v: PROTOCOL_VERSION,
             client: None,
             token: Some(token.clone()),
+            user: None,
         };
         ws.send(Message::Text(
             coedit_protocol::wire::encode_json(&hello).into(),
@@ -603,6 +606,7 @@ async fn a_session_that_joined_nothing_is_closed_at_shutdown() -> Result<()> {
         v: PROTOCOL_VERSION,
         client: None,
         token: None,
+        user: None,
     };
     ws.send(Message::Text(
         coedit_protocol::wire::encode_json(&hello).into(),

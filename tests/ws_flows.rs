@@ -41,6 +41,7 @@ async fn join_gets_snapshot_or_catch_up() -> anyhow::Result<()> {
             v: PROTOCOL_VERSION,
             client: None,
             token: None,
+            user: None,
         },
         ClientMsg::Join {
             doc: "flows".into(),
@@ -165,6 +166,7 @@ async fn resend_after_reconnect_is_applied_exactly_once() -> anyhow::Result<()> 
             v: PROTOCOL_VERSION,
             client: Some("dup-client".into()),
             token: None,
+            user: None,
         },
         ClientMsg::Join {
             doc: "once".into(),

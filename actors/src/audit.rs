@@ -61,6 +61,15 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
     },
+    /// A session presented a new token (`auth`) and goes on with it.
+    TokenRefresh {
+        /// Session id.
+        session: u64,
+        /// Token subject.
+        subject: String,
+        /// The new token's expiry, Unix seconds.
+        exp: u64,
+    },
     /// A session ended.
     SessionClose {
         /// Session id.

@@ -44,6 +44,9 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_CLOCK_SKEW_S: u64 = 30;
 /// Largest configurable clock skew, in seconds.
 pub const MAX_CLOCK_SKEW_S: u64 = 600;
+/// Longest token lifetime accepted (`exp - iat`), in seconds: 366 days. Tokens cannot be
+/// revoked, so one that lives longer is refused however it was signed.
+pub const MAX_TOKEN_LIFETIME_S: u64 = 366 * 86_400;
 /// Most grants in one token.
 pub const MAX_GRANTS: usize = 256;
 /// Header algorithm name of SM2 tokens.
@@ -53,30 +56,7 @@ const ALG_HMAC: &str = "HMAC-SM3";
 /// Header `typ`.
 const TOKEN_TYPE: &str = "coedit";
 
-/// A role on a document. Ordered: each role can do everything the ones before it can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Read the text and history, join, show presence.
-    Viewer,
-    /// Everything a viewer can (coedit has no comment objects yet: same rights as a viewer).
-    Commenter,
-    /// Also submit ops; create the document.
-    Editor,
-    /// Also manage the document (delete it).
-    Owner,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Viewer => "viewer",
-            Role::Commenter => "commenter",
-            Role::Editor => "editor",
-            Role::Owner => "owner",
-        })
-    }
-}
+pub use coedit_protocol::Role;
 
 /// What a request does to a document, and the role it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +103,12 @@ pub struct Claims {
     /// Server administrator (key rotation, audit export over HTTP).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// Display name shown with the user's caret (overrides what the client announces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Caret colour, `#rrggbb` (overrides what the client announces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
 }
 
 /// Deserializes the grants map, refusing a pattern that appears twice (JSON allows duplicate
@@ -174,6 +160,14 @@ impl Claims {
             })
             .max_by_key(|&(len, _)| len)
             .map(|(_, role)| role)
+    }
+
+    /// The display metadata the token sets (`name`, `color`), for presence.
+    pub fn user(&self) -> coedit_protocol::PeerUser {
+        coedit_protocol::PeerUser {
+            name: self.name.clone(),
+            color: self.color.clone(),
+        }
     }
 
     /// Fails once the token has expired (with `skew` seconds of tolerance).
@@ -384,9 +378,22 @@ impl TokenKey {
         if claims.grants.len() > MAX_GRANTS {
             return Err(invalid(format!("more than {MAX_GRANTS} grants")));
         }
+        if claims.sub.trim().is_empty() {
+            return Err(invalid("the subject (sub) is empty"));
+        }
+        if claims.exp.saturating_sub(claims.iat) > MAX_TOKEN_LIFETIME_S {
+            return Err(invalid(format!(
+                "lives {} s (exp - iat), above the limit of {MAX_TOKEN_LIFETIME_S} s",
+                claims.exp.saturating_sub(claims.iat)
+            )));
+        }
         if split_doc_ref(&claims.tenant).is_err() || claims.tenant.contains(':') {
             return Err(invalid("tenant must be a valid document-id-like name"));
         }
+        claims
+            .user()
+            .validate()
+            .map_err(|e| invalid(format!("claims: {e}")))?;
         claims.check_issued(now, skew)?;
         claims.check_fresh(now, skew)?;
         Ok(claims)
@@ -502,6 +509,8 @@ mod tests {
             .into_iter()
             .collect(),
             admin: false,
+            name: None,
+            color: None,
         }
     }
 
@@ -568,6 +577,29 @@ mod tests {
                     "{bad:?}"
                 );
             }
+        }
+    }
+
+    /// Tokens cannot be revoked: one living longer than a year, or with no subject, is refused
+    /// however it was signed (found by the issuers' review).
+    #[test]
+    fn immortal_and_anonymous_tokens_are_refused() {
+        for (signer, key) in keys() {
+            let mut c = claims(1000 + MAX_TOKEN_LIFETIME_S);
+            assert!(key.verify(&signer.issue(&c), 2000, SKEW).is_ok());
+            c.exp += 1;
+            let e = key.verify(&signer.issue(&c), 2000, SKEW).unwrap_err();
+            assert!(e.to_string().contains("above the limit"), "{e}");
+            let mut c = claims(5000);
+            c.sub = " ".into();
+            let e = key.verify(&signer.issue(&c), 2000, SKEW).unwrap_err();
+            assert!(e.to_string().contains("subject"), "{e}");
+            let mut c = claims(5000);
+            c.color = Some("red".into());
+            assert!(matches!(
+                key.verify(&signer.issue(&c), 2000, SKEW),
+                Err(AuthError::Invalid(_))
+            ));
         }
     }
 
@@ -743,7 +775,7 @@ mod tests {
     fn tokens_from_the_future_are_refused_within_a_bounded_skew() {
         for (signer, key) in keys() {
             // Issued a year ahead.
-            let mut c = claims(1000 + 2 * 365 * 86400);
+            let mut c = claims(1000 + 366 * 86400);
             c.iat = 1000 + 365 * 86400;
             let e = key.verify(&signer.issue(&c), 1000, SKEW).unwrap_err();
             assert!(

@@ -34,8 +34,8 @@ use ahash::AHashMap;
 use coedit_protocol::document::DocumentConfig;
 use coedit_protocol::wire::{chunk_ops, OPS_MESSAGE_BUDGET};
 use coedit_protocol::{
-    transform_selection, ClientId, Document, ErrorCode, Op, PeerPresence, RemoteOp, Selection,
-    ServerMsg,
+    transform_selection, Access, ClientId, Document, ErrorCode, Op, PeerPresence, PeerUser,
+    RemoteOp, Selection, ServerMsg,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -101,6 +101,8 @@ struct Subscriber {
     out: Outbox,
     format: Format,
     sel: Vec<Selection>,
+    /// Display name and colour, sent with its presence.
+    user: Option<Arc<PeerUser>>,
 }
 
 /// Someone waiting for a revision to become durable.
@@ -130,7 +132,7 @@ pub struct DocActor {
     /// Durable ops not yet sent.
     pending_ops: Vec<RemoteOp>,
     /// Presence changes since the last flush, by client.
-    pending_presence: AHashMap<ClientId, Vec<Selection>>,
+    pending_presence: AHashMap<ClientId, (Vec<Selection>, Option<Arc<PeerUser>>)>,
     /// Waiting for a revision to become durable, in revision order.
     ack_waiters: VecDeque<(u64, AckWaiter)>,
     /// A fan-out flush is scheduled.
@@ -323,16 +325,21 @@ impl DocActor {
             let pending = std::mem::take(&mut self.pending_ops);
             for ops in chunk_ops(pending, OPS_MESSAGE_BUDGET) {
                 let doc = self.name.to_string();
-                self.broadcast(&ServerMsg::Ops { doc, ops });
+                self.broadcast(&ServerMsg::Ops {
+                    doc,
+                    ops,
+                    access: None,
+                });
             }
         }
         if !self.pending_presence.is_empty() {
             let peers = self
                 .pending_presence
                 .drain()
-                .map(|(client, sel)| PeerPresence {
+                .map(|(client, (sel, user))| PeerPresence {
                     client: client.to_string(),
                     sel,
+                    user: user.as_deref().cloned(),
                 })
                 .collect();
             let msg = ServerMsg::Presence {
@@ -395,7 +402,7 @@ impl DocActor {
     /// Bookkeeping after a subscriber is removed: its presence is cleared.
     fn unsubscribed(&mut self, sub: Subscriber) {
         if !sub.sel.is_empty() {
-            self.pending_presence.insert(sub.client, Vec::new());
+            self.pending_presence.insert(sub.client, (Vec::new(), None));
         }
         if self.subs.is_empty() {
             self.idle_generation += 1;
@@ -595,6 +602,10 @@ pub struct Join {
     pub format: Format,
     /// Where its frames go.
     pub out: Outbox,
+    /// The session's role and subject, reported in the first message of the answer.
+    pub access: Access,
+    /// Display name and colour for its presence.
+    pub user: Option<Arc<PeerUser>>,
 }
 
 impl Handler<Join> for DocActor {
@@ -606,6 +617,7 @@ impl Handler<Join> for DocActor {
         self.check_open()?;
         let doc = self.name.to_string();
         let durable = self.durable_rev;
+        let mut access = Some(m.access);
         let mut answer: Vec<Frame> = match m
             .rev
             .filter(|r| *r <= durable)
@@ -617,6 +629,7 @@ impl Handler<Join> for DocActor {
                     let msg = ServerMsg::Ops {
                         doc: doc.clone(),
                         ops,
+                        access: access.take(),
                     };
                     Frame::encode(&msg, m.format)
                 })
@@ -626,6 +639,7 @@ impl Handler<Join> for DocActor {
                     doc: doc.clone(),
                     rev: durable,
                     text: self.doc.text_at(durable)?,
+                    access: access.take(),
                 };
                 vec![Frame::encode(&msg, m.format)]
             }
@@ -637,6 +651,7 @@ impl Handler<Join> for DocActor {
             .map(|s| PeerPresence {
                 client: s.client.to_string(),
                 sel: s.sel.clone(),
+                user: s.user.as_deref().cloned(),
             })
             .collect();
         if !peers.is_empty() {
@@ -651,6 +666,7 @@ impl Handler<Join> for DocActor {
                 out: m.out,
                 format: m.format,
                 sel: Vec::new(),
+                user: m.user,
             },
         );
         self.send_all(m.session, answer);
@@ -868,7 +884,9 @@ impl Handler<SetPresence> for DocActor {
             Ok(sel) => {
                 if let Some(sub) = self.subs.get_mut(&m.session) {
                     sub.sel = sel.clone();
-                    self.pending_presence.insert(sub.client.clone(), sel);
+                    let user = sub.user.clone();
+                    self.pending_presence
+                        .insert(sub.client.clone(), (sel, user));
                     self.schedule_flush(ctx);
                 }
             }

@@ -47,6 +47,10 @@ pub enum ActorError {
     /// The actor that should answer is gone.
     #[error("actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
+    /// The document does not exist (yet) and the request may not create it: only a join or a
+    /// write by an editor creates a document.
+    #[error("document {0:?} does not exist (an editor creates it by joining or writing)")]
+    NoSuchDocument(String),
     /// Disk space is below the reserve: edits are refused until space is freed.
     #[error(
         "the server is short of disk space: edits are refused until space is freed (the op was \
@@ -67,6 +71,7 @@ impl ActorError {
             ActorError::StorageFull => ErrorCode::StorageFull,
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
+            ActorError::NoSuchDocument(_) => ErrorCode::UnknownDocument,
             ActorError::Closing(_) | ActorError::Mailbox(_) => ErrorCode::Unavailable,
         }
     }

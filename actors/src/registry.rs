@@ -13,7 +13,6 @@ use actix::prelude::*;
 use tracing::{debug, warn};
 
 use crate::audit::AuditEvent;
-use crate::auth::AuthError;
 use crate::disk::DiskSpace;
 use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
 use crate::errors::ActorError;
@@ -126,7 +125,7 @@ impl Handler<OpenDoc> for Registry {
             deps,
         )?;
         if actor.is_new() && !m.create {
-            return Err(AuthError::UnknownDocument(m.name).into());
+            return Err(ActorError::NoSuchDocument(m.name));
         }
         let addr = match self.arbiter_for(&id) {
             Some(arbiter) => DocActor::start_in_arbiter(arbiter, move |_| actor),

@@ -42,7 +42,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use coedit_protocol::wire::{split_doc_ref, validate_client_id, MAX_FRAME_BYTES};
 use coedit_protocol::{
-    ClientId, ClientMsg, ErrorCode, OpMsg, ProtocolError, ServerMsg, PROTOCOL_VERSION,
+    Access, ClientId, ClientMsg, DocRole, ErrorCode, OpMsg, PeerUser, ProtocolError, ServerMsg,
+    PROTOCOL_VERSION,
 };
 use rand::distr::{Alphanumeric, SampleString};
 use tracing::{debug, info_span};
@@ -261,6 +262,8 @@ pub struct WsSession {
     preauth_bytes: usize,
     /// The token's subject (authentication on), recorded with each op in the audit log.
     subject: Option<Arc<str>>,
+    /// Display name and colour for presence (the token's claims over the client's `hello`).
+    user: Option<Arc<PeerUser>>,
     span: tracing::Span,
 }
 
@@ -287,6 +290,7 @@ impl WsSession {
             claims_generation: 0,
             preauth_bytes: 0,
             subject: None,
+            user: None,
             span: info_span!("session", id),
         }
     }
@@ -343,7 +347,7 @@ impl WsSession {
             .map(|r| Cow::Owned(r.name))
     }
 
-    /// Audits and reports a refusal.
+    /// Audits and reports a refusal (closing the connection where the code says so).
     fn refuse(
         &self,
         e: &AuthError,
@@ -353,6 +357,19 @@ impl WsSession {
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        self.audit_refusal(e, action, doc);
+        Self::fail(
+            ctx,
+            format,
+            e.code(),
+            e.to_string(),
+            doc.map(str::to_string),
+            seq,
+        );
+    }
+
+    /// Audits a refusal.
+    fn audit_refusal(&self, e: &AuthError, action: &str, doc: Option<&str>) {
         debug!(parent: &self.span, error = %e, action, "refused");
         let refusal = Refusal {
             source: self.peer,
@@ -362,14 +379,6 @@ impl WsSession {
             doc,
         };
         self.guard.refused(refusal, e);
-        Self::fail(
-            ctx,
-            format,
-            e.code(),
-            e.to_string(),
-            doc.map(str::to_string),
-            seq,
-        );
     }
 
     /// The name under which a reference was joined (`tenant:name` → `name` for the session's
@@ -442,8 +451,17 @@ impl WsSession {
             (ClientMsg::Ping { t }, _) => {
                 return Self::send(ctx, &ServerMsg::Pong { t: *t }, format);
             }
-            (ClientMsg::Hello { client, token, .. }, None) => {
-                return self.on_hello(client.clone(), token.clone(), format, ctx);
+            (
+                ClientMsg::Hello {
+                    client,
+                    token,
+                    user,
+                    ..
+                },
+                None,
+            ) => {
+                let (client, token, user) = (client.clone(), token.clone(), user.clone());
+                return self.on_hello(client, token, user, format, ctx);
             }
             (ClientMsg::Hello { .. }, Some(_)) => {
                 let e = "hello was already received on this connection".to_string();
@@ -458,6 +476,7 @@ impl WsSession {
         match msg {
             ClientMsg::Join { doc, rev } => self.on_join(client, doc, rev, format, ctx),
             ClientMsg::Op(m) => self.on_op(client, m, format, ctx),
+            ClientMsg::Auth { token } => self.on_auth(token, format, ctx),
             ClientMsg::Presence { doc, rev, sel } => {
                 let Some(name) = self.authorized_name(&doc, Action::Presence, None, format, ctx)
                 else {
@@ -503,6 +522,7 @@ impl WsSession {
         &mut self,
         client: Option<String>,
         token: Option<String>,
+        user: Option<PeerUser>,
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
@@ -523,7 +543,7 @@ impl WsSession {
                     Ok(claims) => {
                         let client = bind_client_id(claims.as_ref(), &client);
                         match validate_client_id(&client) {
-                            Ok(()) => act.welcome(client, claims, format, ctx),
+                            Ok(()) => act.welcome(client, claims, user, format, ctx),
                             Err(e) => Self::fail(ctx, format, e.code(), e.to_string(), None, None),
                         }
                     }
@@ -536,6 +556,7 @@ impl WsSession {
         &mut self,
         client: String,
         claims: Option<Claims>,
+        user: Option<PeerUser>,
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
@@ -552,13 +573,94 @@ impl WsSession {
         }
         self.client = Some(ClientId::from(client.as_str()));
         self.subject = claims.as_ref().map(|c| Arc::from(c.sub.as_str()));
-        self.claims = claims;
-        self.arm_expiry(format, ctx);
+        let user = match &claims {
+            Some(c) => user.unwrap_or_default().overridden_by(c.user()),
+            None => user.unwrap_or_default(),
+        };
+        self.user = (!user.is_empty()).then(|| Arc::new(user));
         let welcome = ServerMsg::Welcome {
             v: PROTOCOL_VERSION,
             client,
+            sub: claims.as_ref().map(|c| c.sub.clone()),
+            exp: claims.as_ref().map(|c| c.exp),
         };
+        self.claims = claims;
+        self.arm_expiry(format, ctx);
         Self::send(ctx, &welcome, format);
+    }
+
+    /// `auth`: checks the new token; on success the session goes on with it (same subject and
+    /// tenant), its expiry timer re-armed, and every joined document re-authorized: one the new
+    /// token no longer grants is left with an `error` naming it. A refused token changes
+    /// nothing and does not close the session (the current token stays in force until it
+    /// expires).
+    fn on_auth(&mut self, token: String, format: Format, ctx: &mut ws::WebsocketContext<Self>) {
+        let guard = self.guard.clone();
+        ctx.wait(
+            async move { guard.authenticate(Some(token)).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(claims) => act.reauthenticated(claims, format, ctx),
+                    Err(e) => {
+                        act.audit_refusal(&e, "auth", None);
+                        Self::send(ctx, &ServerMsg::error(e.code(), e.to_string()), format);
+                    }
+                }),
+        );
+    }
+
+    fn reauthenticated(
+        &mut self,
+        claims: Option<Claims>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if let (Some(new), Some(old)) = (&claims, &self.claims) {
+            if new.sub != old.sub || new.tenant != old.tenant {
+                let e = AuthError::NotPermitted(format!(
+                    "the new token is for {}/{}, this session for {}/{}: reconnect to change user",
+                    new.tenant, new.sub, old.tenant, old.sub
+                ));
+                self.audit_refusal(&e, "auth", None);
+                return Self::send(ctx, &ServerMsg::error(e.code(), e.to_string()), format);
+            }
+        }
+        let exp = claims.as_ref().map(|c| c.exp);
+        if let Some(c) = &claims {
+            self.guard.audit(AuditEvent::TokenRefresh {
+                session: self.id,
+                subject: c.sub.clone(),
+                exp: c.exp,
+            });
+        }
+        self.claims = claims;
+        self.arm_expiry(format, ctx);
+        let mut names: Vec<String> = self.docs.keys().cloned().collect();
+        names.sort();
+        let mut roles = Vec::with_capacity(names.len());
+        for name in names {
+            match self
+                .guard
+                .authorize(self.claims.as_ref(), &name, Action::Read)
+            {
+                Ok(r) => roles.push(DocRole {
+                    doc: name,
+                    role: r.role,
+                }),
+                Err(e) => {
+                    if let Some(addr) = self.docs.remove(&name) {
+                        addr.do_send(Leave { session: self.id });
+                        self.guard.audit(AuditEvent::Leave {
+                            session: self.id,
+                            doc: name.clone(),
+                        });
+                    }
+                    self.refuse(&e, "auth", Some(&name), None, format, ctx);
+                }
+            }
+        }
+        let sub = self.claims.as_ref().map(|c| c.sub.clone());
+        Self::send(ctx, &ServerMsg::Authed { sub, exp, roles }, format);
     }
 
     /// Closes the session when its token expires (plus the clock skew), unless the claims were
@@ -625,6 +727,11 @@ impl WsSession {
             .get_or_insert_with(|| Outbox::new(ctx.address().recipient(), max_bytes))
             .clone();
         let (id, name) = (resolved.id.clone(), resolved.name.clone());
+        let access = Access {
+            role: resolved.role,
+            sub: self.claims.as_ref().map(|c| c.sub.clone()),
+        };
+        let user = self.user.clone();
         let join = async move {
             let mut last = None;
             for attempt in 0..JOIN_ATTEMPTS {
@@ -643,6 +750,8 @@ impl WsSession {
                     rev,
                     format,
                     out: out.clone(),
+                    access: access.clone(),
+                    user: user.clone(),
                 };
                 match addr.send(join).await {
                     Ok(Ok(())) => return Ok(addr),

@@ -226,6 +226,15 @@ pub trait Store: Send + Sync + 'static {
     fn text_at(&self, doc: &str, rev: u64) -> Result<Option<String>, StoreError>;
     /// Every document with stored data.
     fn documents(&self) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` documents with stored data whose ids start with `prefix`, in id order,
+    /// after `after` (exclusive) when given. Reads two index seeks per document returned, not
+    /// the store.
+    fn list_documents(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// Removes every record of `doc`; in an encrypted store also destroys its data key, so
     /// copies of its records (in sled's log, backups, freed disk blocks) can never be opened.
     fn delete(&self, doc: &str) -> Result<(), StoreError>;
@@ -497,6 +506,13 @@ pub trait Kv: Send + Sync + 'static {
     ) -> Result<Vec<Pair>, StoreError>;
     /// The first pair with a key in `[from, to)`.
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// The first key in `[from, to)` (its value not read or copied).
+    fn first_key_in(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// The last pair with a key in `[from, to)`.
     fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
     /// Every key of a tree (for listing documents).
@@ -870,6 +886,41 @@ impl<K: Kv> Store for RecordStore<K> {
         Ok(Some(text))
     }
 
+    fn list_documents(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // Keys are `doc \0 rev`: every key of `doc` sorts before `doc \1`, and document ids
+        // never hold 0x00, 0x01 or 0xff.
+        let mut from = prefix.as_bytes().to_vec();
+        if let Some(a) = after {
+            let mut past = a.as_bytes().to_vec();
+            past.push(1);
+            from = from.max(past);
+        }
+        let mut to = prefix.as_bytes().to_vec();
+        to.push(0xff);
+        let mut out = Vec::new();
+        while out.len() < limit && from < to {
+            let mut next: Option<Vec<u8>> = None;
+            for tree in [Tree::Ops, Tree::Snapshots] {
+                if let Some(k) = self.kv.first_key_in(tree, &from, &to)? {
+                    let doc = k.split(|&b| b == 0).next().unwrap_or_default().to_vec();
+                    if next.as_ref().is_none_or(|n| doc < *n) {
+                        next = Some(doc);
+                    }
+                }
+            }
+            let Some(doc) = next else { break };
+            from = doc.clone();
+            from.push(1);
+            out.push(String::from_utf8_lossy(&doc).into_owned());
+        }
+        Ok(out)
+    }
+
     fn documents(&self) -> Result<Vec<String>, StoreError> {
         let mut docs = std::collections::BTreeSet::new();
         for tree in [Tree::Ops, Tree::Snapshots] {
@@ -1118,6 +1169,19 @@ impl Kv for MemKv {
         })
     }
 
+    fn first_key_in(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(tree, |m| {
+            m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .next()
+                .map(|(k, _)| k.clone())
+        })
+    }
+
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
         self.with(tree, |m| {
             m.range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
@@ -1222,6 +1286,18 @@ impl Kv for SledKv {
         Ok(out)
     }
 
+    fn first_key_in(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.tree(tree).range(from..to).next() {
+            Some(r) => Ok(Some(r.map_err(backend)?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
         match self.tree(tree).range(from..to).next() {
             Some(r) => {
@@ -1267,6 +1343,41 @@ mod tests {
             seq: rev,
             op,
         }
+    }
+
+    /// Paged listing over both trees: a document with only a snapshot counts, prefixes and
+    /// cursors bound the pages, a cursor past the prefix's range is an empty page.
+    fn list_documents_in_pages<K: Kv>(s: &RecordStore<K>) {
+        for (doc, n) in [("acme:a", 2), ("acme:a-b", 1), ("acme:b", 1), ("zeta:q", 1)] {
+            let recs: Vec<_> = (1..=n).map(|r| rec(r, Op::insert_at(0, "x"))).collect();
+            s.append(doc, &recs).unwrap();
+        }
+        let snap = DocumentSnapshot {
+            rev: 0,
+            text: String::new(),
+            clients: vec![],
+        };
+        s.put_snapshot("acme:snap-only", &snap).unwrap();
+        let all = s.list_documents("acme:", None, 100).unwrap();
+        assert_eq!(all, ["acme:a", "acme:a-b", "acme:b", "acme:snap-only"]);
+        let first = s.list_documents("acme:", None, 2).unwrap();
+        assert_eq!(first, ["acme:a", "acme:a-b"]);
+        let rest = s.list_documents("acme:", Some("acme:a-b"), 2).unwrap();
+        assert_eq!(rest, ["acme:b", "acme:snap-only"]);
+        assert!(s
+            .list_documents("acme:", Some("zzz"), 2)
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.list_documents("acme:a", None, 9).unwrap().len(), 2);
+        let every = s.list_documents("", None, 100).unwrap();
+        assert_eq!(every.len(), 5, "{every:?}");
+    }
+
+    #[test]
+    fn documents_are_listed_in_pages() {
+        list_documents_in_pages(&MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        list_documents_in_pages(&SledStore::open(dir.path()).unwrap());
     }
 
     fn fill<K: Kv>(s: &RecordStore<K>) {

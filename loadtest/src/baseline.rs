@@ -55,6 +55,7 @@ impl Hub {
         let msg = ServerMsg::Ops {
             doc: doc.to_string(),
             ops: std::mem::take(&mut room.pending),
+            access: None,
         };
         let bytes = Bytes::from(encode_msgpack(&msg));
         for s in room.subs.values() {
@@ -170,6 +171,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 let w = ServerMsg::Welcome {
                     v: PROTOCOL_VERSION,
                     client: self.client.clone(),
+                    sub: None,
+                    exp: None,
                 };
                 ctx.binary(encode_msgpack(&w));
             }
@@ -188,6 +191,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                                 doc,
                                 rev: rev.unwrap_or(0),
                                 text: String::new(),
+                                access: None,
                             };
                             ctx.binary(encode_msgpack(&s));
                         }),
@@ -205,7 +209,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 self.hub.do_send(Publish { doc: m.doc, op });
             }
             ClientMsg::Ping { t } => ctx.binary(encode_msgpack(&ServerMsg::Pong { t })),
-            ClientMsg::Presence { .. } | ClientMsg::Leave { .. } => {}
+            ClientMsg::Presence { .. } | ClientMsg::Leave { .. } | ClientMsg::Auth { .. } => {}
         }
     }
 }

@@ -72,6 +72,7 @@ async fn open(url: &str, doc: &str, rev: Option<u64>) -> Result<(Ws, String, Ser
         v: PROTOCOL_VERSION,
         client: None,
         token: None,
+        user: None,
     };
     send(&mut ws, &hello).await?;
     let id = match recv(&mut ws).await? {

@@ -303,6 +303,7 @@ impl Client {
                 v: PROTOCOL_VERSION,
                 client: id,
                 token: self.token.as_deref().map(str::to_string),
+                user: None,
             },
         )
         .await?;
@@ -410,7 +411,10 @@ impl Client {
                     *m.entry(code.as_u16()).or_default() += 1;
                 }
             }
-            ServerMsg::Presence { .. } | ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => {}
+            ServerMsg::Presence { .. }
+            | ServerMsg::Pong { .. }
+            | ServerMsg::Welcome { .. }
+            | ServerMsg::Authed { .. } => {}
             ServerMsg::Snapshot { .. } => bail!("unexpected snapshot"),
         }
         if let Some(out) = next {

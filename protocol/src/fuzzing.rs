@@ -689,6 +689,7 @@ fn message_seeds() -> Vec<Vec<u8>> {
             v: PROTOCOL_VERSION,
             client: Some("c1".into()),
             token: Some("a.b.c".into()),
+            user: None,
         },
         ClientMsg::Join {
             doc: "acme:notes".into(),
@@ -707,16 +708,33 @@ fn message_seeds() -> Vec<Vec<u8>> {
             doc: "notes".into(),
         },
         ClientMsg::Ping { t: 9 },
+        ClientMsg::Auth {
+            token: "a.b.c".into(),
+        },
     ];
     let server = vec![
         ServerMsg::Welcome {
             v: PROTOCOL_VERSION,
             client: "c1".into(),
+            sub: Some("alice".into()),
+            exp: Some(1_900_000_000),
         },
         ServerMsg::Snapshot {
             doc: "notes".into(),
             rev: 3,
             text: "abc".into(),
+            access: Some(crate::Access {
+                role: crate::Role::Viewer,
+                sub: Some("alice".into()),
+            }),
+        },
+        ServerMsg::Authed {
+            sub: Some("alice".into()),
+            exp: Some(1_900_000_600),
+            roles: vec![crate::DocRole {
+                doc: "notes".into(),
+                role: crate::Role::Editor,
+            }],
         },
         ServerMsg::Ops {
             doc: "notes".into(),
@@ -727,6 +745,7 @@ fn message_seeds() -> Vec<Vec<u8>> {
                 op,
                 t: None,
             }],
+            access: None,
         },
         ServerMsg::error(crate::error::ErrorCode::StaleSeq, "stale"),
     ];

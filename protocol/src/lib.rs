@@ -6,6 +6,7 @@
 //! - [`document`]: the server-side state of one document: text rope, revision, a bounded window
 //!   of recent ops, exactly-once state per client, snapshot and restore.
 //! - [`client`]: the classic server-ordered OT client state machine.
+//! - [`access`]: roles, the access a join's answer reports, presence display metadata.
 //! - [`wire`]: the messages between clients and the server and their encodings.
 //! - [`error`]: one error enum per concern and the stable wire error codes.
 //! - `fuzzing` (feature `fuzzing`): the fuzz harnesses shared by `fuzz/` and the regression
@@ -14,6 +15,7 @@
 //! Everything above the protocol (actors, storage, HTTP) calls into this crate; nothing here
 //! calls out.
 
+pub mod access;
 pub mod client;
 mod clients;
 pub mod document;
@@ -23,6 +25,7 @@ pub mod fuzzing;
 pub mod op;
 pub mod wire;
 
+pub use access::{Access, DocRole, PeerUser, Role};
 pub use client::{ClientStatus, OtClient, Outgoing, ServerOpOutcome};
 pub use document::{
     AppliedOp, ClientId, ClientRecord, Document, DocumentConfig, DocumentSnapshot, Submitted,

@@ -14,6 +14,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Access, DocRole, PeerUser};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::op::{Component, Op, Selection};
 
@@ -155,9 +156,10 @@ pub fn checked_op(components: &[Component]) -> Result<Op, ProtocolError> {
     Ok(Op::from_components(components.iter().cloned())?)
 }
 
-/// Messages a client sends.
+/// Messages a client sends. Unknown fields are refused (`1001`, naming the field), as over
+/// REST: a misspelt field is never silently ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
     /// First message of a session.
     Hello {
@@ -170,6 +172,16 @@ pub enum ClientMsg {
         /// Access token, when the server requires one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// Display name and colour shown with the client's caret (the token's `name` and
+        /// `color` claims take precedence).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<PeerUser>,
+    },
+    /// Presents a new access token on a live session (before the current one expires): the
+    /// server checks it (same subject and tenant), answers `authed` and goes on with it.
+    Auth {
+        /// The new token.
+        token: String,
     },
     /// Subscribe to a document. With `rev`, the server sends the ops after it (or a snapshot if
     /// they are no longer retained); without, a snapshot.
@@ -212,7 +224,7 @@ impl ClientMsg {
             | ClientMsg::Presence { doc, .. }
             | ClientMsg::Leave { doc }
             | ClientMsg::Op(OpMsg { doc, .. }) => Some(doc),
-            ClientMsg::Hello { .. } | ClientMsg::Ping { .. } => None,
+            ClientMsg::Hello { .. } | ClientMsg::Auth { .. } | ClientMsg::Ping { .. } => None,
         }
     }
 
@@ -222,7 +234,12 @@ impl ClientMsg {
             validate_doc_ref(doc)?;
         }
         match self {
-            ClientMsg::Hello { v, client, .. } => {
+            ClientMsg::Hello {
+                v, client, user, ..
+            } => {
+                if let Some(u) = user {
+                    u.validate()?;
+                }
                 if *v != PROTOCOL_VERSION {
                     return Err(ProtocolError::UnsupportedVersion {
                         got: *v,
@@ -282,6 +299,9 @@ pub struct PeerPresence {
     pub client: String,
     /// Selections, transformed to the document's current revision; empty when it left.
     pub sel: Vec<Selection>,
+    /// The participant's display name and colour, if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<PeerUser>,
 }
 
 /// Messages the server sends.
@@ -294,6 +314,26 @@ pub enum ServerMsg {
         v: u32,
         /// The client id to use (the one sent, or a new one).
         client: String,
+        /// The token's subject (with authentication).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
+        /// The token's expiry, Unix seconds (with authentication): present a new token with
+        /// `auth` before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+    },
+    /// Answer to `auth`: the new token is in force.
+    Authed {
+        /// The token's subject.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
+        /// The new expiry, Unix seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
+        /// The role the new token gives on each joined document (a document it no longer
+        /// grants was left, with an `error` 5005 naming it).
+        #[serde(default)]
+        roles: Vec<DocRole>,
     },
     /// The whole document at a revision (answer to a join without a usable revision).
     Snapshot {
@@ -303,6 +343,10 @@ pub enum ServerMsg {
         rev: u64,
         /// The full text.
         text: String,
+        /// The session's role (and the token's subject): present when this snapshot answers
+        /// a join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<Access>,
     },
     /// Ops in revision order: a join's catch-up (possibly empty) or remote ops.
     Ops {
@@ -310,6 +354,10 @@ pub enum ServerMsg {
         doc: String,
         /// The ops, consecutive revisions.
         ops: Vec<RemoteOp>,
+        /// The session's role (and the token's subject): present on the first `ops` of a
+        /// join's answer, absent on fan-out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<Access>,
     },
     /// The client's op `seq` was applied (durably) as revision `rev`.
     Ack {
@@ -455,12 +503,14 @@ pub fn chunk_ops(ops: Vec<RemoteOp>, budget: usize) -> Vec<Vec<RemoteOp>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{Access, DocRole, PeerUser};
 
     fn hello() -> ClientMsg {
         ClientMsg::Hello {
             v: PROTOCOL_VERSION,
             client: None,
             token: None,
+            user: None,
         }
     }
 
@@ -498,6 +548,18 @@ mod tests {
             },
             ClientMsg::Leave { doc: "d".into() },
             ClientMsg::Ping { t: 9 },
+            ClientMsg::Auth {
+                token: "h.c.s".into(),
+            },
+            ClientMsg::Hello {
+                v: PROTOCOL_VERSION,
+                client: None,
+                token: None,
+                user: Some(PeerUser {
+                    name: Some("Ann".into()),
+                    color: None,
+                }),
+            },
         ];
         for m in client_msgs {
             let bytes = encode_msgpack(&m);
@@ -508,11 +570,37 @@ mod tests {
             ServerMsg::Welcome {
                 v: 1,
                 client: "c1".into(),
+                sub: None,
+                exp: None,
+            },
+            ServerMsg::Welcome {
+                v: 1,
+                client: "c1".into(),
+                sub: Some("alice".into()),
+                exp: Some(1_900_000_000),
             },
             ServerMsg::Snapshot {
                 doc: "d".into(),
                 rev: 3,
                 text: "héllo".into(),
+                access: None,
+            },
+            ServerMsg::Snapshot {
+                doc: "d".into(),
+                rev: 3,
+                text: "héllo".into(),
+                access: Some(Access {
+                    role: crate::Role::Viewer,
+                    sub: Some("alice".into()),
+                }),
+            },
+            ServerMsg::Authed {
+                sub: Some("alice".into()),
+                exp: Some(1_900_000_600),
+                roles: vec![DocRole {
+                    doc: "d".into(),
+                    role: crate::Role::Owner,
+                }],
             },
             ServerMsg::Ops {
                 doc: "d".into(),
@@ -523,6 +611,7 @@ mod tests {
                     op: Op::delete_at(2, 1),
                     t: Some(5),
                 }],
+                access: None,
             },
             ServerMsg::Ack {
                 doc: "d".into(),
@@ -532,10 +621,21 @@ mod tests {
             ServerMsg::Presence {
                 doc: "d".into(),
                 rev: 5,
-                peers: vec![PeerPresence {
-                    client: "c2".into(),
-                    sel: vec![(0, 0)],
-                }],
+                peers: vec![
+                    PeerPresence {
+                        client: "c2".into(),
+                        sel: vec![(0, 0)],
+                        user: None,
+                    },
+                    PeerPresence {
+                        client: "c3".into(),
+                        sel: vec![(1, 2)],
+                        user: Some(PeerUser {
+                            name: Some("Ann".into()),
+                            color: Some("#336699".into()),
+                        }),
+                    },
+                ],
             },
             ServerMsg::error(ErrorCode::RateLimited, "slow down"),
             ServerMsg::Pong { t: 1 },
@@ -677,11 +777,32 @@ mod documented_examples {
             let msg = ServerMsg::Ops {
                 doc: "d".into(),
                 ops: run.clone(),
+                access: None,
             };
             assert!(encode_msgpack(&msg).len() <= 3000);
         }
         // An op bigger than the budget goes alone.
         let runs = chunk_ops(vec![op(1, 10), op(2, 5000), op(3, 10)], 3000);
         assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
+    }
+
+    /// One rule for unknown fields, over WebSocket as over REST: refused, naming the field.
+    #[test]
+    fn unknown_fields_in_client_messages_are_refused() {
+        for text in [
+            r#"{"hello":{"v":1,"tokn":"x"}}"#,
+            r#"{"join":{"doc":"d","revision":3}}"#,
+            r#"{"presence":{"doc":"d","rev":0,"sel":[],"color":"red"}}"#,
+            r#"{"leave":{"doc":"d","now":true}}"#,
+            r#"{"ping":{"t":1,"x":2}}"#,
+            r#"{"auth":{"token":"a","sub":"b"}}"#,
+            r#"{"hello":{"v":1,"user":{"name":"a","avatar":"b"}}}"#,
+        ] {
+            let e = ClientMsg::from_json(text).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::BadMessage, "{text}");
+            assert!(e.to_string().contains("unknown field"), "{text}: {e}");
+        }
+        let e = ClientMsg::from_json(r#"{"hello":{"v":1,"user":{"color":"red"}}}"#).unwrap_err();
+        assert!(e.to_string().contains("#rrggbb"), "{e}");
     }
 }

@@ -322,6 +322,7 @@ pub async fn connect_and_join(url: &str, doc: &str, rev: Option<u64>) -> Result<
             v: PROTOCOL_VERSION,
             client: None,
             token: None,
+            user: None,
         },
         ClientMsg::Join {
             doc: doc.to_string(),
@@ -462,6 +463,7 @@ impl TestClient {
             v: PROTOCOL_VERSION,
             client: client_id,
             token: self.token.clone(),
+            user: None,
         })
         .await?;
         match self.read().await? {
@@ -581,7 +583,10 @@ impl TestClient {
                 self.errors.push((code, msg));
                 None
             }
-            ServerMsg::Snapshot { .. } | ServerMsg::Welcome { .. } | ServerMsg::Pong { .. } => None,
+            ServerMsg::Snapshot { .. }
+            | ServerMsg::Welcome { .. }
+            | ServerMsg::Authed { .. }
+            | ServerMsg::Pong { .. } => None,
         };
         if let Some(out) = next {
             self.send_op(out).await?;

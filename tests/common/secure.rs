@@ -99,6 +99,8 @@ pub fn expired(s: &Setup) -> String {
             .into_iter()
             .collect(),
         admin: false,
+        name: None,
+        color: None,
     })
 }
 
@@ -112,6 +114,7 @@ pub async fn hello(
         v: PROTOCOL_VERSION,
         client: None,
         token: token.map(str::to_string),
+        user: None,
     };
     ws.send(Message::Text(
         coedit_protocol::wire::encode_json(&hello).into(),
