@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use coedit_actors::audit::{self, AuditEvent, Expectations};
-use coedit_actors::auth::AuthError;
-use coedit_actors::crypto::{MasterKeyring, Sm2Verifier};
-use coedit_actors::manifest::Manifest;
+use coedit_actors::security::audit::{self, AuditEvent, Expectations};
+use coedit_actors::security::auth::AuthError;
+use coedit_actors::security::crypto::{MasterKeyring, Sm2Verifier};
+use coedit_actors::storage::manifest::Manifest;
 use coedit_actors::store_actor::RotateMasterKey;
 use coedit_actors::{ActorError, Store};
 use coedit_protocol::ErrorCode;
@@ -52,9 +52,11 @@ pub async fn audit_verify(
 ) -> Result<HttpResponse, ApiError> {
     let subject = admin(&state, &req, "verifying the audit log").await?;
     let check = state.audit_check.clone();
-    let result = web::block(move || -> Result<serde_json::Value, String> {
-        let anchors = coedit_actors::anchor::read(&check.anchor_path).map_err(|e| e.to_string())?;
-        let records = check.store.audit_all().map_err(|e| e.to_string())?;
+    let internal = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, e.to_string());
+    let result = web::block(move || -> Result<serde_json::Value, ApiError> {
+        let anchors =
+            coedit_actors::security::anchor::read(&check.anchor_path).map_err(|e| internal(&e))?;
+        let records = check.store.audit_all().map_err(|e| internal(&e))?;
         let expect = Expectations {
             verifier: check.verifier.as_ref(),
             anchors: &anchors,
@@ -74,8 +76,7 @@ pub async fn audit_verify(
         })
     })
     .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    .map_err(|e| internal(&e))??;
     state.guard.audit(AuditEvent::Admin {
         subject,
         action: "audit-verify".into(),
@@ -97,15 +98,15 @@ pub async fn audit_export(
 ) -> Result<HttpResponse, ApiError> {
     let subject = admin(&state, &req, "exporting the audit log").await?;
     let store = state.audit_check.store.clone();
-    let (body, n) = web::block(move || -> Result<(Vec<u8>, u64), String> {
-        let records = store.audit_all().map_err(|e| e.to_string())?;
+    let internal = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, e.to_string());
+    let (body, n) = web::block(move || -> Result<(Vec<u8>, u64), ApiError> {
+        let records = store.audit_all().map_err(|e| internal(&e))?;
         let mut out = Vec::new();
-        let n = audit::export(&records, &mut out).map_err(|e| e.to_string())?;
+        let n = audit::export(&records, &mut out).map_err(|e| internal(&e))?;
         Ok((out, n))
     })
     .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    .map_err(|e| internal(&e))??;
     state.guard.audit(AuditEvent::Admin {
         subject,
         action: "audit-export".into(),

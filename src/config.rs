@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use coedit_actors::auth::DEFAULT_CLOCK_SKEW_S;
-use coedit_actors::crypto_actor::DEFAULT_CRYPTO_THREADS;
 use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
-use coedit_actors::store::SLED_CACHE_BYTES;
+use coedit_actors::security::auth::DEFAULT_CLOCK_SKEW_S;
+use coedit_actors::storage::SLED_CACHE_BYTES;
 use coedit_actors::store_actor::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MIN_FREE_BYTES, DEFAULT_RELAXED_FLUSH_INTERVAL,
 };
+use coedit_actors::write_pool::DEFAULT_POOL_THREADS;
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
 use serde::Deserialize;
@@ -339,7 +339,7 @@ pub mod limits {
     /// `[audit] checkpoint_interval_s`.
     pub const CHECKPOINT_INTERVAL_S: (u64, u64) = (1, 86_400);
     /// `[auth] clock_skew_s`.
-    pub const CLOCK_SKEW_S: (u64, u64) = (0, coedit_actors::auth::MAX_CLOCK_SKEW_S);
+    pub const CLOCK_SKEW_S: (u64, u64) = (0, coedit_actors::security::auth::MAX_CLOCK_SKEW_S);
 }
 
 /// `value` (or `default` when absent), if within `(lo, hi)`; else an error naming `key`.
@@ -376,9 +376,10 @@ impl Config {
 
     /// Where audit checkpoints are anchored.
     pub fn anchor_path(&self) -> PathBuf {
-        self.anchor_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join(coedit_actors::anchor::ANCHOR_FILE))
+        self.anchor_file.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join(coedit_actors::security::anchor::ANCHOR_FILE)
+        })
     }
 
     /// Resolves defaults ← file ← flags, range-checking every number.
@@ -563,7 +564,7 @@ impl Config {
             crypto_threads: ranged(
                 "[crypto] threads",
                 f.crypto.threads,
-                DEFAULT_CRYPTO_THREADS,
+                DEFAULT_POOL_THREADS,
                 CRYPTO_THREADS,
             )?,
             auth_mode: f.auth.mode.unwrap_or_default(),

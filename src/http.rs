@@ -5,19 +5,19 @@
 //! `coedit_protocol::wire::split_doc_ref`, the same check the WebSocket uses.
 //!
 //! With authentication on, every document call carries `Authorization: Bearer <token>` and is
-//! authorized exactly like the WebSocket (`coedit_actors::auth::authorize`); refusals are
+//! authorized exactly like the WebSocket (`coedit_actors::security::auth::authorize`); refusals are
 //! audited. Administrative calls (`DELETE` a document; `admin.rs`: key rotation, audit
 //! verification and export) are audited too.
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use coedit_actors::audit::AuditEvent;
-use coedit_actors::auth::{bind_client_id, Action, AuthError, Claims, Resolved};
 use coedit_actors::document::{Applied, DocText, GetOps, GetText, GetVersions, Submit};
-use coedit_actors::guard::{Guard, Refusal};
 use coedit_actors::history::{self, Answer, StoreRead, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 use coedit_actors::registry::{DeleteDocument, OpenCount, OpenDoc};
+use coedit_actors::security::audit::AuditEvent;
+use coedit_actors::security::auth::{bind_client_id, Action, AuthError, Claims, Resolved};
+use coedit_actors::security::guard::{Guard, Refusal};
 use coedit_actors::session::{
     start_session, CloseAll, SessionShared, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE,
 };

@@ -27,16 +27,16 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use clap::Parser;
-use coedit_actors::anchor::{self, AnchorLog};
-use coedit_actors::audit::AuditEvent;
-use coedit_actors::crypto_actor::CryptoActor;
-use coedit_actors::disk::DiskSpace;
 use coedit_actors::errors::CLOSE_RESTART;
-use coedit_actors::guard::Guard;
-use coedit_actors::manifest::Manifest;
 use coedit_actors::registry::ShutdownAll;
+use coedit_actors::security::anchor::{self, AnchorLog};
+use coedit_actors::security::audit::AuditEvent;
+use coedit_actors::security::guard::Guard;
 use coedit_actors::session::CloseAll;
-use coedit_actors::store_actor::{Ledger, Record};
+use coedit_actors::storage::disk::DiskSpace;
+use coedit_actors::storage::manifest::Manifest;
+use coedit_actors::store_actor::{AppendAudit, Ledger};
+use coedit_actors::write_pool::WritePool;
 use coedit_actors::{MemoryStore, Registry, SledStore, Store, StoreActor};
 use tracing::{info, warn};
 
@@ -206,7 +206,7 @@ fn serve(config: Config) -> Result<()> {
         if config.audit && signer.is_none() {
             warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
         }
-        let crypto = CryptoActor::start(
+        let crypto = WritePool::start(
             config.crypto_threads,
             store.clone(),
             manifest.clone(),
@@ -232,7 +232,7 @@ fn serve(config: Config) -> Result<()> {
         .context("continuing the audit log")?;
         let writer_thread = Arbiter::new();
         let writer = StoreActor::start_in_arbiter(&writer_thread.handle(), move |_| writer_actor);
-        writer.do_send(Record(AuditEvent::ServerStart {
+        writer.do_send(AppendAudit(AuditEvent::ServerStart {
             version: env!("CARGO_PKG_VERSION").into(),
             encrypted: store.encrypted(),
             auth: format!("{:?}", config.auth_mode),

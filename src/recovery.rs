@@ -10,10 +10,10 @@
 //!   chain (a gap record for lost audit records, an admin record naming the documents).
 
 use anyhow::{bail, Context, Result};
-use coedit_actors::anchor;
-use coedit_actors::audit::{self, AuditChain, AuditEvent, Expectations};
-use coedit_actors::manifest::{self, Manifest, ManifestState};
-use coedit_actors::store::check_document;
+use coedit_actors::security::anchor;
+use coedit_actors::security::audit::{self, AuditChain, AuditEvent, Expectations};
+use coedit_actors::storage::check_document;
+use coedit_actors::storage::manifest::{self, Manifest, ManifestState};
 use coedit_actors::{SledStore, Store};
 
 use crate::config::Config;

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - Secret files are written with mode 0600 and never overwritten by `keygen`; secret files
-//!   that others can read are refused when loaded (see `coedit_actors::crypto`).
+//!   that others can read are refused when loaded (see `coedit_actors::security::crypto`).
 //! - `rotate-master-key` adds the new master key version to the key file before any data key
 //!   is re-wrapped, and retires the old versions only after every data key was re-wrapped
 //!   durably; a failure in between leaves a key file that opens every data key.
@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use coedit_actors::audit::{self, AuditEvent};
-use coedit_actors::auth::{now_s, Claims, Role, TokenKey, TokenSigner};
-use coedit_actors::crypto::{
+use coedit_actors::security::audit::{self, AuditEvent};
+use coedit_actors::security::auth::{now_s, Claims, Role, TokenKey, TokenSigner};
+use coedit_actors::security::crypto::{
     generate_sm2_pem, random_bytes, write_secret_file, MasterKeyring, Sm2Signer, Sm2Verifier,
 };
-use coedit_actors::store::StoreError;
+use coedit_actors::storage::StoreError;
 use coedit_actors::{SledStore, Store};
 use zeroize::Zeroizing;
 
@@ -38,7 +38,7 @@ pub const SM2_PUBLIC_KEY_FILE: &str = "sm2.pub.pem";
 /// HMAC-SM3 secret file written by `keygen`.
 pub const HMAC_KEY_FILE: &str = "hmac.key";
 /// Longest lifetime `coedit token issue` gives a token (a year and a day).
-pub const MAX_TOKEN_TTL_S: u64 = coedit_actors::auth::MAX_TOKEN_LIFETIME_S;
+pub const MAX_TOKEN_TTL_S: u64 = coedit_actors::security::auth::MAX_TOKEN_LIFETIME_S;
 /// Online rotation: time allowed for the server to re-wrap every key.
 const ROTATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -301,8 +301,8 @@ pub fn audit_verify(data_dir: &Path, pubkey: Option<&PathBuf>, anchor_path: &Pat
     let store = SledStore::open_audit_reader(data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let verifier = pubkey.map(|p| Sm2Verifier::load(p)).transpose()?;
-    let anchors = coedit_actors::anchor::read(anchor_path)?;
-    let manifest = coedit_actors::manifest::read_for(data_dir, &store)?;
+    let anchors = coedit_actors::security::anchor::read(anchor_path)?;
+    let manifest = coedit_actors::storage::manifest::read_for(data_dir, &store)?;
     let records = store.audit_all()?;
     let expect = audit::Expectations {
         verifier: verifier.as_ref(),

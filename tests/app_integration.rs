@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use coedit_actors::auth::{now_s, Claims, Role, TokenSigner};
-use coedit_actors::crypto::Sm2Signer;
+use coedit_actors::security::auth::{now_s, Claims, Role, TokenSigner};
+use coedit_actors::security::crypto::Sm2Signer;
 use coedit_protocol::{
     Access, ClientMsg, DocRole, ErrorCode, Op, OpMsg, PeerUser, ServerMsg, PROTOCOL_VERSION,
 };

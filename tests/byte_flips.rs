@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
-use coedit_actors::anchor;
-use coedit_actors::audit::{self, AuditChain, Expectations};
-use coedit_actors::crypto::{sm3, Sm2Verifier};
-use coedit_actors::manifest::Manifest;
+use coedit_actors::security::anchor;
+use coedit_actors::security::audit::{self, AuditChain, Expectations};
+use coedit_actors::security::crypto::{sm3, Sm2Verifier};
+use coedit_actors::storage::manifest::Manifest;
 use coedit_actors::{SledStore, Store};
 use coedit_protocol::DocumentConfig;
 use common::{env_or, http, run_check, seed, start_server_at};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use coedit_actors::store::{key, Kv, Tree};
+use coedit_actors::storage::{key, Kv, Tree};
 use coedit_actors::SledStore;
 use coedit_protocol::{ClientMsg, ErrorCode, Op};
 use common::{http, run_check, server_doc, start_server_at, TestClient};

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use coedit_actors::store::{Kv, Tree};
+use coedit_actors::storage::{Kv, Tree};
 use coedit_actors::{SledStore, Store};
 use coedit_protocol::{ClientMsg, ErrorCode, Op};
 use common::secure::{expired, hello, issue, path_str, setup};
@@ -261,7 +261,7 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     );
     assert!(!contains(&bytes, "globex text"));
     let store = SledStore::open_audit_reader(&s.data)?;
-    let keys = coedit_actors::keys::DataKeys::list(store.kv())?;
+    let keys = coedit_actors::storage::keys::DataKeys::list(store.kv())?;
     assert!(keys.contains(&("acme:spec".to_string(), 1, 0)), "{keys:?}");
     drop(store);
 
@@ -377,7 +377,7 @@ async fn tokens_roles_tenants_encryption_shredding_and_audit() -> Result<()> {
     // Offline master key rotation: data untouched, old version retired, documents readable.
     let (ops_before, live) = {
         let st = SledStore::open_audit_reader(&s.data)?;
-        let live = coedit_actors::keys::DataKeys::list(st.kv())?
+        let live = coedit_actors::storage::keys::DataKeys::list(st.kv())?
             .iter()
             .filter(|(_, _, master)| *master == 1)
             .count();

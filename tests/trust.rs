@@ -13,8 +13,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use coedit_actors::auth::{now_s, Claims, Role, TokenSigner};
-use coedit_actors::crypto::Sm2Signer;
+use coedit_actors::security::auth::{now_s, Claims, Role, TokenSigner};
+use coedit_actors::security::crypto::Sm2Signer;
 use coedit_protocol::{ClientMsg, ErrorCode, Op, ServerMsg, PROTOCOL_VERSION};
 use common::secure::{hello, issue, path_str, setup};
 use common::{
@@ -638,7 +638,7 @@ async fn a_session_that_joined_nothing_is_closed_at_shutdown() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_audit_chain_is_detected_and_only_an_accepted_loss_lets_the_server_go_on(
 ) -> Result<()> {
-    use coedit_actors::store::{Kv, Tree};
+    use coedit_actors::storage::{Kv, Tree};
     let s = setup();
     let data = path_str(&s.data).to_string();
     let mut server = start_server_at(&s.data, &s.config);

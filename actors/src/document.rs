@@ -15,7 +15,7 @@
 //!   is durable and after every earlier revision was sent.
 //! - Stored selections are transformed through every applied op, so they always refer to the
 //!   current revision.
-//! - A session whose outbound queue is over its bound (frames or bytes, see `session::Outbox`)
+//! - A session whose outbound queue is over its bound (frames or bytes, see `outbox::Outbox`)
 //!   is a slow consumer: it is unsubscribed and closed with code 1013; it resumes by rejoining
 //!   with its revision. A join's answer (catch-up or snapshot, then presence) is queued whole or
 //!   not at all, so a long catch-up is never cut by its own size.
@@ -41,16 +41,17 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{debug, info_span, warn};
 
-use crate::disk::DiskSpace;
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::{Format, Frame, SharedFrame};
 use crate::history::{Answer, OpsPage, StoreRead, HISTORY_PAGE_BYTES, MAX_HISTORY_PAGE};
-use crate::manifest::Manifest;
 use crate::metrics::metrics;
+use crate::outbox::{Outbox, Refused};
 use crate::registry::{DocClosed, Registry};
-use crate::session::{Outbox, Refused};
-use crate::store::{LogRecord, Store};
-use crate::store_actor::{Append, Durability, FlushNow, PutSnapshot, StoreActor};
+use crate::storage::disk::DiskSpace;
+use crate::storage::manifest::Manifest;
+use crate::storage::Durability;
+use crate::storage::{LogRecord, Store};
+use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor};
 use crate::SessionId;
 
 /// Default coalescing tick for fan-out.
@@ -180,7 +181,7 @@ impl DocActor {
 
     /// Loads document `id` (which clients call `name`) from the store: its latest snapshot,
     /// then the ops after it. A document that holds fewer revisions than the manifest says
-    /// were acknowledged is refused ([`crate::store::StoreError::Lost`]), never served rolled
+    /// were acknowledged is refused ([`crate::storage::StoreError::Lost`]), never served rolled
     /// back.
     pub fn load(
         id: Arc<str>,
@@ -476,14 +477,16 @@ impl DocActor {
 
     /// Validates selections against the document at `rev` and moves them to the current
     /// revision.
-    fn current_selections(&self, rev: u64, sel: &[Selection]) -> Result<Vec<Selection>, String> {
-        let len = self.doc.len_at(rev).map_err(|e| e.to_string())? as u64;
-        if let Some(bad) = sel.iter().find(|s| s.0 > len || s.1 > len) {
-            return Err(format!(
-                "selection {bad:?} lies outside the document of {len} characters at revision {rev}"
-            ));
+    fn current_selections(
+        &self,
+        rev: u64,
+        sel: &[Selection],
+    ) -> Result<Vec<Selection>, SelectionError> {
+        let len = self.doc.len_at(rev)? as u64;
+        if let Some(&sel) = sel.iter().find(|s| s.0 > len || s.1 > len) {
+            return Err(SelectionError::Outside { sel, len, rev });
         }
-        let ops = self.doc.ops_since(rev).map_err(|e| e.to_string())?;
+        let ops = self.doc.ops_since(rev)?;
         let mut sel = sel.to_vec();
         for (_, e) in ops {
             for s in &mut sel {
@@ -542,6 +545,24 @@ impl DocActor {
         }
         Ok(out)
     }
+}
+
+/// Why a presence message's selections were refused (`2004` InvalidSelection).
+#[derive(Debug, thiserror::Error)]
+enum SelectionError {
+    /// A position past the end of the document at the selections' revision.
+    #[error("selection {sel:?} lies outside the document of {len} characters at revision {rev}")]
+    Outside {
+        /// The first range outside.
+        sel: Selection,
+        /// Length of the document at `rev`.
+        len: u64,
+        /// The selections' revision.
+        rev: u64,
+    },
+    /// The revision is not retained (or in the future).
+    #[error(transparent)]
+    Revision(#[from] coedit_protocol::DocError),
 }
 
 /// A retained op as sent to clients (history carries no author timestamps).
@@ -890,10 +911,10 @@ impl Handler<SetPresence> for DocActor {
                     self.schedule_flush(ctx);
                 }
             }
-            Err(msg) => {
+            Err(e) => {
                 let err = ServerMsg::Error {
                     code: ErrorCode::InvalidSelection,
-                    msg,
+                    msg: e.to_string(),
                     doc: Some(self.name.to_string()),
                     seq: None,
                 };

@@ -4,8 +4,8 @@
 use coedit_protocol::{DocError, ErrorCode};
 use thiserror::Error;
 
-use crate::auth::AuthError;
-use crate::store::StoreError;
+use crate::security::auth::AuthError;
+use crate::storage::StoreError;
 
 /// WebSocket close code: normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;

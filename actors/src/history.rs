@@ -18,7 +18,7 @@ use coedit_protocol::{DocError, RemoteOp};
 use serde::Serialize;
 
 use crate::errors::ActorError;
-use crate::store::{LogRecord, Store, StoreError, Versions};
+use crate::storage::{LogRecord, Store, StoreError, Versions};
 
 /// Ops per history page when the request gives no limit.
 pub const DEFAULT_HISTORY_PAGE: usize = 1000;
@@ -149,7 +149,7 @@ pub fn versions(read: &StoreRead) -> Result<Versions, ActorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::storage::MemoryStore;
     use coedit_protocol::{DocumentSnapshot, ErrorCode, Op};
 
     fn store_with(n: u64) -> Arc<MemoryStore> {

@@ -2,70 +2,67 @@
 //! revisions and the wire format is made by `coedit-protocol`.
 //!
 //! # Layout
-//! Actors (one file each, messages next to their handlers):
-//! - [`registry`]: the `Registry` actor: opens one `DocActor` per document on first use and
-//!   forgets it when it unloads.
-//! - [`document`]: the `DocActor`: owns one `Document`, serializes submits, fans ops and
-//!   presence out once per tick, keeps the presence table, unloads when idle.
-//! - [`session`]: the `WsSession` actor, one per WebSocket (the only file that uses
-//!   actix-web-actors), and `CloseAll`, which closes every session at once.
-//! - [`store_actor`]: the `StoreActor`, which orders every write, group-commits them, and
-//!   records what each flush made durable in the manifest and the audit anchors.
-//! - [`crypto_actor`]: the write pool (`SyncArbiter`) that seals, hashes, signs and writes
-//!   batches, and checks token signatures.
+//! Actors (one file each, messages next to their handlers), and what runs where:
+//! - [`registry`]: the `Registry` actor (one, on the system arbiter): opens one `DocActor` per
+//!   document on first use and forgets it when it unloads.
+//! - [`document`]: the `DocActor` (one per open document, spread over the worker arbiters):
+//!   owns one `Document`, serializes submits, fans ops and presence out once per tick, keeps
+//!   the presence table, unloads when idle.
+//! - [`session`]: the `WsSession` actor, one per WebSocket, on the worker that accepted it (the
+//!   only file that uses actix-web-actors), and `CloseAll`, which closes every session at once.
+//! - [`store_actor`]: the `StoreActor` (one): orders every write, batches them for the write
+//!   pool, runs each group-commit flush on a blocking thread, records what each flush made
+//!   durable in the manifest and the audit anchors, then tells documents `Durable`.
+//! - [`write_pool`]: the `WritePool` (a `SyncArbiter` of threads): applies the store actor's
+//!   batches in order (`apply_batch`: encodes and seals records, extends and signs the audit
+//!   chain, writes into the store's buffers), and checks token signatures.
 //!
-//! Storage (no actix):
-//! - [`store`]: the `Store` trait, the record format, the sled and in-memory backends, the
-//!   offline checker.
-//! - [`manifest`]: the record, outside sled, of every acknowledged revision and the audit
-//!   chain's length; detects what sled's recovery silently drops.
-//! - [`keys`]: per-document data keys (wrapping, shredding, rotation).
-//! - [`disk`]: free disk space and whether edits are accepted.
-//! - [`history`]: history reads run off the document actor's thread, paged.
-//!
-//! Security (no actix, except the guard's addresses):
-//! - [`crypto`]: SM2, SM3, SM4-GCM primitives, key files, the master key ring.
-//! - [`auth`]: tokens, claims, roles, grant precedence, authorization.
-//! - [`guard`]: authentication, authorization and audit as sessions and REST use them.
-//! - [`audit`]: the SM3-chained, SM2-checkpointed audit log and its verification.
-//! - [`anchor`]: audit checkpoints anchored in a file outside the store.
-//! - [`refusals`]: what refused requests may write to the audit log.
-//!
-//! Edges:
+//! Beside the actors:
+//! - [`outbox`]: a session's outbound queue as document actors use it (bounded in frames and
+//!   bytes; a slow consumer is cut).
+//! - [`history`]: history reads (paged ops, old revisions) run off the document actor's
+//!   thread.
 //! - [`ws_gate`]: the byte-level gate in front of the WebSocket decoder (frame limits from
-//!   headers).
+//!   headers, before any of a frame is held).
 //! - [`frame`]: outbound frames and the two encodings.
-//! - [`errors`]: errors of this layer and the one mapping from error codes to WebSocket close
-//!   codes and HTTP statuses.
+//! - [`errors`]: this layer's error enum and the one mapping from error codes to WebSocket
+//!   close codes and HTTP statuses.
 //! - [`metrics`]: the process's Prometheus metrics.
+//!
+//! Module folders (no actix inside, except the guard's addresses):
+//! - [`storage`]: the `Store` trait and `StoreError`, the record codec, the `Kv` backends
+//!   (memory, sled), the offline checker, data keys, the manifest, free disk space, the
+//!   durability policy. See its `//!` layout.
+//! - [`security`]: SM2/SM3/SM4 primitives, tokens and roles, the audit chain and its anchors,
+//!   the auth + audit guard, refusal aggregation. See its `//!` layout.
+//!
+//! Where an edit goes: a wire or OT rule → `coedit-protocol`; how a document behaves →
+//! `document.rs`; what a connection may do → `session.rs` (authorization through
+//! `security::guard`); what is written and when it is durable → `store_actor.rs` (order,
+//! flush) and `write_pool.rs` (what each write does); the format on disk →
+//! `storage/codec.rs` and `docs/STORAGE.md`.
 
-pub mod anchor;
-pub mod audit;
-pub mod auth;
-pub mod crypto;
-pub mod crypto_actor;
-pub mod disk;
 pub mod document;
 pub mod errors;
 pub mod frame;
-pub mod guard;
 pub mod history;
-pub mod keys;
-pub mod manifest;
 pub mod metrics;
-pub mod refusals;
+pub mod outbox;
 pub mod registry;
+pub mod security;
 pub mod session;
-pub mod store;
+pub mod storage;
 pub mod store_actor;
+pub mod write_pool;
 pub mod ws_gate;
 
 pub use document::{DocActor, DocActorConfig};
 pub use errors::{close_code_for, http_status_for, ActorError};
 pub use registry::{OpenDoc, Registry};
 pub use session::{SessionConfig, WsSession};
-pub use store::{MemoryStore, SledStore, Store, StoreError};
-pub use store_actor::{Durability, StoreActor};
+pub use storage::Durability;
+pub use storage::{MemoryStore, SledStore, Store, StoreError};
+pub use store_actor::StoreActor;
 
 /// Identifies one WebSocket session for the lifetime of the process.
 pub type SessionId = u64;

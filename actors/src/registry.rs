@@ -12,14 +12,14 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
-use crate::audit::AuditEvent;
-use crate::disk::DiskSpace;
 use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
 use crate::errors::ActorError;
-use crate::manifest::Manifest;
 use crate::metrics::metrics;
-use crate::store::Store;
-use crate::store_actor::{Checkpoint, DeleteDoc, FlushNow, Record, StoreActor};
+use crate::security::audit::AuditEvent;
+use crate::storage::disk::DiskSpace;
+use crate::storage::manifest::Manifest;
+use crate::storage::Store;
+use crate::store_actor::{AppendAudit, Checkpoint, DeleteDoc, FlushNow, StoreActor};
 
 /// The registry actor. See the module documentation.
 pub struct Registry {
@@ -196,7 +196,7 @@ impl Handler<ShutdownAll> for Registry {
                     Err(e) => warn!(doc = %id, error = %e, "document actor gone at shutdown"),
                 }
             }
-            writer.do_send(Record(AuditEvent::ServerStop));
+            writer.do_send(AppendAudit(AuditEvent::ServerStop));
             if let Err(e) = writer.send(Checkpoint).await {
                 warn!(error = %e, "store writer gone at shutdown");
             }

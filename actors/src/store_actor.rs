@@ -1,9 +1,9 @@
 //! The store actor: the store writer's coordinator, with group commit. It orders every write;
 //! the writing itself (encoding, sealing, audit hashing) runs on the write pool
-//! ([`crate::crypto_actor`]), and each flush on a blocking thread.
+//! ([`crate::write_pool`]), and each flush on a blocking thread.
 //!
 //! Document actors send every accepted op (`Append`) and snapshot (`PutSnapshot`) here;
-//! sessions and the HTTP API send audit events (`Record`, `AuditRefusal`); administrators
+//! sessions and the HTTP API send audit events (`AppendAudit`, `AuditRefusal`); administrators
 //! delete documents and rotate the master key through it. Writes queue in arrival order and go
 //! to the write pool in batches, at most one batch in flight, where they are sealed (encrypted
 //! stores), audited (SM3 chain) and written into the store (buffered). At most one flush runs at
@@ -21,7 +21,7 @@
 //!   (it continues from the manifest).
 //! - `Durable { rev }` is sent only after a flush that started after `rev` was written, and
 //!   after the manifest records it.
-//! - Below the disk space reserve ([`crate::disk`]), snapshots are skipped (they only speed up
+//! - Below the disk space reserve ([`crate::storage::disk`]), snapshots are skipped (they only speed up
 //!   loading) and document actors refuse new edits; what was accepted is still written.
 //! - A failed write, flush or manifest append is fatal: sled cannot go on after a failed write
 //!   and the server could no longer tell which edits are durable. The actor stops writing and
@@ -40,18 +40,18 @@ use coedit_protocol::DocumentSnapshot;
 use tokio::sync::oneshot;
 use tracing::{debug, error, trace, warn};
 
-use crate::anchor::{Anchor, AnchorLog};
-use crate::audit::{AuditChain, AuditEvent};
-use crate::crypto::{sm3, MasterKeyring, Sm2Signer};
-use crate::crypto_actor::{BatchDone, CryptoActor, WriteBatch};
-use crate::disk::{DiskSpace, DISK_CHECK_INTERVAL};
 use crate::document::Durable;
 use crate::errors::CLOSE_INTERNAL;
-use crate::manifest::Manifest;
 use crate::metrics::metrics;
-use crate::refusals::{RefusalFilter, Verdict, REFUSAL_WINDOW};
+use crate::security::anchor::{Anchor, AnchorLog};
+use crate::security::audit::{AuditChain, AuditEvent};
+use crate::security::crypto::MasterKeyring;
+use crate::security::refusals::{RefusalFilter, Verdict, REFUSAL_WINDOW};
 use crate::session::CloseAllSender;
-use crate::store::{LogRecord, Store, StoreError};
+use crate::storage::disk::{DiskSpace, DISK_CHECK_INTERVAL};
+use crate::storage::manifest::Manifest;
+use crate::storage::{LogRecord, Store, StoreError};
+use crate::write_pool::{BatchDone, Write, WriteBatch, WritePool};
 
 /// Exit code when the store cannot flush.
 pub const EXIT_STORAGE_FAILURE: i32 = 74;
@@ -63,148 +63,8 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAX_BATCH: usize = 4096;
 /// Time between a fatal storage failure and the exit, for sessions to get their close frames.
 pub const FATAL_EXIT_DELAY: Duration = Duration::from_millis(500);
-pub use crate::disk::DEFAULT_MIN_FREE_BYTES;
-
-/// When an op is acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// After it is flushed to disk (group commit).
-    Strict,
-    /// After it is written to the store's buffers; flushed every `interval`.
-    Relaxed {
-        /// Flush interval.
-        interval: Duration,
-    },
-}
-
-/// One queued write.
-pub enum Write {
-    /// An applied op (and its audit record).
-    Op {
-        /// Document id.
-        doc: Arc<str>,
-        /// The op.
-        record: LogRecord,
-        /// The author's token subject (authentication on).
-        subject: Option<Arc<str>>,
-    },
-    /// A snapshot, then optional compaction.
-    Snapshot {
-        /// Document id.
-        doc: Arc<str>,
-        /// The snapshot.
-        snapshot: DocumentSnapshot,
-        /// Compact at or before this revision.
-        compact_at: Option<u64>,
-    },
-    /// Delete a document (and shred its key).
-    Delete {
-        /// Document id.
-        doc: String,
-        /// The deletion's write sequence number (recorded in the manifest first).
-        wseq: u64,
-        /// Told whether it was applied.
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Re-wrap every data key under a new master key ring.
-    Rotate {
-        /// The new ring.
-        ring: MasterKeyring,
-        /// Told the number of keys re-wrapped.
-        done: oneshot::Sender<Result<usize, StoreError>>,
-    },
-    /// An audit event.
-    Audit(AuditEvent),
-    /// A signed checkpoint of the audit chain.
-    Checkpoint,
-}
-
-/// Applies writes in order: seals and stores records, extends the audit chain, signs
-/// checkpoints (whose anchors are pushed to `anchors`). Runs on a write-pool thread. Stops at
-/// the first storage failure.
-pub fn apply_batch(
-    store: &dyn Store,
-    manifest: &Manifest,
-    mut chain: Option<&mut AuditChain>,
-    signer: Option<&Sm2Signer>,
-    writes: Vec<Write>,
-    anchors: &mut Vec<Anchor>,
-) -> Result<(), StoreError> {
-    let m = metrics();
-    let sealed = if store.encrypted() { 1 } else { 0 };
-    for w in writes {
-        match w {
-            Write::Op {
-                doc,
-                record,
-                subject,
-            } => {
-                store.append(&doc, std::slice::from_ref(&record))?;
-                m.crypto("seal_record", sealed);
-                if let Some(c) = chain.as_deref_mut() {
-                    m.crypto("audit_hash", 1);
-                    let op = rmp_serde::to_vec(&record.op)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    let event = AuditEvent::Op {
-                        doc: doc.to_string(),
-                        rev: record.rev,
-                        client: record.client,
-                        seq: record.seq,
-                        op_sm3: hex::encode(sm3(&op)),
-                        subject: subject.map(|s| s.to_string()),
-                    };
-                    c.append(store, event)?;
-                }
-            }
-            Write::Snapshot {
-                doc,
-                snapshot,
-                compact_at,
-            } => {
-                store.put_snapshot(&doc, &snapshot)?;
-                m.crypto("seal_record", sealed);
-                if let Some(rev) = compact_at {
-                    store.compact(&doc, rev)?;
-                }
-            }
-            Write::Delete { doc, wseq, done } => {
-                // The manifest first: a crash between the two leaves a document the manifest
-                // calls deleted and the store still has, never a "lost" one.
-                let r = manifest
-                    .record_delete(wseq, &doc)
-                    .map_err(|e| StoreError::Backend(e.to_string()))
-                    .and_then(|()| store.delete(&doc));
-                match r {
-                    Ok(()) => {
-                        let _ = done.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = done.send(Err(StoreError::Backend(e.to_string())));
-                        return Err(e);
-                    }
-                }
-            }
-            Write::Rotate { ring, done } => {
-                // A rotation that fails (e.g. a key that does not unwrap) is reported, not
-                // fatal: nothing was replaced for the keys it did not reach.
-                let _ = done.send(store.rotate_master_key(ring));
-            }
-            Write::Audit(event) => {
-                if let Some(c) = chain.as_deref_mut() {
-                    m.crypto("audit_hash", 1);
-                    c.append(store, event)?;
-                }
-            }
-            Write::Checkpoint => {
-                if let (Some(c), Some(s)) = (chain.as_deref_mut(), signer) {
-                    m.crypto("checkpoint_sign", 1);
-                    anchors.push(c.checkpoint(store, s)?);
-                }
-            }
-        }
-    }
-    Ok(())
-}
+pub use crate::storage::disk::DEFAULT_MIN_FREE_BYTES;
+pub use crate::storage::Durability;
 
 struct Waiter {
     seq: u64,
@@ -295,7 +155,7 @@ pub struct StoreActor {
     /// A fatal failure happened: nothing more is written or acknowledged.
     failed: bool,
     durability: Durability,
-    crypto: Addr<CryptoActor>,
+    crypto: Addr<WritePool>,
     /// The audit chain's writer state; `None` while a batch holds it.
     chain: Option<AuditChain>,
     /// Whether audit events are recorded.
@@ -329,7 +189,7 @@ impl StoreActor {
     pub fn new(
         store: Arc<dyn Store>,
         durability: Durability,
-        crypto: Addr<CryptoActor>,
+        crypto: Addr<WritePool>,
         audit: bool,
         checkpoint_interval: Option<Duration>,
         ledger: Ledger,
@@ -364,7 +224,7 @@ impl StoreActor {
             flushing: false,
             waiters: Vec::new(),
             flush_waiters: Vec::new(),
-            refusals: RefusalFilter::new(crate::audit::now_ms()),
+            refusals: RefusalFilter::new(crate::security::audit::now_ms()),
         })
     }
 
@@ -570,7 +430,7 @@ impl Actor for StoreActor {
         if self.audit {
             // Summaries of counted refusals are written soon after their window ends.
             ctx.run_interval(REFUSAL_WINDOW / 4, |act, ctx| {
-                if let Some(summary) = act.refusals.roll(crate::audit::now_ms()) {
+                if let Some(summary) = act.refusals.roll(crate::security::audit::now_ms()) {
                     act.enqueue(Write::Audit(summary), ctx);
                 }
             });
@@ -661,19 +521,19 @@ impl Handler<PutSnapshot> for StoreActor {
 /// Record an audit event (no-op when audit is off). Durable with the next flush.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Record(pub AuditEvent);
+pub struct AppendAudit(pub AuditEvent);
 
-impl Handler<Record> for StoreActor {
+impl Handler<AppendAudit> for StoreActor {
     type Result = ();
 
     /// Queues the event behind every write received before it. Before the server's stop
     /// record, the refusals counted so far are summarized.
-    fn handle(&mut self, m: Record, ctx: &mut Context<Self>) {
+    fn handle(&mut self, m: AppendAudit, ctx: &mut Context<Self>) {
         if !self.audit {
             return;
         }
         if m.0 == AuditEvent::ServerStop {
-            let now = crate::audit::now_ms();
+            let now = crate::security::audit::now_ms();
             if let Some(summary) = self.refusals.summary(now) {
                 self.refusals = RefusalFilter::new(now);
                 self.enqueue(Write::Audit(summary), ctx);
@@ -684,7 +544,7 @@ impl Handler<Record> for StoreActor {
 }
 
 /// Record a refused request from `source`: on its own, or counted in the summary of its window
-/// (see [`crate::refusals`]).
+/// (see [`crate::security::refusals`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AuditRefusal {
@@ -717,7 +577,9 @@ impl Handler<AuditRefusal> for StoreActor {
             return;
         }
         let key = refusal_key(&m.event);
-        let (verdict, summary) = self.refusals.admit(&m.source, key, crate::audit::now_ms());
+        let (verdict, summary) =
+            self.refusals
+                .admit(&m.source, key, crate::security::audit::now_ms());
         if let Some(summary) = summary {
             self.enqueue(Write::Audit(summary), ctx);
         }

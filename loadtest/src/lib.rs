@@ -6,14 +6,12 @@
 //! - [`baseline`]: `baseline-server`, a bare broadcast server on the same stack (the ceiling).
 //! - [`engine`]: `replay --engine`, the document core against a bare rope.
 //! - [`net_replay`]: `replay --url`, a trace typed through a real server.
-//! - [`open_bench`]: `open-bench`, the time to open a document with a long op log.
 //! - [`run`]: `run`, real OT clients over WebSocket, latency histograms, convergence check.
 //! - [`procstat`]: CPU and memory of local processes from /proc.
 
 pub mod baseline;
 pub mod engine;
 pub mod net_replay;
-pub mod open_bench;
 pub mod procstat;
 pub mod run;
 pub mod trace;

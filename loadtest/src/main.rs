@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use coedit_loadtest::{baseline, engine, net_replay, open_bench, run, trace};
+use coedit_loadtest::{baseline, engine, net_replay, run, trace};
 
 /// Default number of timed runs per trace; the median is reported.
 const DEFAULT_RUNS: usize = 5;
@@ -48,18 +48,6 @@ enum Command {
         /// Trace files (`.json.gz`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-    },
-    /// Time to open a document whose log holds many ops (sled store in a temp directory).
-    OpenBench {
-        /// Ops in the log.
-        #[arg(long, default_value_t = 100_000, env = "COEDIT_LOADTEST_OPS")]
-        ops: u64,
-        /// Snapshot every this many ops (0: none; the whole log is replayed).
-        #[arg(long, default_value_t = 1000, env = "COEDIT_LOADTEST_SNAPSHOT_EVERY")]
-        snapshot_every: u64,
-        /// Timed opens (median reported).
-        #[arg(long, default_value_t = DEFAULT_RUNS, env = "COEDIT_LOADTEST_RUNS")]
-        runs: usize,
     },
 }
 
@@ -179,15 +167,6 @@ fn run(cli: Cli) -> Result<bool> {
                 println!("{line}");
             }
             Ok(all_match)
-        }
-        Command::OpenBench {
-            ops,
-            snapshot_every,
-            runs,
-        } => {
-            let report = open_bench::run(ops, snapshot_every, runs)?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(true)
         }
     }
 }

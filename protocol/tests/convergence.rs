@@ -6,6 +6,8 @@
 //!
 //! Seeded: the seed is printed; `SEED=n` replays it. `PROPTEST_CASES` overrides the case count.
 
+mod common;
+
 use std::collections::VecDeque;
 
 use coedit_protocol::{
@@ -219,14 +221,8 @@ impl Sim {
 
 #[test]
 fn clients_converge_with_reconnects_and_exactly_once() {
-    let seed = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
+    let seed = common::seed();
+    let cases = common::cases("PROPTEST_CASES", DEFAULT_CASES);
     println!("convergence: SEED={seed} cases={cases}");
     let mut runner = TestRunner::new(Config {
         cases,

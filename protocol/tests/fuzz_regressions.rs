@@ -6,6 +6,8 @@
 //! Random batch: seeded, the seed is printed and `SEED=n` replays it; `FUZZ_CASES` sets the
 //! number of inputs per target.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use coedit_protocol::fuzzing::{self, TARGETS};
@@ -59,14 +61,8 @@ fn seeds_replay() {
 
 #[test]
 fn random_inputs() {
-    let seed = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    let cases = std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
+    let seed = common::seed();
+    let cases = common::cases("FUZZ_CASES", DEFAULT_CASES);
     eprintln!("random fuzz inputs: SEED={seed} FUZZ_CASES={cases}");
     let mut rng = SmallRng::seed_from_u64(seed);
     for target in TARGETS {

@@ -5,6 +5,8 @@
 //! Seeded: the seed is printed; `SEED=n` replays it. `PROPTEST_CASES` overrides the case count
 //! (default 10,000 per law).
 
+mod common;
+
 use coedit_protocol::{op::char_len, transform_position, Op, OpBuilder, Side};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
@@ -15,14 +17,8 @@ const MARKER: &str = "\u{E000}";
 
 /// A runner with the shared seed and case count; prints the seed.
 fn runner(law: &str) -> TestRunner {
-    let seed = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
+    let seed = common::seed();
+    let cases = common::cases("PROPTEST_CASES", DEFAULT_CASES);
     println!("law {law}: SEED={seed} cases={cases}");
     TestRunner::new(Config {
         cases,

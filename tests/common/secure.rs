@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use coedit_actors::auth::{now_s, Claims, Role, TokenSigner};
-use coedit_actors::crypto::Sm2Signer;
+use coedit_actors::security::auth::{now_s, Claims, Role, TokenSigner};
+use coedit_actors::security::crypto::Sm2Signer;
 use coedit_protocol::{ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::audit::{AuditEvent, SourceCount};
+use crate::security::audit::{AuditEvent, SourceCount};
 
 /// Length of one counting window.
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(60);

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::store::{Store, StoreError};
+use crate::storage::{Store, StoreError};
 
 /// File name of the manifest in the data directory.
 pub const MANIFEST_FILE: &str = "manifest";
@@ -343,50 +343,85 @@ fn encode(e: &Entry, offset: u64) -> Vec<u8> {
     v
 }
 
+/// Why no valid manifest record starts at an offset (or the file as a whole is wrong).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RecordDefect {
+    /// Fewer bytes than a header.
+    #[error("incomplete header")]
+    IncompleteHeader,
+    /// The header does not start with the record magic.
+    #[error("no record magic")]
+    NoMagic,
+    /// The header names another offset (a record copied or shifted).
+    #[error("record says it is at byte {0}")]
+    WrongOffset(u64),
+    /// A length above [`MAX_RECORD_BYTES`].
+    #[error("record of {0} bytes")]
+    TooLarge(usize),
+    /// Fewer bytes than the header announces.
+    #[error("incomplete record")]
+    IncompleteRecord,
+    /// The checksum does not match.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The payload does not decode.
+    #[error("undecodable record: {0}")]
+    Undecodable(String),
+    /// The file does not start with a base record.
+    #[error("the first record is not a base record")]
+    NoBase,
+    /// A base record of a format this build does not read.
+    #[error("unknown manifest format {0}")]
+    UnknownFormat(u8),
+    /// No record at all.
+    #[error("empty manifest")]
+    Empty,
+}
+
 /// The record at `at`, if a complete and valid one starts there.
-fn record_at(bytes: &[u8], at: usize) -> Result<(Entry, usize), String> {
+fn record_at(bytes: &[u8], at: usize) -> Result<(Entry, usize), RecordDefect> {
     let h = bytes
         .get(at..at + HEADER_LEN)
-        .ok_or_else(|| "incomplete header".to_string())?;
+        .ok_or(RecordDefect::IncompleteHeader)?;
     if h[..2] != MAGIC {
-        return Err("no record magic".into());
+        return Err(RecordDefect::NoMagic);
     }
     let len = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
     let offset = u64::from_le_bytes(h[6..14].try_into().expect("8 bytes"));
     if offset != at as u64 {
-        return Err(format!("record says it is at byte {offset}"));
+        return Err(RecordDefect::WrongOffset(offset));
     }
     if len > MAX_RECORD_BYTES {
-        return Err(format!("record of {len} bytes"));
+        return Err(RecordDefect::TooLarge(len));
     }
     let payload = bytes
         .get(at + HEADER_LEN..at + HEADER_LEN + len)
-        .ok_or_else(|| "incomplete record".to_string())?;
+        .ok_or(RecordDefect::IncompleteRecord)?;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[..14]);
     crc.update(payload);
     if crc.finalize() != u32::from_le_bytes([h[14], h[15], h[16], h[17]]) {
-        return Err("checksum mismatch".into());
+        return Err(RecordDefect::Checksum);
     }
     let e: Entry =
-        rmp_serde::from_slice(payload).map_err(|e| format!("undecodable record: {e}"))?;
+        rmp_serde::from_slice(payload).map_err(|e| RecordDefect::Undecodable(e.to_string()))?;
     Ok((e, at + HEADER_LEN + len))
 }
 
 /// Parses a whole file: the entries, and the length of its valid prefix (a torn last record is
 /// left out). Any other damage is an error naming its offset.
-pub fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), (u64, String)> {
+pub fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), (u64, RecordDefect)> {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         match record_at(bytes, at) {
             Ok((e, next)) => {
                 if entries.is_empty() && !matches!(e, Entry::Base { .. }) {
-                    return Err((0, "the first record is not a base record".into()));
+                    return Err((0, RecordDefect::NoBase));
                 }
                 if let Entry::Base { format, .. } = &e {
                     if *format != MANIFEST_FORMAT {
-                        return Err((at as u64, format!("unknown manifest format {format}")));
+                        return Err((at as u64, RecordDefect::UnknownFormat(*format)));
                     }
                 }
                 entries.push(e);
@@ -404,7 +439,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, u64), (u64, String)> {
         }
     }
     if entries.is_empty() {
-        return Err((0, "empty manifest".into()));
+        return Err((0, RecordDefect::Empty));
     }
     Ok((entries, at as u64))
 }
@@ -421,7 +456,7 @@ pub fn read(path: &Path) -> Result<(ManifestState, String, u64), ManifestError> 
     let (entries, valid) = parse(&bytes).map_err(|(offset, reason)| ManifestError::Damaged {
         path: path.to_path_buf(),
         offset,
-        reason,
+        reason: reason.to_string(),
     })?;
     let mut state = ManifestState::default();
     let mut id = String::new();
@@ -616,7 +651,7 @@ impl Manifest {
         }
         state.audit = store.audit_last()?.map_or(0, |(seq, _)| seq);
         let id = hex::encode(
-            crate::crypto::random_bytes::<16>()
+            crate::security::crypto::random_bytes::<16>()
                 .map_err(|e| StoreError::Config(format!("cannot make a manifest id: {e}")))?,
         );
         let len = write_whole(&path, &state.base(&id))?;
@@ -775,7 +810,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{LogRecord, MemoryStore, SledStore};
+    use crate::storage::{LogRecord, MemoryStore, SledStore};
     use coedit_protocol::Op;
 
     fn base() -> Entry {

@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::crypto::{CryptoError, MasterKeyring, SymKey};
-use crate::store::{Kv, StoreError, Tree};
+use crate::security::crypto::{CryptoError, MasterKeyring, SymKey};
+use crate::storage::{Kv, StoreError, Tree};
 
 /// Version of the key record format.
 const KEY_RECORD_FORMAT: u8 = 1;

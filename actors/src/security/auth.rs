@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::crypto::{hmac_sm3, hmac_sm3_verify, Sm2Signer, Sm2Verifier};
+use crate::security::crypto::{hmac_sm3, hmac_sm3_verify, Sm2Signer, Sm2Verifier};
 
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -472,7 +472,8 @@ pub fn bind_client_id(claims: Option<&Claims>, client: &str) -> String {
     let Some(c) = claims else {
         return client.to_string();
     };
-    let digest = crate::crypto::sm3_parts(&[c.tenant.as_bytes(), b"\0", c.sub.as_bytes()]);
+    let digest =
+        crate::security::crypto::sm3_parts(&[c.tenant.as_bytes(), b"\0", c.sub.as_bytes()]);
     let prefix = &hex::encode(digest)[..CLIENT_PREFIX_LEN];
     match client.strip_prefix(prefix) {
         Some(rest) if rest.starts_with('-') => client.to_string(),
@@ -490,7 +491,7 @@ pub fn now_s() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::generate_sm2_pem;
+    use crate::security::crypto::generate_sm2_pem;
 
     const SKEW: u64 = DEFAULT_CLOCK_SKEW_S;
 

@@ -1,11 +1,17 @@
-//! `open-bench`: how long a document with a long op log takes to open (load the latest
+//! `open_bench`: how long a document with a long op log takes to open (load the latest
 //! snapshot and the ops after it, then replay them), on a real sled store in a temporary
-//! directory.
+//! directory. A benchmark of the storage layer, so it lives here and not in the load tool
+//! (which speaks the protocol only):
+//!
+//! `cargo run --release -p coedit-actors --example open_bench -- --ops 100999 [--snapshot-every 0]`
+//!
+//! Prints one JSON line.
 
 use std::time::Instant;
 
 use anyhow::Result;
-use coedit_actors::store::LogRecord;
+use clap::Parser;
+use coedit_actors::storage::LogRecord;
 use coedit_actors::{SledStore, Store};
 use coedit_protocol::{ClientId, Document, DocumentConfig, Op};
 use serde::Serialize;
@@ -15,24 +21,45 @@ const DOC: &str = "bench";
 /// Ops written per batch while building the store.
 const BATCH: usize = 1000;
 
+/// Flags.
+#[derive(Parser)]
+struct Args {
+    /// Ops in the log.
+    #[arg(long, default_value_t = 100_000, env = "COEDIT_BENCH_OPS")]
+    ops: u64,
+    /// Snapshot every this many ops (0: none; the whole log is replayed).
+    #[arg(long, default_value_t = 1000, env = "COEDIT_BENCH_SNAPSHOT_EVERY")]
+    snapshot_every: u64,
+    /// Timed opens (median reported).
+    #[arg(long, default_value_t = 5, env = "COEDIT_BENCH_RUNS")]
+    runs: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let report = run(args.ops, args.snapshot_every, args.runs)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
 /// The benchmark's report line.
 #[derive(Debug, Serialize)]
-pub struct OpenReport {
+struct OpenReport {
     /// Ops in the log.
-    pub ops: u64,
+    ops: u64,
     /// Snapshot interval used (0: none, the whole log is replayed).
-    pub snapshot_every: u64,
+    snapshot_every: u64,
     /// Ops replayed on open (after the latest snapshot).
-    pub replayed: usize,
+    replayed: usize,
     /// Median open time.
-    pub open_ms: f64,
+    open_ms: f64,
     /// Characters in the document.
-    pub chars: usize,
+    chars: usize,
 }
 
 /// Builds a store with `ops` one-character edits (snapshots every `snapshot_every`), then
 /// opens the document `runs` times.
-pub fn run(ops: u64, snapshot_every: u64, runs: usize) -> Result<OpenReport> {
+fn run(ops: u64, snapshot_every: u64, runs: usize) -> Result<OpenReport> {
     let dir = std::env::temp_dir().join(format!("coedit-open-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = (|| {

@@ -1,28 +1,28 @@
 //! The guard: what WebSocket sessions and the HTTP API use to authenticate callers, authorize
 //! what they do, and audit it. Token signatures are checked on the crypto threads; audit events
-//! go to the store writer, which bounds what refusals may write (see [`crate::refusals`]).
+//! go to the store writer, which bounds what refusals may write (see [`crate::security::refusals`]).
 //!
 //! Invariants:
 //! - Every refusal is counted in the `auth_refusals` metric and reported to the store writer
 //!   with its source address; text the caller controls is clipped before it is recorded.
-//! - Authorization always goes through [`crate::auth::authorize`] with the configured clock
+//! - Authorization always goes through [`crate::security::auth::authorize`] with the configured clock
 //!   skew, so WebSocket and REST decide alike.
 
 use std::net::IpAddr;
 
 use actix::prelude::*;
 
-use crate::audit::AuditEvent;
-use crate::auth::{authorize, now_s, Action, AuthError, Claims, Resolved};
-use crate::crypto_actor::{CryptoActor, VerifyToken};
-use crate::refusals::{clip, UNKNOWN_SOURCE};
-use crate::store_actor::{AuditRefusal, Record, StoreActor};
+use crate::security::audit::AuditEvent;
+use crate::security::auth::{authorize, now_s, Action, AuthError, Claims, Resolved};
+use crate::security::refusals::{clip, UNKNOWN_SOURCE};
+use crate::store_actor::{AppendAudit, AuditRefusal, StoreActor};
+use crate::write_pool::{VerifyToken, WritePool};
 
 /// What sessions and the HTTP API need to authenticate callers and audit what they do.
 #[derive(Clone)]
 pub struct Guard {
     /// Verifies tokens.
-    pub crypto: Addr<CryptoActor>,
+    pub crypto: Addr<WritePool>,
     /// Records audit events.
     pub writer: Addr<StoreActor>,
     /// Whether a token is required.
@@ -61,7 +61,7 @@ impl Guard {
 
     /// Records an audit event.
     pub fn audit(&self, event: AuditEvent) {
-        self.writer.do_send(Record(event));
+        self.writer.do_send(AppendAudit(event));
     }
 
     /// Records a refused request from `source` (the peer address).

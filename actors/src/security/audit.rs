@@ -15,17 +15,17 @@
 //! - `verify` names the first bad position: a record whose bytes changed (the next link or a
 //!   checkpoint no longer matches), a missing record, records out of order, or a checkpoint
 //!   whose signature does not verify. A chain cut short is found by what is kept outside the
-//!   store: the anchored checkpoints ([`crate::anchor`]) and the audit length in the manifest
-//!   ([`crate::manifest`]); the server refuses to continue a chain shorter than either.
+//!   store: the anchored checkpoints ([`crate::security::anchor`]) and the audit length in the manifest
+//!   ([`crate::storage::manifest`]); the server refuses to continue a chain shorter than either.
 //! - Sequence numbers never repeat: after an operator accepts a loss (`coedit recover
 //!   --accept-loss`), a [`AuditEvent::Gap`] record at `lost_to + 1` links to the last surviving
 //!   record and names the lost range; `verify` accepts exactly that jump and reports it.
 
 use serde::{Deserialize, Serialize};
 
-use crate::anchor::{Anchor, ANCHOR_FORMAT};
-use crate::crypto::{sm3, Sm2Signer, Sm2Verifier, DIGEST_LEN};
-use crate::store::{Store, StoreError};
+use crate::security::anchor::{Anchor, ANCHOR_FORMAT};
+use crate::security::crypto::{sm3, Sm2Signer, Sm2Verifier, DIGEST_LEN};
+use crate::storage::{Store, StoreError};
 
 /// Version of the audit record format.
 pub const AUDIT_FORMAT: u8 = 1;
@@ -119,13 +119,13 @@ pub enum AuditEvent {
         doc: Option<String>,
         /// Error code sent.
         code: u16,
-        /// Why (clipped: see [`crate::refusals::clip`]).
+        /// Why (clipped: see [`crate::security::refusals::clip`]).
         reason: String,
         /// The peer's address.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
     },
-    /// Refusals that were counted, not recorded one by one (see [`crate::refusals`]).
+    /// Refusals that were counted, not recorded one by one (see [`crate::security::refusals`]).
     RefusalsCounted {
         /// Start of the counting window, ms since the Unix epoch.
         from_ms: u64,
@@ -215,12 +215,28 @@ fn encode(record: &AuditRecord) -> Result<Vec<u8>, StoreError> {
     Ok(v)
 }
 
+/// Why a stored audit value is not a record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuditDecodeError {
+    /// The value is empty.
+    #[error("empty record")]
+    Empty,
+    /// The format byte is not one this build reads.
+    #[error("unknown audit format {0}")]
+    UnknownFormat(u8),
+    /// The MessagePack body does not decode.
+    #[error("{0}")]
+    Body(String),
+}
+
 /// Decodes a record value.
-pub fn decode(value: &[u8]) -> Result<AuditRecord, String> {
+pub fn decode(value: &[u8]) -> Result<AuditRecord, AuditDecodeError> {
     match value.split_first() {
-        Some((&AUDIT_FORMAT, body)) => rmp_serde::from_slice(body).map_err(|e| e.to_string()),
-        Some((f, _)) => Err(format!("unknown audit format {f}")),
-        None => Err("empty record".into()),
+        Some((&AUDIT_FORMAT, body)) => {
+            rmp_serde::from_slice(body).map_err(|e| AuditDecodeError::Body(e.to_string()))
+        }
+        Some((f, _)) => Err(AuditDecodeError::UnknownFormat(*f)),
+        None => Err(AuditDecodeError::Empty),
     }
 }
 
@@ -381,7 +397,7 @@ pub struct AuditFault {
 pub struct Expectations<'a> {
     /// The public key whose signatures every checkpoint must carry.
     pub verifier: Option<&'a Sm2Verifier>,
-    /// Checkpoints anchored outside the store ([`crate::anchor`]).
+    /// Checkpoints anchored outside the store ([`crate::security::anchor`]).
     pub anchors: &'a [Anchor],
     /// The chain length recorded as durable (the manifest's), if known.
     pub min_len: Option<u64>,
@@ -570,7 +586,7 @@ pub fn export(records: &[(u64, Vec<u8>)], out: &mut dyn std::io::Write) -> std::
                 record: &record,
                 hash: hex::encode(sm3(value)),
             })?,
-            Err(e) => serde_json::json!({ "seq": seq, "undecodable": e }).to_string(),
+            Err(e) => serde_json::json!({ "seq": seq, "undecodable": e.to_string() }).to_string(),
         };
         writeln!(out, "{line}")?;
     }
@@ -580,8 +596,8 @@ pub fn export(records: &[(u64, Vec<u8>)], out: &mut dyn std::io::Write) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::generate_sm2_pem;
-    use crate::store::{Kv, MemoryStore, Tree};
+    use crate::security::crypto::generate_sm2_pem;
+    use crate::storage::{Kv, MemoryStore, Tree};
 
     fn event(i: u64) -> AuditEvent {
         AuditEvent::Op {

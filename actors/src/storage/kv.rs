@@ -1,0 +1,73 @@
+//! The ordered key-value backend under a [`super::RecordStore`]: its key spaces ([`Tree`])
+//! and the operations the store needs ([`Kv`]). Backends: [`super::mem_kv`] and [`super::sled_kv`].
+
+use super::*;
+
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The key spaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tree {
+    /// The op log.
+    Ops,
+    /// Snapshots.
+    Snapshots,
+    /// Store-wide metadata.
+    Meta,
+    /// Wrapped data keys.
+    Keys,
+    /// The audit chain.
+    Audit,
+}
+
+/// Number of key spaces.
+pub(super) const TREES: usize = 5;
+
+/// An ordered key-value backend.
+pub trait Kv: Send + Sync + 'static {
+    /// Writes a value (buffered).
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Reads a value.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes keys in `[from, to)`.
+    fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
+    /// Pairs with keys in `[from, to)`, ascending.
+    fn range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError>;
+    /// The first pairs with keys in `[from, to)`, ascending: at most `max_count`, stopping
+    /// after the pair that brings the values read to `max_bytes` or more.
+    fn range_bounded(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Pair>, StoreError>;
+    /// The first pair with a key in `[from, to)`.
+    fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// The first key in `[from, to)` (its value not read or copied).
+    fn first_key_in(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The last pair with a key in `[from, to)`.
+    fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Every key of a tree (for listing documents).
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Makes every write durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The position of a key space in a backend's array of trees.
+pub(super) fn tree_index(t: Tree) -> usize {
+    match t {
+        Tree::Ops => 0,
+        Tree::Snapshots => 1,
+        Tree::Meta => 2,
+        Tree::Keys => 3,
+        Tree::Audit => 4,
+    }
+}

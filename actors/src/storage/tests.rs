@@ -1,0 +1,375 @@
+//! Tests of the store: both backends, plaintext and sealed, through the `Store` trait.
+
+use super::codec::FORMAT_SEALED;
+use super::*;
+
+fn rec(rev: u64, op: Op) -> LogRecord {
+    LogRecord {
+        rev,
+        client: "c".into(),
+        seq: rev,
+        op,
+    }
+}
+
+/// Paged listing over both trees: a document with only a snapshot counts, prefixes and
+/// cursors bound the pages, a cursor past the prefix's range is an empty page.
+fn list_documents_in_pages<K: Kv>(s: &RecordStore<K>) {
+    for (doc, n) in [("acme:a", 2), ("acme:a-b", 1), ("acme:b", 1), ("zeta:q", 1)] {
+        let recs: Vec<_> = (1..=n).map(|r| rec(r, Op::insert_at(0, "x"))).collect();
+        s.append(doc, &recs).unwrap();
+    }
+    let snap = DocumentSnapshot {
+        rev: 0,
+        text: String::new(),
+        clients: vec![],
+    };
+    s.put_snapshot("acme:snap-only", &snap).unwrap();
+    let all = s.list_documents("acme:", None, 100).unwrap();
+    assert_eq!(all, ["acme:a", "acme:a-b", "acme:b", "acme:snap-only"]);
+    let first = s.list_documents("acme:", None, 2).unwrap();
+    assert_eq!(first, ["acme:a", "acme:a-b"]);
+    let rest = s.list_documents("acme:", Some("acme:a-b"), 2).unwrap();
+    assert_eq!(rest, ["acme:b", "acme:snap-only"]);
+    assert!(s
+        .list_documents("acme:", Some("zzz"), 2)
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.list_documents("acme:a", None, 9).unwrap().len(), 2);
+    let every = s.list_documents("", None, 100).unwrap();
+    assert_eq!(every.len(), 5, "{every:?}");
+}
+
+#[test]
+fn documents_are_listed_in_pages() {
+    list_documents_in_pages(&MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    list_documents_in_pages(&SledStore::open(dir.path()).unwrap());
+}
+
+fn fill<K: Kv>(s: &RecordStore<K>) {
+    s.append(
+        "d",
+        &[
+            rec(1, Op::insert_at(0, "ab")),
+            rec(2, Op::insert_at(2, "c")),
+        ],
+    )
+    .unwrap();
+    s.put_snapshot(
+        "d",
+        &DocumentSnapshot {
+            rev: 2,
+            text: "abc".into(),
+            clients: vec![("c".into(), 2, 2)],
+        },
+    )
+    .unwrap();
+    s.append(
+        "d",
+        &[rec(3, Op::delete_at(0, 1)), rec(4, Op::insert_at(0, "中"))],
+    )
+    .unwrap();
+    s.append("other", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+}
+
+fn exercise<K: Kv>(s: RecordStore<K>) {
+    fill(&s);
+    let loaded = s.load("d").unwrap();
+    assert_eq!(loaded.snapshot.as_ref().map(|s| s.rev), Some(2));
+    assert_eq!(
+        loaded.ops.iter().map(|r| r.rev).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    let doc = loaded
+        .into_document("d", DocumentConfig::default())
+        .unwrap();
+    assert_eq!((doc.text(), doc.rev()), ("中bc".to_string(), 4));
+    assert_eq!(s.text_at("d", 1).unwrap().as_deref(), Some("ab"));
+    assert_eq!(s.text_at("d", 3).unwrap().as_deref(), Some("bc"));
+    assert_eq!(s.text_at("d", 9).unwrap(), None);
+    assert_eq!(
+        s.versions("d").unwrap(),
+        Versions {
+            snapshots: vec![2],
+            first_op: Some(1),
+            last_rev: 4
+        }
+    );
+    assert_eq!(check_document(&s, "d").unwrap(), (4, 1));
+    assert_eq!(
+        s.documents().unwrap(),
+        vec!["d".to_string(), "other".to_string()]
+    );
+    assert!(s.load("none").unwrap().is_empty());
+    // Compaction keeps the snapshot at 2 and the ops after it.
+    s.compact("d", 3).unwrap();
+    assert_eq!(s.versions("d").unwrap().first_op, Some(3));
+    assert_eq!(s.text_at("d", 1).unwrap(), None);
+    assert_eq!(s.text_at("d", 2).unwrap().as_deref(), Some("abc"));
+    assert_eq!(check_document(&s, "d").unwrap(), (2, 1));
+    s.delete("d").unwrap();
+    assert!(s.load("d").unwrap().is_empty());
+    s.flush().unwrap();
+}
+
+#[test]
+fn memory_store_round_trip() {
+    exercise(MemoryStore::new());
+}
+
+#[test]
+fn sled_store_round_trip_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(SledStore::open(dir.path()).unwrap());
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.documents().unwrap(), vec!["other".to_string()]);
+}
+
+#[test]
+fn corruption_is_detected_and_named() {
+    let s = MemoryStore::new();
+    fill(&s);
+    let good = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            {
+                let mut b = good.clone();
+                let n = b.len();
+                b[n - 1] ^= 1;
+                b
+            },
+            "checksum",
+        ),
+        (good[..4].to_vec(), "truncated"),
+        (
+            {
+                let mut b = good.clone();
+                b[0] = 9;
+                b
+            },
+            "format",
+        ),
+        (
+            encode_record(KIND_OP, &rec(7, Op::noop())).unwrap(),
+            "says revision 7",
+        ),
+    ];
+    for (bad, why) in cases {
+        s.kv().put_raw(Tree::Ops, &key("d", 3), &bad).unwrap();
+        match s.load("d") {
+            Err(StoreError::Corrupt { doc, rev, reason }) => {
+                assert_eq!((doc.as_str(), rev), ("d", 3));
+                assert!(reason.contains(why), "{reason}");
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+        assert!(check_document(&s, "d").is_err());
+    }
+    // A gap in revisions.
+    s.kv().put_raw(Tree::Ops, &key("d", 3), &good).unwrap();
+    s.kv()
+        .delete_range(Tree::Ops, &key("d", 3), &key("d", 4))
+        .unwrap();
+    assert!(matches!(
+        s.load("d"),
+        Err(StoreError::Corrupt { rev: 3, .. })
+    ));
+    // An op that does not replay.
+    s.kv()
+        .put_raw(
+            Tree::Ops,
+            &key("d", 3),
+            &encode_record(KIND_OP, &rec(3, Op::delete_at(0, 50))).unwrap(),
+        )
+        .unwrap();
+    let err = s
+        .load("d")
+        .unwrap()
+        .into_document("d", DocumentConfig::default())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { rev: 3, .. }));
+}
+
+#[test]
+fn encrypted_stores_round_trip() {
+    exercise(MemoryStore::encrypted(MasterKeyring::generate().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let ring = MasterKeyring::generate().unwrap();
+    exercise(SledStore::open_with(dir.path(), Some(ring.clone())).unwrap());
+    let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
+    assert_eq!(s.load("other").unwrap().ops.len(), 1);
+    assert!(s.encrypted());
+}
+
+#[test]
+fn encryption_mode_is_fixed_per_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = MasterKeyring::generate().unwrap();
+    drop(SledStore::open_with(dir.path(), Some(ring.clone())).unwrap());
+    let e = SledStore::open(dir.path()).err().expect("needs the key");
+    assert!(e.to_string().contains("encrypted"), "{e}");
+    // The wrong master key is refused at open (see the key check value test).
+    let other = MasterKeyring::generate().unwrap();
+    assert!(SledStore::open_with(dir.path(), Some(other)).is_err());
+    // A data key that does not unwrap (its wrapped bytes altered) refuses the document.
+    let s = SledStore::open_with(dir.path(), Some(ring.clone())).unwrap();
+    s.append("d", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+    let mut wrapped = s.kv().get(Tree::Keys, b"d").unwrap().unwrap();
+    let n = wrapped.len();
+    wrapped[n - 1] ^= 1;
+    s.kv().put_raw(Tree::Keys, b"d", &wrapped).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
+    assert!(matches!(
+        s.load("d"),
+        Err(StoreError::Corrupt { rev: 1, .. })
+    ));
+    let plain = tempfile::tempdir().unwrap();
+    let s = SledStore::open(plain.path()).unwrap();
+    fill(&s);
+    drop(s);
+    let e = SledStore::open_with(plain.path(), Some(MasterKeyring::generate().unwrap()))
+        .err()
+        .expect("plaintext documents exist");
+    assert!(e.to_string().contains("unencrypted"), "{e}");
+}
+
+#[test]
+fn a_master_key_ring_with_another_key_under_a_known_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = MasterKeyring::generate().unwrap();
+    let s = SledStore::open_with(dir.path(), Some(ring.clone())).unwrap();
+    s.append("d", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    // Another key, also numbered 1: refused at open, nothing written under it.
+    let wrong = MasterKeyring::generate().unwrap();
+    let e = SledStore::open_with(dir.path(), Some(wrong.clone()))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("not the key"), "{e}");
+    // A store written before check values existed: the data keys prove the version.
+    let s = SledStore::open_with(dir.path(), Some(ring.clone())).unwrap();
+    let mut kcv = META_KCV_PREFIX.to_vec();
+    kcv.extend_from_slice(&1u32.to_be_bytes());
+    s.kv()
+        .delete_range(Tree::Meta, &kcv, &[kcv.as_slice(), &[0]].concat())
+        .unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let e = SledStore::open_with(dir.path(), Some(wrong))
+        .err()
+        .expect("refused by the data key");
+    assert!(e.to_string().contains("does not open"), "{e}");
+    let s = SledStore::open_with(dir.path(), Some(ring)).unwrap();
+    assert_eq!(s.load("d").unwrap().ops.len(), 1);
+    assert!(
+        s.kv().get(Tree::Meta, &kcv).unwrap().is_some(),
+        "recorded again"
+    );
+}
+
+#[test]
+fn sealed_records_are_opaque_and_tamper_evident() {
+    let s = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+    fill(&s);
+    let good = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
+    assert_eq!(good[0], FORMAT_SEALED);
+    let snap = s.kv().get(Tree::Snapshots, &key("d", 2)).unwrap().unwrap();
+    assert!(
+        !snap.windows(3).any(|w| w == b"abc"),
+        "snapshot text in the clear"
+    );
+    let four = s.kv().get(Tree::Ops, &key("d", 4)).unwrap().unwrap();
+    assert!(!four.windows(3).any(|w| w == "中".as_bytes()));
+    let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
+    for i in [1, 3, 7, good.len() / 2, good.len() - 1] {
+        let mut b = good.clone();
+        b[i] ^= 0x10;
+        cases.push((b, if i == 1 { "kind" } else { "" }));
+    }
+    cases.push((good[..20].to_vec(), "truncated"));
+    cases.push((
+        encode_record(KIND_OP, &rec(3, Op::noop())).unwrap(),
+        "only sealed",
+    ));
+    cases.push((four.clone(), "authentication failed"));
+    for (bad, why) in cases {
+        s.kv().put_raw(Tree::Ops, &key("d", 3), &bad).unwrap();
+        match s.load("d") {
+            Err(StoreError::Corrupt { doc, rev, reason }) => {
+                assert_eq!((doc.as_str(), rev), ("d", 3));
+                assert!(reason.contains(why), "{why}: {reason}");
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    s.kv().put_raw(Tree::Ops, &key("d", 3), &good).unwrap();
+    assert_eq!(s.load("d").unwrap().ops.len(), 2);
+    // A wrapped key with a flipped bit does not unwrap (fresh store: no cached key).
+    let t = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+    t.append("k", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+    let mut wrapped = t.kv().get(Tree::Keys, b"k").unwrap().unwrap();
+    let n = wrapped.len();
+    wrapped[n - 1] ^= 1;
+    t.kv().put_raw(Tree::Keys, b"k", &wrapped).unwrap();
+    t.keys.as_ref().unwrap().forget_cached();
+    match t.load("k") {
+        Err(StoreError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("wrapped data key"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deleting_a_document_shreds_its_key() {
+    let s = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+    fill(&s);
+    let old = s.kv().get(Tree::Ops, &key("d", 3)).unwrap().unwrap();
+    s.delete("d").unwrap();
+    assert!(s.load("d").unwrap().is_empty());
+    // The same bytes put back (a copy from a backup or a freed block) no longer open.
+    s.kv().put_raw(Tree::Ops, &key("d", 3), &old).unwrap();
+    match s.ops("d", 2, 3) {
+        Err(StoreError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("destroyed"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    s.delete("d").unwrap();
+    // A re-created document gets a new key generation.
+    s.append("d", &[rec(1, Op::insert_at(0, "new"))]).unwrap();
+    let keys = DataKeys::list(s.kv()).unwrap();
+    assert!(keys.contains(&("d".to_string(), 2, 1)), "{keys:?}");
+    s.kv().put_raw(Tree::Ops, &key("d", 3), &old).unwrap();
+    assert!(s.ops("d", 2, 3).is_err());
+}
+
+#[test]
+fn master_key_rotation_rewraps_without_rewriting_data() {
+    let mut ring = MasterKeyring::generate().unwrap();
+    let s = MemoryStore::encrypted(ring.clone());
+    fill(&s);
+    let ops_before = s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap();
+    ring.add_version().unwrap();
+    assert_eq!(s.rotate_master_key(ring.clone()).unwrap(), 2);
+    assert_eq!(
+        s.kv().range(Tree::Ops, &[], PAST_ALL_DOCS).unwrap(),
+        ops_before
+    );
+    for (_, _, master) in DataKeys::list(s.kv()).unwrap() {
+        assert_eq!(master, 2);
+    }
+    // Only the new version is needed from now on.
+    ring.retire_old();
+    s.keys.as_ref().unwrap().forget_cached();
+    s.rotate_master_key(ring).unwrap();
+    s.keys.as_ref().unwrap().forget_cached();
+    assert_eq!(s.load("other").unwrap().ops.len(), 1);
+    assert!(MemoryStore::new()
+        .rotate_master_key(MasterKeyring::generate().unwrap())
+        .is_err());
+}

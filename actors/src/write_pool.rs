@@ -1,0 +1,267 @@
+//! The write pool: a pool of threads (actix `SyncArbiter`) that does the store's writing and
+//! the CPU-bound cryptography, so that encoding, sealing, hashing, signing and the store's own
+//! buffered writes never run on the threads that serve connections. With encryption off it
+//! still does the writing.
+//!
+//! It does two things: applies the store actor's batches in order ([`apply_batch`]: encodes
+//! and seals records with SM4-GCM, extends the audit chain with SM3, signs checkpoints with SM2,
+//! writes into the store's buffers; [`crate::store_actor`] decides when they are flushed), and
+//! verifies access tokens (SM2 or HMAC-SM3) for sessions and the HTTP API.
+//!
+//! Invariants:
+//! - The store writer keeps at most one batch in flight, so batches are applied in order even
+//!   though the pool has several threads; token checks run on the others meanwhile.
+//! - The audit chain's writer state travels with the batch and comes back with the reply: it
+//!   has exactly one owner at any time.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use coedit_protocol::DocumentSnapshot;
+use tokio::sync::oneshot;
+
+use crate::metrics::metrics;
+use crate::security::anchor::Anchor;
+use crate::security::audit::AuditChain;
+use crate::security::audit::AuditEvent;
+use crate::security::auth::{AuthError, Claims, TokenKey};
+use crate::security::crypto::Sm2Signer;
+use crate::security::crypto::{sm3, MasterKeyring};
+use crate::storage::manifest::Manifest;
+use crate::storage::{LogRecord, Store, StoreError};
+
+/// Default number of write-pool threads.
+pub const DEFAULT_POOL_THREADS: usize = 2;
+
+/// The write pool. See the module documentation.
+pub struct WritePool {
+    store: Arc<dyn Store>,
+    manifest: Arc<Manifest>,
+    tokens: Option<TokenKey>,
+    signer: Option<Arc<Sm2Signer>>,
+}
+
+impl WritePool {
+    /// Starts `threads` write-pool threads writing to `store`, checking tokens with `tokens`
+    /// (`None`: authentication off) and signing audit checkpoints with `signer`.
+    pub fn start(
+        threads: usize,
+        store: Arc<dyn Store>,
+        manifest: Arc<Manifest>,
+        tokens: Option<TokenKey>,
+        signer: Option<Arc<Sm2Signer>>,
+    ) -> Addr<WritePool> {
+        SyncArbiter::start(threads.max(1), move || WritePool {
+            store: store.clone(),
+            manifest: manifest.clone(),
+            tokens: tokens.clone(),
+            signer: signer.clone(),
+        })
+    }
+}
+
+impl Actor for WritePool {
+    type Context = SyncContext<Self>;
+}
+
+/// One queued write.
+pub enum Write {
+    /// An applied op (and its audit record).
+    Op {
+        /// Document id.
+        doc: Arc<str>,
+        /// The op.
+        record: LogRecord,
+        /// The author's token subject (authentication on).
+        subject: Option<Arc<str>>,
+    },
+    /// A snapshot, then optional compaction.
+    Snapshot {
+        /// Document id.
+        doc: Arc<str>,
+        /// The snapshot.
+        snapshot: DocumentSnapshot,
+        /// Compact at or before this revision.
+        compact_at: Option<u64>,
+    },
+    /// Delete a document (and shred its key).
+    Delete {
+        /// Document id.
+        doc: String,
+        /// The deletion's write sequence number (recorded in the manifest first).
+        wseq: u64,
+        /// Told whether it was applied.
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Re-wrap every data key under a new master key ring.
+    Rotate {
+        /// The new ring.
+        ring: MasterKeyring,
+        /// Told the number of keys re-wrapped.
+        done: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// An audit event.
+    Audit(AuditEvent),
+    /// A signed checkpoint of the audit chain.
+    Checkpoint,
+}
+
+/// Applies writes in order: seals and stores records, extends the audit chain, signs
+/// checkpoints (whose anchors are pushed to `anchors`). Runs on a write-pool thread. Stops at
+/// the first storage failure.
+pub fn apply_batch(
+    store: &dyn Store,
+    manifest: &Manifest,
+    mut chain: Option<&mut AuditChain>,
+    signer: Option<&Sm2Signer>,
+    writes: Vec<Write>,
+    anchors: &mut Vec<Anchor>,
+) -> Result<(), StoreError> {
+    let m = metrics();
+    let sealed = if store.encrypted() { 1 } else { 0 };
+    for w in writes {
+        match w {
+            Write::Op {
+                doc,
+                record,
+                subject,
+            } => {
+                store.append(&doc, std::slice::from_ref(&record))?;
+                m.crypto("seal_record", sealed);
+                if let Some(c) = chain.as_deref_mut() {
+                    m.crypto("audit_hash", 1);
+                    let op = rmp_serde::to_vec(&record.op)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    let event = AuditEvent::Op {
+                        doc: doc.to_string(),
+                        rev: record.rev,
+                        client: record.client,
+                        seq: record.seq,
+                        op_sm3: hex::encode(sm3(&op)),
+                        subject: subject.map(|s| s.to_string()),
+                    };
+                    c.append(store, event)?;
+                }
+            }
+            Write::Snapshot {
+                doc,
+                snapshot,
+                compact_at,
+            } => {
+                store.put_snapshot(&doc, &snapshot)?;
+                m.crypto("seal_record", sealed);
+                if let Some(rev) = compact_at {
+                    store.compact(&doc, rev)?;
+                }
+            }
+            Write::Delete { doc, wseq, done } => {
+                // The manifest first: a crash between the two leaves a document the manifest
+                // calls deleted and the store still has, never a "lost" one.
+                let r = manifest
+                    .record_delete(wseq, &doc)
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+                    .and_then(|()| store.delete(&doc));
+                match r {
+                    Ok(()) => {
+                        let _ = done.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(StoreError::Backend(e.to_string())));
+                        return Err(e);
+                    }
+                }
+            }
+            Write::Rotate { ring, done } => {
+                // A rotation that fails (e.g. a key that does not unwrap) is reported, not
+                // fatal: nothing was replaced for the keys it did not reach.
+                let _ = done.send(store.rotate_master_key(ring));
+            }
+            Write::Audit(event) => {
+                if let Some(c) = chain.as_deref_mut() {
+                    m.crypto("audit_hash", 1);
+                    c.append(store, event)?;
+                }
+            }
+            Write::Checkpoint => {
+                if let (Some(c), Some(s)) = (chain.as_deref_mut(), signer) {
+                    m.crypto("checkpoint_sign", 1);
+                    anchors.push(c.checkpoint(store, s)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Apply a batch of writes in order (sent by the store writer only).
+#[derive(Message)]
+#[rtype(result = "BatchDone")]
+pub struct WriteBatch {
+    /// The writes.
+    pub writes: Vec<Write>,
+    /// The audit chain's writer state (`None`: audit off).
+    pub chain: Option<AuditChain>,
+}
+
+/// The outcome of a [`WriteBatch`].
+pub struct BatchDone {
+    /// Number of writes applied.
+    pub applied: usize,
+    /// The first failure, which stops the batch.
+    pub result: Result<(), StoreError>,
+    /// The chain state, handed back.
+    pub chain: Option<AuditChain>,
+    /// Anchors of the checkpoints written (to be recorded once durable).
+    pub anchors: Vec<Anchor>,
+}
+
+impl Handler<WriteBatch> for WritePool {
+    type Result = MessageResult<WriteBatch>;
+
+    /// Seals and writes each record, appends audit records (and signed checkpoints).
+    fn handle(&mut self, m: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
+        let mut chain = m.chain;
+        let applied = m.writes.len();
+        let mut anchors = Vec::new();
+        let result = apply_batch(
+            &*self.store,
+            &self.manifest,
+            chain.as_mut(),
+            self.signer.as_deref(),
+            m.writes,
+            &mut anchors,
+        );
+        MessageResult(BatchDone {
+            applied,
+            result,
+            chain,
+            anchors,
+        })
+    }
+}
+
+/// Check an access token.
+#[derive(Message)]
+#[rtype(result = "Result<Claims, AuthError>")]
+pub struct VerifyToken {
+    /// The token (`None`: none was sent).
+    pub token: Option<String>,
+    /// Current time, Unix seconds.
+    pub now: u64,
+    /// Clock skew tolerated, seconds.
+    pub skew: u64,
+}
+
+impl Handler<VerifyToken> for WritePool {
+    type Result = Result<Claims, AuthError>;
+
+    /// Verifies form, algorithm, signature and expiry. Only sent when authentication is on.
+    fn handle(&mut self, m: VerifyToken, _: &mut SyncContext<Self>) -> Self::Result {
+        let key = self
+            .tokens
+            .as_ref()
+            .ok_or_else(|| AuthError::Invalid("authentication is off".into()))?;
+        crate::metrics::metrics().crypto("token_verify", 1);
+        key.verify(m.token.as_deref().ok_or(AuthError::Missing)?, m.now, m.skew)
+    }
+}
