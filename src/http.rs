@@ -14,13 +14,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coedit_actors::document::{Applied, DocText, GetOps, GetText, GetVersions, Submit};
 use coedit_actors::history::{self, Answer, StoreRead, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
-use coedit_actors::registry::{DeleteDocument, OpenCount, OpenDoc};
+use coedit_actors::registry::{self, DeleteDocument, OpenCount, OpenDoc};
 use coedit_actors::security::audit::AuditEvent;
 use coedit_actors::security::auth::{bind_client_id, Action, AuthError, Claims, Resolved};
 use coedit_actors::security::guard::{Guard, Refusal};
-use coedit_actors::session::{
-    start_session, CloseAll, SessionShared, JOIN_ATTEMPTS, JOIN_RETRY_PAUSE,
-};
+use coedit_actors::session::{start_session, CloseAll, SessionShared};
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
 use coedit_protocol::wire::{checked_op, op_reach, validate_client_id, validate_doc_ref};
 use coedit_protocol::{ClientId, Component, ErrorCode, ProtocolError};
@@ -337,33 +335,19 @@ where
     R: Send + 'static,
     DocActor: Handler<M>,
 {
-    let doc = r.name.as_str();
-    let mut last = ActorError::Closing(r.name.clone());
-    for attempt in 0..JOIN_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(JOIN_RETRY_PAUSE * attempt).await;
+    let open = OpenDoc {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        create: action == Action::Write && r.role.can_write(),
+    };
+    match registry::call_doc(&state.registry, open, make).await {
+        Ok((_, answer)) => Ok(answer),
+        Err(ActorError::Auth(e)) => {
+            refused(state, req, claims, Some(&r.name), &e);
+            Err(e.into())
         }
-        let open = OpenDoc {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            create: action == Action::Write && r.role.can_write(),
-        };
-        let addr = match state.registry.send(open).await.map_err(ActorError::from)? {
-            Ok(a) => a,
-            Err(ActorError::Auth(e)) => {
-                refused(state, req, claims, Some(doc), &e);
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        match addr.send(make()).await {
-            Ok(Ok(r)) => return Ok(r),
-            Ok(Err(e @ ActorError::Closing(_))) => last = e,
-            Err(e) => last = ActorError::Mailbox(e),
-            Ok(Err(e)) => return Err(e.into()),
-        }
+        Err(e) => Err(e.into()),
     }
-    Err(last.into())
 }
 
 /// Runs a history read against the store on a blocking thread, a few at a time.

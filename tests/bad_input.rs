@@ -573,7 +573,12 @@ async fn slow_reader(bound: QueueBound) -> Result<()> {
             // The writer keeps pace with the server (a well-behaved client), so only the
             // slow reader falls behind.
             let applied = "coedit_ops_total{result=\"applied\"}";
+            let pace = Instant::now() + Duration::from_secs(60);
             while metric(srv.addr, applied) < seq as f64 {
+                anyhow::ensure!(
+                    Instant::now() < pace,
+                    "op {seq} not applied within 60 s (was the writer cut as a slow consumer?)"
+                );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let gauge = match bound {

@@ -46,7 +46,7 @@ use crate::frame::{Format, Frame, SharedFrame};
 use crate::history::{Answer, OpsPage, StoreRead, HISTORY_PAGE_BYTES, MAX_HISTORY_PAGE};
 use crate::metrics::metrics;
 use crate::outbox::{Outbox, Refused};
-use crate::registry::{DocClosed, Registry};
+use crate::registry::{DocClosed, DocClosing, Registry};
 use crate::storage::disk::DiskSpace;
 use crate::storage::manifest::Manifest;
 use crate::storage::Durability;
@@ -179,6 +179,11 @@ impl DocActor {
         self.new
     }
 
+    /// The id clients use for the document.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Loads document `id` (which clients call `name`) from the store: its latest snapshot,
     /// then the ops after it. A document that holds fewer revisions than the manifest says
     /// were acknowledged is refused ([`crate::storage::StoreError::Lost`]), never served rolled
@@ -283,6 +288,14 @@ impl DocActor {
         }
     }
 
+    /// Schedules a fan-out if a subscriber was cut (slow consumer, gone) outside a flush and
+    /// its cleared caret waits to be sent.
+    fn flush_cut_presence(&mut self, ctx: &mut Context<Self>) {
+        if !self.pending_presence.is_empty() {
+            self.schedule_flush(ctx);
+        }
+    }
+
     /// Sends a message to one subscriber in its format.
     fn reply(&mut self, session: SessionId, msg: &ServerMsg) {
         if let Some(format) = self.subs.get(&session).map(|s| s.format) {
@@ -333,7 +346,9 @@ impl DocActor {
                 });
             }
         }
-        if !self.pending_presence.is_empty() {
+        // A subscriber cut as a slow consumer during this broadcast queues its cleared caret:
+        // send that too (each round can only cut more subscribers, so this ends).
+        while !self.pending_presence.is_empty() {
             let peers = self
                 .pending_presence
                 .drain()
@@ -398,6 +413,7 @@ impl DocActor {
                 }
             }
         }
+        self.flush_cut_presence(ctx);
     }
 
     /// Bookkeeping after a subscriber is removed: its presence is cleared.
@@ -466,11 +482,17 @@ impl DocActor {
     }
 
     /// Saves the document and stops.
+    /// The registry hears `DocClosing` first (before this actor refuses anything), so requests
+    /// wait for the unload instead of racing it.
     fn unload(&mut self, ctx: &mut Context<Self>) {
         debug!(parent: &self.span, rev = self.doc.rev(), "unloading idle document");
-        let (id, addr) = (self.id.clone(), ctx.address());
+        let (id, name, addr) = (self.id.clone(), self.name.clone(), ctx.address());
+        self.registry.do_send(DocClosing {
+            id: id.clone(),
+            addr: addr.clone(),
+        });
         let fut = self.save_and_stop(move |act| {
-            act.registry.do_send(DocClosed { id, addr });
+            act.registry.do_send(DocClosed { id, name, addr });
         });
         ctx.wait(fut);
     }
@@ -634,7 +656,7 @@ impl Handler<Join> for DocActor {
 
     /// Adds the subscriber and sends it the catch-up or a snapshot, then current presence, as
     /// one answer (queued whole or not at all).
-    fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: Join, ctx: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         let doc = self.name.to_string();
         let durable = self.durable_rev;
@@ -691,6 +713,7 @@ impl Handler<Join> for DocActor {
             },
         );
         self.send_all(m.session, answer);
+        self.flush_cut_presence(ctx);
         Ok(())
     }
 }
@@ -813,6 +836,7 @@ impl DocActor {
                         seq: Some(m.seq),
                     };
                     self.reply(s, &err);
+                    self.flush_cut_presence(ctx);
                 }
                 return Err(e);
             }
@@ -919,6 +943,7 @@ impl Handler<SetPresence> for DocActor {
                     seq: None,
                 };
                 self.reply(m.session, &err);
+                self.flush_cut_presence(ctx);
             }
         }
     }

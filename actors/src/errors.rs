@@ -25,7 +25,7 @@ pub const CLOSE_RESTART: u16 = 1012;
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// A request the actor layer could not serve.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[non_exhaustive]
 pub enum ActorError {
     /// The document refused the request.

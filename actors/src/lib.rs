@@ -28,6 +28,8 @@
 //! - [`errors`]: this layer's error enum and the one mapping from error codes to WebSocket
 //!   close codes and HTTP statuses.
 //! - [`metrics`]: the process's Prometheus metrics.
+//! - `tests` (test builds only): in-process tests of the document and store actors, message by
+//!   message, on a `MemoryStore` with recording sessions and a paused clock (see its `//!`).
 //!
 //! Module folders (no actix inside, except the guard's addresses):
 //! - [`storage`]: the `Store` trait and `StoreError`, the record codec, the `Kv` backends
@@ -53,6 +55,8 @@ pub mod security;
 pub mod session;
 pub mod storage;
 pub mod store_actor;
+#[cfg(test)]
+mod tests;
 pub mod write_pool;
 pub mod ws_gate;
 

@@ -1,15 +1,29 @@
-//! The registry: one `DocActor` per open document, opened on first use.
+//! The registry: one `DocActor` per open document, opened on first use. It owns the whole
+//! open lifecycle: WebSocket joins and REST calls reach a document only through
+//! [`call_doc`] ("open or wait, then ask").
+//!
+//! A document's slot goes `Opening` (its store read, decryption and replay run on a blocking
+//! thread, off the registry's: opens of different documents proceed in parallel, and every
+//! request for the document meanwhile waits in the slot) → `Open` → `Closing` (an idle actor
+//! said `DocClosing`; requests wait for its `DocClosed`) → absent, or `Opening` again for the
+//! requests that waited.
 //!
 //! Invariants:
-//! - At most one live `DocActor` per document id is in `docs`; an unloading actor removes
-//!   itself with `DocClosed` (only if it is still the registered one) before it stops, and has
-//!   saved the document before that, so the next `OpenDoc` loads the latest state.
+//! - At most one `DocActor` per document id exists: a new one is loaded only once the old one
+//!   has saved and said `DocClosed` (or is gone), so the load sees the latest state.
+//! - No request sleeps and retries: a request that reached an actor just as it began to close
+//!   asks again, and by then the registry has the actor's `DocClosing` (sent before the actor
+//!   refuses anything), so it waits in the slot. [`MAX_OPEN_ROUNDS`] bounds that.
+//! - Every waiter gets an answer: the load's result, `Closing` if the registry shuts down or
+//!   the document is deleted meanwhile.
 //! - Document ids reaching the registry have been validated by the protocol layer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
@@ -21,10 +35,37 @@ use crate::storage::manifest::Manifest;
 use crate::storage::Store;
 use crate::store_actor::{AppendAudit, Checkpoint, DeleteDoc, FlushNow, StoreActor};
 
+/// Times a request asks the registry again after the actor it got was closing (each round
+/// waits for that actor's `DocClosed`; more than one round happens only when a document
+/// unloads again at once).
+pub const MAX_OPEN_ROUNDS: u32 = 4;
+/// Longest a request waits for a document to open (its load, or an unloading actor's save).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Someone waiting for a document's actor.
+struct Waiter {
+    /// Whether it may create the document.
+    create: bool,
+    tx: oneshot::Sender<Result<Addr<DocActor>, ActorError>>,
+}
+
+/// Where a document is in its lifecycle.
+enum Slot {
+    /// Running.
+    Open(Addr<DocActor>),
+    /// Being loaded on a blocking thread; these wait for it.
+    Opening(Vec<Waiter>),
+    /// Unloading after idling; these wait for its `DocClosed`, then it is loaded again.
+    Closing {
+        addr: Addr<DocActor>,
+        waiters: Vec<Waiter>,
+    },
+}
+
 /// The registry actor. See the module documentation.
 pub struct Registry {
-    /// Open documents.
-    docs: HashMap<Arc<str>, Addr<DocActor>>,
+    /// Documents open, opening or closing.
+    docs: HashMap<Arc<str>, Slot>,
     /// Settings handed to every document actor.
     config: DocActorConfig,
     /// Where documents load from.
@@ -98,19 +139,61 @@ pub struct OpenDoc {
 }
 
 impl Handler<OpenDoc> for Registry {
-    type Result = Result<Addr<DocActor>, ActorError>;
+    type Result = ResponseFuture<Result<Addr<DocActor>, ActorError>>;
 
-    /// Returns the open actor or starts one from the store (refused during shutdown).
+    /// Answers with the running actor, or queues the request in the document's slot (loading
+    /// it if nobody is); refused during shutdown and while the document is being deleted.
     fn handle(&mut self, m: OpenDoc, ctx: &mut Context<Self>) -> Self::Result {
         if self.shutting_down || self.deleting.contains(&m.id) {
-            return Err(ActorError::Closing(m.name));
+            return Box::pin(std::future::ready(Err(ActorError::Closing(m.name))));
         }
-        if let Some(addr) = self.docs.get(m.id.as_str()) {
-            if addr.connected() {
-                return Ok(addr.clone());
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter {
+            create: m.create,
+            tx,
+        };
+        let name = m.name.clone();
+        let answer = Box::pin(async move {
+            match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(_)) | Err(_) => Err(ActorError::Closing(name)),
             }
-        }
-        let id: Arc<str> = Arc::from(m.id);
+        });
+        let waiting = match self.docs.get_mut(m.id.as_str()) {
+            Some(Slot::Open(addr)) if addr.connected() => {
+                return Box::pin(std::future::ready(Ok(addr.clone())));
+            }
+            Some(Slot::Opening(waiters)) => {
+                waiters.push(waiter);
+                return answer;
+            }
+            Some(Slot::Closing { addr, waiters }) if addr.connected() => {
+                waiters.push(waiter);
+                return answer;
+            }
+            // Absent, or an actor that stopped without saying so: load it again (with whoever
+            // waited for the dead one).
+            Some(Slot::Closing { waiters, .. }) => std::mem::take(waiters),
+            _ => Vec::new(),
+        };
+        let mut waiters = waiting;
+        waiters.push(waiter);
+        self.start_loading(Arc::from(m.id), Arc::from(m.name), waiters, ctx);
+        answer
+    }
+}
+
+impl Registry {
+    /// Loads document `id` on a blocking thread for `waiters`; [`Registry::loaded`] answers
+    /// them.
+    fn start_loading(
+        &mut self,
+        id: Arc<str>,
+        name: Arc<str>,
+        waiters: Vec<Waiter>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.docs.insert(id.clone(), Slot::Opening(waiters));
         let deps = DocDeps {
             store: self.store.clone(),
             writer: self.writer.clone(),
@@ -118,23 +201,89 @@ impl Handler<OpenDoc> for Registry {
             manifest: self.manifest.clone(),
             disk: self.disk.clone(),
         };
-        let actor = DocActor::load(
-            id.clone(),
-            Arc::from(m.name.as_str()),
-            self.config.clone(),
-            deps,
-        )?;
-        if actor.is_new() && !m.create {
-            return Err(ActorError::NoSuchDocument(m.name));
+        let (config, load_id) = (self.config.clone(), id.clone());
+        let load = tokio::task::spawn_blocking(move || DocActor::load(load_id, name, config, deps));
+        ctx.spawn(load.into_actor(self).map(move |res, act, _| {
+            let res = res.unwrap_or_else(|e| {
+                Err(ActorError::Store(crate::storage::StoreError::Backend(
+                    format!("loading the document failed: {e}"),
+                )))
+            });
+            act.loaded(id, res);
+        }));
+    }
+
+    /// Starts the loaded actor (if anyone may create it or it exists) and answers the waiters.
+    fn loaded(&mut self, id: Arc<str>, res: Result<DocActor, ActorError>) {
+        let Some(Slot::Opening(waiters)) = self.docs.remove(&id) else {
+            return;
+        };
+        if self.shutting_down || self.deleting.contains(id.as_ref()) {
+            for w in waiters {
+                let _ = w.tx.send(Err(ActorError::Closing(id.to_string())));
+            }
+            return;
+        }
+        let actor = match res {
+            Ok(a) => a,
+            Err(e) => {
+                for w in waiters {
+                    let _ = w.tx.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let name = actor.name().to_string();
+        if actor.is_new() && !waiters.iter().any(|w| w.create) {
+            for w in waiters {
+                let _ = w.tx.send(Err(ActorError::NoSuchDocument(name.clone())));
+            }
+            return;
         }
         let addr = match self.arbiter_for(&id) {
             Some(arbiter) => DocActor::start_in_arbiter(arbiter, move |_| actor),
             None => actor.start(),
         };
         debug!(doc = %id, "document opened");
-        self.docs.insert(id, addr.clone());
-        metrics().open_documents.set(self.docs.len() as i64);
-        Ok(addr)
+        self.docs.insert(id, Slot::Open(addr.clone()));
+        metrics().open_documents.set(self.open_count() as i64);
+        for w in waiters {
+            let _ = w.tx.send(Ok(addr.clone()));
+        }
+    }
+
+    /// Documents with a running actor.
+    fn open_count(&self) -> usize {
+        self.docs
+            .values()
+            .filter(|s| !matches!(s, Slot::Opening(_)))
+            .count()
+    }
+}
+
+/// Sent by an idle document actor as it begins to unload (before it refuses anything): requests
+/// for the document wait for its [`DocClosed`] instead of reaching it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DocClosing {
+    /// Its document id.
+    pub id: Arc<str>,
+    /// Its address.
+    pub addr: Addr<DocActor>,
+}
+
+impl Handler<DocClosing> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, m: DocClosing, _: &mut Context<Self>) {
+        if let Some(slot @ Slot::Open(_)) = self.docs.get_mut(&m.id) {
+            if matches!(slot, Slot::Open(a) if *a == m.addr) {
+                *slot = Slot::Closing {
+                    addr: m.addr,
+                    waiters: Vec::new(),
+                };
+            }
+        }
     }
 }
 
@@ -144,6 +293,8 @@ impl Handler<OpenDoc> for Registry {
 pub struct DocClosed {
     /// Its document id.
     pub id: Arc<str>,
+    /// The name clients use for it.
+    pub name: Arc<str>,
     /// Its address (a newer actor for the same id is left alone).
     pub addr: Addr<DocActor>,
 }
@@ -151,12 +302,23 @@ pub struct DocClosed {
 impl Handler<DocClosed> for Registry {
     type Result = ();
 
-    /// Forgets the actor if it is still the registered one.
-    fn handle(&mut self, m: DocClosed, _: &mut Context<Self>) {
-        if self.docs.get(&m.id) == Some(&m.addr) {
-            self.docs.remove(&m.id);
-            metrics().open_documents.set(self.docs.len() as i64);
+    /// Forgets the actor if it is still the registered one, and loads the document again for
+    /// the requests that waited for it.
+    fn handle(&mut self, m: DocClosed, ctx: &mut Context<Self>) {
+        let ours = match self.docs.get(&m.id) {
+            Some(Slot::Open(a)) | Some(Slot::Closing { addr: a, .. }) => *a == m.addr,
+            _ => false,
+        };
+        if !ours {
+            return;
         }
+        if let Some(Slot::Closing { waiters, .. }) = self.docs.remove(&m.id) {
+            if !waiters.is_empty() {
+                let name = Arc::from(m.name.as_ref());
+                self.start_loading(m.id, name, waiters, ctx);
+            }
+        }
+        metrics().open_documents.set(self.open_count() as i64);
     }
 }
 
@@ -168,9 +330,9 @@ pub struct OpenCount;
 impl Handler<OpenCount> for Registry {
     type Result = usize;
 
-    /// Counts the registered document actors.
+    /// Counts the running document actors.
     fn handle(&mut self, _: OpenCount, _: &mut Context<Self>) -> usize {
-        self.docs.len()
+        self.open_count()
     }
 }
 
@@ -186,7 +348,17 @@ impl Handler<ShutdownAll> for Registry {
     /// Asks every document actor to save and stop, waits for all of them, then flushes.
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
-        let docs: Vec<(Arc<str>, Addr<DocActor>)> = self.docs.drain().collect();
+        let mut docs: Vec<(Arc<str>, Addr<DocActor>)> = Vec::new();
+        for (id, slot) in self.docs.drain() {
+            match slot {
+                Slot::Open(addr) => docs.push((id, addr)),
+                Slot::Closing { addr, waiters } => {
+                    refuse_all(waiters, &id);
+                    docs.push((id, addr));
+                }
+                Slot::Opening(waiters) => refuse_all(waiters, &id),
+            }
+        }
         let writer = self.writer.clone();
         Box::pin(async move {
             let mut saved = 0;
@@ -225,8 +397,19 @@ impl Handler<DeleteDocument> for Registry {
         if self.shutting_down || !self.deleting.insert(m.id.clone()) {
             return Box::pin(actix::fut::ready(Err(ActorError::Closing(m.id))));
         }
-        let open = self.docs.remove(m.id.as_str());
-        metrics().open_documents.set(self.docs.len() as i64);
+        let open = match self.docs.remove(m.id.as_str()) {
+            Some(Slot::Open(addr)) => Some(addr),
+            Some(Slot::Closing { addr, waiters }) => {
+                refuse_all(waiters, &m.id);
+                Some(addr)
+            }
+            Some(Slot::Opening(waiters)) => {
+                refuse_all(waiters, &m.id);
+                None
+            }
+            None => None,
+        };
+        metrics().open_documents.set(self.open_count() as i64);
         let writer = self.writer.clone();
         let id = m.id.clone();
         let work = async move {
@@ -244,4 +427,43 @@ impl Handler<DeleteDocument> for Registry {
             res
         }))
     }
+}
+
+/// Answers every waiter with `Closing` (shutdown, deletion).
+fn refuse_all(waiters: Vec<Waiter>, id: &str) {
+    for w in waiters {
+        let _ = w.tx.send(Err(ActorError::Closing(id.to_string())));
+    }
+}
+
+/// Sends `make()` to document `open.id`'s actor, opening it (or waiting for it) first: the one
+/// way WebSocket joins and REST calls reach a document. An actor that answers `Closing` was
+/// unloading when the request reached it; the registry then knows (its `DocClosing` came
+/// first), so asking again waits for the unload to finish and the document to load anew.
+pub async fn call_doc<M, R>(
+    registry: &Addr<Registry>,
+    open: OpenDoc,
+    make: impl Fn() -> M,
+) -> Result<(Addr<DocActor>, R), ActorError>
+where
+    M: Message<Result = Result<R, ActorError>> + Send + 'static,
+    R: Send + 'static,
+    DocActor: Handler<M>,
+{
+    let mut last = ActorError::Closing(open.name.clone());
+    for _ in 0..MAX_OPEN_ROUNDS {
+        let ask = OpenDoc {
+            id: open.id.clone(),
+            name: open.name.clone(),
+            create: open.create,
+        };
+        let addr = registry.send(ask).await??;
+        match addr.send(make()).await {
+            Ok(Ok(r)) => return Ok((addr, r)),
+            Ok(Err(e @ ActorError::Closing(_))) => last = e,
+            Err(e) => last = ActorError::Mailbox(e),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Err(last)
 }

@@ -56,7 +56,7 @@ use crate::errors::{
 use crate::frame::{Format, Frame};
 use crate::metrics::metrics;
 use crate::outbox::{Outbound, Outbox};
-use crate::registry::{OpenDoc, Registry};
+use crate::registry::{call_doc, OpenDoc, Registry};
 use crate::security::audit::AuditEvent;
 use crate::security::auth::{bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role};
 use crate::security::guard::{Guard, Refusal};
@@ -80,10 +80,6 @@ pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_DOCS_PER_SESSION: usize = 64;
 /// Length of server-assigned client ids.
 const CLIENT_ID_LEN: usize = 16;
-/// Attempts to open a document whose actor is unloading at the moment of the join.
-pub const JOIN_ATTEMPTS: u32 = 5;
-/// Pause before the n-th retry is `n ×` this (the unloading actor is flushing).
-pub const JOIN_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Default most open WebSocket connections; more are refused at the upgrade with 503.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 /// Default sustained ops per second one session may submit (token bucket rate).
@@ -733,35 +729,22 @@ impl WsSession {
             sub: self.claims.as_ref().map(|c| c.sub.clone()),
         };
         let user = self.user.clone();
+        let open = OpenDoc {
+            id: id.clone(),
+            name: name.clone(),
+            create,
+        };
         let join = async move {
-            let mut last = None;
-            for attempt in 0..JOIN_ATTEMPTS {
-                if attempt > 0 {
-                    tokio::time::sleep(JOIN_RETRY_PAUSE * attempt).await;
-                }
-                let open = OpenDoc {
-                    id: id.clone(),
-                    name: name.clone(),
-                    create,
-                };
-                let addr = registry.send(open).await??;
-                let join = Join {
-                    session,
-                    client: client.clone(),
-                    rev,
-                    format,
-                    out: out.clone(),
-                    access: access.clone(),
-                    user: user.clone(),
-                };
-                match addr.send(join).await {
-                    Ok(Ok(())) => return Ok(addr),
-                    Ok(Err(e @ ActorError::Closing(_))) => last = Some(e),
-                    Err(e) => last = Some(ActorError::Mailbox(e)),
-                    Ok(Err(e)) => return Err(e),
-                }
-            }
-            Err(last.unwrap_or(ActorError::Closing(name)))
+            let make = || Join {
+                session,
+                client: client.clone(),
+                rev,
+                format,
+                out: out.clone(),
+                access: access.clone(),
+                user: user.clone(),
+            };
+            call_doc(&registry, open, make).await.map(|(addr, ())| addr)
         };
         ctx.wait(join.into_actor(self).map(move |res, act, ctx| match res {
             Ok(addr) => {

@@ -677,3 +677,20 @@ impl Handler<FlushNow> for StoreActor {
         })
     }
 }
+
+/// Test probe: the sequence numbers of the last write received, the last applied to the store
+/// and the last covered by a completed flush. Tests wait on it instead of on timing.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "(u64, u64, u64)")]
+pub(crate) struct Progress;
+
+#[cfg(test)]
+impl Handler<Progress> for StoreActor {
+    type Result = MessageResult<Progress>;
+
+    /// Answers `(received, written, flushed)`.
+    fn handle(&mut self, _: Progress, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.received, self.written, self.flushed))
+    }
+}

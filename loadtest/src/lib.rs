@@ -6,12 +6,14 @@
 //! - [`baseline`]: `baseline-server`, a bare broadcast server on the same stack (the ceiling).
 //! - [`engine`]: `replay --engine`, the document core against a bare rope.
 //! - [`net_replay`]: `replay --url`, a trace typed through a real server.
+//! - [`open_storm`]: `open-storm`, many documents opened at once (a mass reconnect).
 //! - [`run`]: `run`, real OT clients over WebSocket, latency histograms, convergence check.
 //! - [`procstat`]: CPU and memory of local processes from /proc.
 
 pub mod baseline;
 pub mod engine;
 pub mod net_replay;
+pub mod open_storm;
 pub mod procstat;
 pub mod run;
 pub mod trace;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use coedit_loadtest::{baseline, engine, net_replay, run, trace};
+use coedit_loadtest::{baseline, engine, net_replay, open_storm, run, trace};
 
 /// Default number of timed runs per trace; the median is reported.
 const DEFAULT_RUNS: usize = 5;
@@ -48,6 +48,25 @@ enum Command {
         /// Trace files (`.json.gz`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Many documents opened at once, as when every client reconnects after a restart.
+    OpenStorm {
+        /// Server WebSocket URL.
+        #[arg(
+            long,
+            default_value = "ws://127.0.0.1:8080/ws",
+            env = "COEDIT_LOADTEST_URL"
+        )]
+        url: String,
+        /// Documents (one connection each).
+        #[arg(long, default_value_t = 2000, env = "COEDIT_LOADTEST_DOCS")]
+        docs: usize,
+        /// Document id prefix.
+        #[arg(long, default_value = "storm-", env = "COEDIT_LOADTEST_PREFIX")]
+        prefix: String,
+        /// Ops to write into each document after joining (to fill a store for a later run).
+        #[arg(long, default_value_t = 0, env = "COEDIT_LOADTEST_OPS")]
+        ops: u64,
     },
 }
 
@@ -167,6 +186,19 @@ fn run(cli: Cli) -> Result<bool> {
                 println!("{line}");
             }
             Ok(all_match)
+        }
+        Command::OpenStorm {
+            url,
+            docs,
+            prefix,
+            ops,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(open_storm::run(&url, docs, &prefix, ops))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(true)
         }
     }
 }

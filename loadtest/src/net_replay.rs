@@ -35,10 +35,10 @@ pub struct NetReplayReport {
     pub ms: f64,
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<()> {
+pub(crate) async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<()> {
     ws.send(Message::Binary(encode_msgpack(msg).into())).await?;
     Ok(())
 }
@@ -52,7 +52,7 @@ fn decode(m: Message) -> Result<Option<ServerMsg>> {
     })
 }
 
-async fn recv(ws: &mut Ws) -> Result<ServerMsg> {
+pub(crate) async fn recv(ws: &mut Ws) -> Result<ServerMsg> {
     loop {
         let m = tokio::time::timeout(ANSWER_TIMEOUT, ws.next())
             .await

@@ -106,7 +106,7 @@ pub enum Durability {
 }
 
 /// A store failure.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The backing storage failed.

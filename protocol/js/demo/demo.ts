@@ -1,21 +1,33 @@
 /**
  * The demo page served by coedit at `GET /`: pick or create a document, edit it together in a
- * shared textarea, see who is here (a colour each), their carets and selections drawn over the
- * text, and the connection status. Built into `src/static/coedit-demo.js` by `npm run build`.
+ * shared textarea, see who is here (a name and colour each), their carets and selections drawn
+ * over the text, the connection status, the server-confirmed revision, errors (kept until
+ * dismissed or until the next edit is saved) and a read-only marker for viewers. Built into
+ * `src/static/coedit-demo.js` by `npm run build`.
  *
- * The document id comes from the address (`#doc=ID`, optional `&token=…`), so sharing the
- * address shares the document.
+ * The document id comes from the address (`#doc=ID`), so sharing the address shares the
+ * document. An access token never stays in the address: `#token=…` (a token) or
+ * `#token_url=…` (an endpoint of the application's backend that returns a fresh token, asked
+ * with the browser's cookies before each connection and before expiry) is read once, kept in
+ * this tab's sessionStorage, and removed from the address with `history.replaceState`.
  */
 import { CoeditClient } from '../src/client.js';
+import type { ClientError } from '../src/events.js';
 import { bindTextarea, type Binding } from '../src/textarea.js';
+import type { TokenProvider } from '../src/token.js';
 import { uniToUtf16 } from '../src/unicode.js';
-import type { Range } from '../src/wire.js';
+import { assignColors, nameFor } from './people.js';
 
 /** Document opened when the address names none. */
 const DEFAULT_DOC = 'welcome';
 /** Length of the random part of a new document id. */
 const NEW_DOC_ID_LEN = 8;
 const DOC_ID = /^[A-Za-z0-9._~-]{1,128}$/;
+/** sessionStorage keys of the credentials taken from the address. */
+const TOKEN_KEY = 'coedit.token';
+const TOKEN_URL_KEY = 'coedit.tokenUrl';
+/** Errors shown at once. */
+const MAX_ERRORS = 3;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const textarea = $<HTMLTextAreaElement>('text');
@@ -25,20 +37,87 @@ const status = $<HTMLDivElement>('status');
 const docInput = $<HTMLInputElement>('doc-id');
 const meta = $<HTMLParagraphElement>('meta');
 
-/** A stable colour for a client id. */
-export function colorFor(client: string): string {
-  let h = 0;
-  for (let i = 0; i < client.length; i++) h = (h * 31 + client.charCodeAt(i)) >>> 0;
-  return `hsl(${h % 360} 70% 45%)`;
-}
-
-/** A short display name for a client id. */
-export function nameFor(client: string): string {
-  return `Guest ${client.slice(-4).toUpperCase()}`;
-}
+// Elements and styles the static page does not have: an error box and a read-only marker.
+const style = document.createElement('style');
+style.textContent = `
+#errors { margin: 12px 0; }
+#errors:empty { display: none; }
+#errors .error { position: relative; padding: 8px 28px 8px 10px; margin-bottom: 6px; border-radius: 8px;
+  background: #fdecea; border: 1px solid #f5c2bd; color: #8a1f17; font-size: 13px; overflow-wrap: anywhere; }
+#errors .error button { padding: 2px 8px; margin-top: 6px; font-size: 12px; }
+#errors .error .dismiss { position: absolute; top: 2px; right: 4px; margin: 0; border: 0; background: none;
+  font-size: 16px; line-height: 1; cursor: pointer; color: inherit; }
+#errors details { margin-top: 4px; white-space: pre-wrap; }
+#readonly { padding: 2px 10px; border-radius: 999px; background: #fff4e0; border: 1px solid #f0c36d;
+  color: #7a4b00; font-size: 12px; font-weight: 600; }
+#readonly[hidden] { display: none; }
+#text[readonly] { cursor: default; background: repeating-linear-gradient(135deg, transparent 0 14px, #f6f7f9 14px 28px); }
+`;
+document.head.appendChild(style);
+const errors = document.createElement('div');
+errors.id = 'errors';
+errors.setAttribute('role', 'alert');
+meta.before(errors);
+const readOnlyBadge = document.createElement('span');
+readOnlyBadge.id = 'readonly';
+readOnlyBadge.textContent = 'read-only';
+readOnlyBadge.hidden = true;
+status.before(readOnlyBadge);
 
 function params(): URLSearchParams {
   return new URLSearchParams(location.hash.slice(1));
+}
+
+function stored(key: string): string | null {
+  try {
+    return sessionStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function store(key: string, value: string | null): void {
+  try {
+    if (value === null) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, value);
+  } catch {
+    // storage disabled: the credential lasts as long as the page
+  }
+}
+
+/** Moves `token`/`token_url` from the address into sessionStorage (the address is what people
+ * share: it must never carry a credential). */
+function takeCredentialsFromAddress(): void {
+  const p = params();
+  const token = p.get('token');
+  const tokenUrl = p.get('token_url');
+  if (token === null && tokenUrl === null) return;
+  if (token !== null) {
+    store(TOKEN_KEY, token);
+    store(TOKEN_URL_KEY, null);
+  }
+  if (tokenUrl !== null) {
+    store(TOKEN_URL_KEY, tokenUrl);
+    store(TOKEN_KEY, null);
+  }
+  p.delete('token');
+  p.delete('token_url');
+  const rest = p.toString();
+  history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+}
+
+/** The token source: the backend endpoint (asked with the browser's cookies), or a token. */
+function tokenSource(): string | TokenProvider | undefined {
+  const url = stored(TOKEN_URL_KEY);
+  if (url) {
+    return async () => {
+      const r = await fetch(url, { credentials: 'include', cache: 'no-store' });
+      if (!r.ok) throw new Error(`token endpoint answered ${r.status}`);
+      const body = (await r.text()).trim();
+      return body.startsWith('{') ? (JSON.parse(body) as { token: string }).token : body;
+    };
+  }
+  return stored(TOKEN_KEY) ?? undefined;
 }
 
 let client: CoeditClient | null = null;
@@ -48,14 +127,24 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** Every participant's colour, the same on every page that sees the same participants. */
+function colors(): Map<string, string> {
+  if (!client) return new Map();
+  const ids = [client.clientId, ...client.peers.keys()].filter((c) => c);
+  const fixed = new Map([...client.peerUsers].map(([id, u]) => [id, u.color]));
+  return assignColors(ids, fixed);
+}
+
 /** Redraws the others' carets and selections over the text (same font, wrapping, padding). */
 function renderOverlay(): void {
   if (!client) return;
   const text = textarea.value;
+  const palette = colors();
+  const colorOf = (id: string) => palette.get(id) ?? '#888';
   type Mark = { at: number; kind: 'start' | 'end' | 'caret'; client: string };
   const marks: Mark[] = [];
   for (const [id, sel] of client.peers) {
-    for (const [a, h] of sel as Range[]) {
+    for (const [a, h] of sel) {
       const [from, to] = [uniToUtf16(text, Math.min(a, h)), uniToUtf16(text, Math.max(a, h))];
       if (from !== to) {
         marks.push({ at: from, kind: 'start', client: id }, { at: to, kind: 'end', client: id });
@@ -69,13 +158,13 @@ function renderOverlay(): void {
   let pos = 0;
   const open: string[] = [];
   const closeAll = () => '</span>'.repeat(open.length);
-  const reopen = () => open.map((c) => `<span class="sel" style="--c:${colorFor(c)}">`).join('');
+  const reopen = () => open.map((c) => `<span class="sel" style="--c:${colorOf(c)}">`).join('');
   for (const m of marks) {
     html += escapeHtml(text.slice(pos, m.at));
     pos = m.at;
-    const c = colorFor(m.client);
     if (m.kind === 'caret') {
-      html += `<span class="caret" style="--c:${c}"><span class="tag">${escapeHtml(nameFor(m.client))}</span></span>`;
+      const name = nameFor(m.client, client.peerUsers.get(m.client));
+      html += `<span class="caret" style="--c:${colorOf(m.client)}"><span class="tag">${escapeHtml(name)}</span></span>`;
     } else {
       html += closeAll();
       if (m.kind === 'start') open.push(m.client);
@@ -91,24 +180,95 @@ function renderOverlay(): void {
 
 function renderPeople(): void {
   if (!client) return;
-  const ids = [client.clientId, ...[...client.peers.keys()].filter((c) => c !== client!.clientId)];
+  const c = client;
+  const palette = colors();
+  const ids = [c.clientId, ...[...c.peers.keys()].filter((id) => id !== c.clientId)];
   people.innerHTML = ids
-    .filter((c) => c)
-    .map((c, i) => {
+    .filter((id) => id)
+    .map((id, i) => {
       const you = i === 0 ? '<span class="you">you</span>' : '';
-      return `<li data-client="${escapeHtml(c)}" style="--c:${colorFor(c)}"><span class="swatch"></span>${escapeHtml(nameFor(c))}${you}</li>`;
+      const name = nameFor(id, c.peerUsers.get(id));
+      return `<li data-client="${escapeHtml(id)}" style="--c:${palette.get(id)}"><span class="swatch"></span>${escapeHtml(name)}${you}</li>`;
     })
     .join('');
+}
+
+/** The server-confirmed revision, and whether local edits are still on their way. */
+function renderMeta(): void {
+  if (!client) return;
+  meta.textContent = `revision ${client.rev}${client.synced ? '' : ' · saving…'}`;
+}
+
+function renderAccess(): void {
+  if (!client) return;
+  readOnlyBadge.hidden = client.canWrite;
+  readOnlyBadge.title = client.canWrite ? '' : `Your role on this document is ${client.role}: you can read, not edit.`;
+}
+
+/** Shows an error until dismissed or until the next edit is saved. */
+function showError(text: string, extra?: (box: HTMLDivElement) => void): void {
+  const box = document.createElement('div');
+  box.className = 'error';
+  box.textContent = text;
+  const dismiss = document.createElement('button');
+  dismiss.className = 'dismiss';
+  dismiss.type = 'button';
+  dismiss.title = 'Dismiss';
+  dismiss.textContent = '×';
+  dismiss.addEventListener('click', () => box.remove());
+  box.append(dismiss);
+  extra?.(box);
+  errors.append(box);
+  while (errors.children.length > MAX_ERRORS) errors.firstElementChild!.remove();
+}
+
+function details(summary: string, text: string): (box: HTMLDivElement) => void {
+  return (box) => {
+    const d = document.createElement('details');
+    const s = document.createElement('summary');
+    s.textContent = summary;
+    d.append(s, text);
+    box.append(d);
+  };
+}
+
+/** A button that asks for a new token and resumes the stopped client with it. */
+function newTokenButton(c: CoeditClient): (box: HTMLDivElement) => void {
+  return (box) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'new-token';
+    b.textContent = stored(TOKEN_URL_KEY) ? 'Retry' : 'Use a new token…';
+    b.addEventListener('click', () => {
+      if (!stored(TOKEN_URL_KEY)) {
+        const token = prompt('Paste a new access token for this document:')?.trim();
+        if (!token) return;
+        store(TOKEN_KEY, token);
+      }
+      const source = tokenSource();
+      if (source === undefined) return;
+      box.remove();
+      c.setToken(source);
+    });
+    box.append(document.createElement('br'), b);
+  };
+}
+
+function onError(c: CoeditClient, e: ClientError): void {
+  if (e.willRetry) return; // the client recovers by itself; the status shows it
+  const stopped = c.status === 'closed';
+  const text = `${e.msg.replace(/; call setToken\(\) to resume$/, '')} (${e.code})`;
+  showError(text, stopped ? newTokenButton(c) : undefined);
 }
 
 function open(doc: string): void {
   binding?.unbind();
   client?.close();
+  errors.replaceChildren();
   docInput.value = doc;
   document.title = `${doc} — coedit`;
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const token = params().get('token') ?? undefined;
-  client = new CoeditClient({ url: `${scheme}://${location.host}/ws`, doc, token });
+  client = new CoeditClient({ url: `${scheme}://${location.host}/ws`, doc, token: tokenSource() });
   binding = bindTextarea(textarea, client);
   const c = client;
   c.on('status', (s) => {
@@ -118,19 +278,32 @@ function open(doc: string): void {
   });
   c.on('change', () => {
     renderOverlay();
-    meta.textContent = `revision ${c.state.rev}`;
+    renderMeta();
   });
+  c.on('ack', () => {
+    errors.replaceChildren(); // an edit was saved: older errors are over
+    renderMeta();
+  });
+  c.on('synced', renderMeta);
   c.on('presence', () => {
     renderOverlay();
     renderPeople();
   });
-  c.on('error', (e) => {
-    meta.textContent = `server: ${e.msg} (${e.code})`;
+  c.on('users', () => {
+    renderOverlay();
+    renderPeople();
   });
-  c.on('lost', (ops) => {
-    meta.textContent = `${ops.length} offline edit(s) could not be merged (the document moved on too far)`;
+  c.on('access', renderAccess);
+  c.on('error', (e) => onError(c, e));
+  c.on('lost', ({ ops, text }) => {
+    const msg = `${ops.length} edit(s) could not be saved and were undone; your version is below.`;
+    showError(msg, details('Your version', text));
+  });
+  c.on('unsent', ({ ops, text }) => {
+    showError(`${ops.length} edit(s) are not saved yet (kept in this page).`, details('This page’s text', text));
   });
   (window as unknown as { coeditDemo: unknown }).coeditDemo = { client: c, textarea };
+  renderAccess();
   renderOverlay();
 }
 
@@ -152,6 +325,7 @@ $<HTMLFormElement>('doc-form').addEventListener('submit', (e) => {
 });
 $<HTMLButtonElement>('new-doc').addEventListener('click', () => go(`doc-${randomId()}`));
 window.addEventListener('hashchange', () => {
+  takeCredentialsFromAddress();
   const doc = params().get('doc') ?? DEFAULT_DOC;
   if (doc !== client?.doc && DOC_ID.test(doc)) open(doc);
 });
@@ -159,5 +333,6 @@ textarea.addEventListener('scroll', () => (overlay.scrollTop = textarea.scrollTo
 textarea.addEventListener('input', renderOverlay);
 window.addEventListener('resize', renderOverlay);
 
+takeCredentialsFromAddress();
 const initial = params().get('doc') ?? DEFAULT_DOC;
 open(DOC_ID.test(initial) ? initial : DEFAULT_DOC);

@@ -1,69 +1,33 @@
 /**
- * `CoeditClient`: one document over one WebSocket. Local edits go through the OT state machine
- * (one op in flight, the rest composed); remote ops are transformed and applied; presence goes
- * out when the client is synchronized and comes in transformed into local coordinates.
+ * `CoeditClient`: one document over one WebSocket. Owns the document half: join and rejoin,
+ * local edits through the OT state (`state.ts`), remote ops, acknowledgements, roles, presence
+ * (`presence.ts`) and undo (`undo.ts`). The connection, tokens and reconnects are in
+ * `connection.ts`; event payloads in `events.ts`.
  *
- * Reconnects with exponential backoff (and at once when the browser says it is online again),
- * rejoins with its revision, and resends the op in flight under the same sequence number, so
- * the server applies it exactly once; edits made while offline are kept and sent after it.
- *
- * Events: `change` ({op, text, local}), `presence` (peers' selections, in local Unicode
- * positions), `status` ('connecting' | 'online' | 'offline' | 'closed'), `error` ({code,
- * msg}), `lost` (local edits the server could not take: only when a rejoin fell outside the
- * server's history and it answered with a snapshot).
+ * Invariants:
+ * - Local edits are never dropped silently. Pending ops (in flight and buffered) survive
+ *   reconnects, token expiry and refused tokens; they are resent (the op in flight under its
+ *   sequence number, so the server applies it exactly once). They are dropped only when the
+ *   server's text replaces them (a rejoin outside its history, or an edit refused as
+ *   read-only), and then reported in `lost`.
+ * - A role that cannot write (viewer, commenter) changes nothing locally: `submit`, `undo` and
+ *   `redo` are refused with an `error` 5006.
+ * - The presence timer is armed only when there is a selection the user moved and not sent.
  */
+import { Connection, type SocketLike } from './connection.js';
+import type { ClientError, UnsentEvent } from './events.js';
+import { normalize, transformPosition, type TextOp } from './ot.js';
+import { PresenceTracker } from './presence.js';
 import { OtState, type Outgoing, type RemoteOp } from './state.js';
-import { transformPosition, type TextOp } from './ot.js';
+import type { TokenProvider, TokenRefreshOptions } from './token.js';
+import { DEFAULT_UNDO_GROUP_MS, UndoManager } from './undo.js';
 import { uniLength } from './unicode.js';
-import {
-  decodeMsg,
-  encodeMsg,
-  ErrorCode,
-  PROTOCOL_VERSION,
-  type ClientMsg,
-  type Peer,
-  type Range,
-  type ServerMsg,
-} from './wire.js';
+import { ErrorCode, sanitizeUser, type PeerUser, type Range, type Role, type ServerMsg } from './wire.js';
 
-/** Connection status. */
-export type Status = 'connecting' | 'online' | 'offline' | 'closed';
-
-/** A change of the local text. */
-export interface ChangeEvent {
-  /** The op, in local coordinates (apply it to the previous text). */
-  op: TextOp;
-  /** The text after it. */
-  text: string;
-  /** Whether the local user made it. */
-  local: boolean;
-}
-
-/** An error reported by the server. */
-export interface ServerError {
-  code: number;
-  msg: string;
-}
-
-interface Events {
-  change: ChangeEvent;
-  presence: ReadonlyMap<string, Range[]>;
-  status: Status;
-  error: ServerError;
-  lost: TextOp[];
-}
-
-/** The subset of the WebSocket API the client uses (the browser's, or `ws` in Node). */
-export interface SocketLike {
-  binaryType: string;
-  readyState: number;
-  send(data: Uint8Array): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-}
+export type { SocketLike } from './connection.js';
+export type { ChangeEvent, ClientError, Status } from './events.js';
+/** @deprecated Use `ClientError`. */
+export type ServerError = ClientError;
 
 /** Options of [`CoeditClient`]. */
 export interface ClientOptions {
@@ -71,8 +35,11 @@ export interface ClientOptions {
   url: string;
   /** Document id (or `tenant:name`). */
   doc: string;
-  /** Access token, when the server requires one. */
-  token?: string;
+  /** Access token, or a provider of fresh tokens (called before each connection and before
+   * expiry), when the server requires one. */
+  token?: string | TokenProvider;
+  /** Name and colour shown with this user's caret (a token's claims take precedence). */
+  user?: PeerUser;
   /** Client id from an earlier session (exactly-once key); assigned by the server if absent. */
   clientId?: string;
   /** WebSocket constructor (default: the global one). */
@@ -85,6 +52,14 @@ export interface ClientOptions {
   pingIntervalMs?: number;
   /** Silence after which the connection is considered dead. */
   pingTimeoutMs?: number;
+  /** When to refresh a token before it expires (with a provider); `false`: never refresh,
+   * reconnect with a new token when the server closes the expired session. */
+  tokenRefresh?: TokenRefreshOptions | false;
+  /** Consecutive failures to get an accepted token (provider errors, refusals) before the
+   * client stops (default 3). */
+  maxTokenAttempts?: number;
+  /** Local edits closer together than this form one undo step (default 500 ms). */
+  undoGroupMs?: number;
 }
 
 /** Default first reconnect delay. */
@@ -95,78 +70,59 @@ export const DEFAULT_MAX_BACKOFF_MS = 5000;
 export const DEFAULT_PING_INTERVAL_MS = 5000;
 /** Default silence before reconnecting. */
 export const DEFAULT_PING_TIMEOUT_MS = 12000;
-/** Server ops kept to move late presence to the current revision. */
-const PRESENCE_HISTORY = 1024;
+/** Default `maxTokenAttempts`. */
+export const DEFAULT_MAX_TOKEN_ATTEMPTS = 3;
 /** Delay that coalesces presence updates. */
-const PRESENCE_DELAY_MS = 30;
+export const PRESENCE_DELAY_MS = 30;
 /** Wait before resending an op refused because the server is short of disk space. */
 const RETRY_STORAGE_FULL_MS = 2000;
 /** Wait before resending an op the server refused for now (rate limit, unavailable). */
 const RETRY_OP_MS = 1000;
-/** WebSocket OPEN readyState. */
-const OPEN = 1;
-/** Server errors after which reconnecting cannot help. */
-const FATAL = new Set<number>([
-  ErrorCode.AuthRequired,
-  ErrorCode.InvalidToken,
-  ErrorCode.TokenExpired,
-]);
+/** Roles that may edit. */
+const WRITERS = new Set<Role>(['editor', 'owner']);
 
-type Listener<T> = (value: T) => void;
-
-/** See the module documentation. */
-export class CoeditClient {
+/** See the module documentation; events in `events.ts`. */
+export class CoeditClient extends Connection {
   /** The OT state: text, revision, pending ops. */
   readonly state: OtState;
-  /** Other participants' selections, in local Unicode positions. */
-  readonly peers = new Map<string, Range[]>();
-  /** Connection status. */
-  status: Status = 'connecting';
-  private readonly opts: Required<Omit<ClientOptions, 'token' | 'clientId'>> &
-    Pick<ClientOptions, 'token'>;
-  private ws: SocketLike | null = null;
-  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
-  /** Joined at least once: later joins give the revision. */
+  /** The role on the document, from the join answer (`null` until the first answer). */
+  role: Role | null = null;
+  private readonly docId: string;
+  private readonly presence = new PresenceTracker();
+  private readonly history: UndoManager;
   private everJoined = false;
-  /** The join on the current connection was answered. */
   private joined = false;
+  /** A join without revision was sent to resynchronize: everything before its snapshot is
+   * from the subscription it replaces and is ignored. */
+  private awaitingSnapshot = false;
   /** The op in flight was sent on the current connection. */
   private inflightSent = false;
-  private attempt = 0;
-  private stopped = false;
-  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
-  private pingTimer: ReturnType<typeof setInterval> | null = null;
   private presenceTimer: ReturnType<typeof setTimeout> | null = null;
-  private lastHeard = 0;
   /** The local selection, kept in local coordinates as remote ops arrive. */
   private selection: Range[] | null = null;
   /** The user moved the selection since it was last sent (or the connection is new). */
   private selectionDirty = false;
-  /** Presence messages for revisions not reached yet. */
-  private latePresence: { rev: number; peers: Peer[] }[] = [];
-  /** Recent server ops, to move older presence to the current revision. */
-  private recent: RemoteOp[] = [];
-  private readonly onOnline = () => this.reconnectNow();
-  private readonly onOffline = () => this.ws?.close();
 
   constructor(options: ClientOptions) {
-    const WS =
-      options.WebSocket ??
-      (globalThis as unknown as { WebSocket: new (url: string) => SocketLike }).WebSocket;
-    this.opts = {
-      url: options.url,
-      doc: options.doc,
-      token: options.token,
-      WebSocket: WS,
-      minBackoffMs: options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS,
-      maxBackoffMs: options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS,
-      pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
-      pingTimeoutMs: options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
-    };
+    super(
+      {
+        url: options.url,
+        WebSocket:
+          options.WebSocket ??
+          (globalThis as unknown as { WebSocket: new (url: string) => SocketLike }).WebSocket,
+        user: sanitizeUser(options.user),
+        minBackoffMs: options.minBackoffMs ?? DEFAULT_MIN_BACKOFF_MS,
+        maxBackoffMs: options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS,
+        pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+        pingTimeoutMs: options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
+        tokenRefresh: options.tokenRefresh ?? {},
+        maxTokenAttempts: Math.max(1, options.maxTokenAttempts ?? DEFAULT_MAX_TOKEN_ATTEMPTS),
+      },
+      options.token,
+    );
+    this.docId = options.doc;
+    this.history = new UndoManager(options.undoGroupMs ?? DEFAULT_UNDO_GROUP_MS);
     this.state = new OtState(options.clientId ?? '');
-    const g = globalThis as unknown as { addEventListener?: (e: string, f: () => void) => void };
-    g.addEventListener?.('online', this.onOnline);
-    g.addEventListener?.('offline', this.onOffline);
     this.connect();
   }
 
@@ -177,7 +133,7 @@ export class CoeditClient {
 
   /** The document id. */
   get doc(): string {
-    return this.opts.doc;
+    return this.docId;
   }
 
   /** The client id (empty until the first `welcome`). */
@@ -185,33 +141,64 @@ export class CoeditClient {
     return this.state.clientId;
   }
 
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<K extends keyof Events>(event: K, fn: Listener<Events[K]>): () => void {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    set.add(fn as Listener<never>);
-    return () => set.delete(fn as Listener<never>);
+  /** The last server-confirmed revision (every op up to it is integrated). */
+  get rev(): number {
+    return this.state.rev;
   }
 
-  private emit<K extends keyof Events>(event: K, value: Events[K]): void {
-    for (const fn of this.listeners.get(event) ?? []) (fn as Listener<Events[K]>)(value);
+  /** True when every local edit is acknowledged. */
+  get synced(): boolean {
+    return this.state.synchronized;
   }
 
-  private setStatus(s: Status): void {
-    if (this.status !== s) {
-      this.status = s;
-      this.emit('status', s);
-    }
+  /** Whether the role allows editing (true while the role is not known yet). */
+  get canWrite(): boolean {
+    return this.role === null || WRITERS.has(this.role);
   }
 
-  /** A local edit against the current local text. */
-  submit(op: TextOp): void {
-    const before = this.state.text;
-    const out = this.state.local(op);
-    if (this.state.text === before && out === null && this.state.buffer === null) return;
-    this.movePeers(op);
-    this.emit('change', { op, text: this.state.text, local: true });
-    if (out) this.sendOp(out);
+  /** Other participants' selections, in local Unicode positions (client id → ranges). Read
+   * it; the client updates it. */
+  get peers(): Map<string, Range[]> {
+    return this.presence.peers;
+  }
+
+  /** Other participants' names and colours (client id → metadata; only those that have any). */
+  get peerUsers(): ReadonlyMap<string, PeerUser> {
+    return this.presence.users;
+  }
+
+  /** True when `undo()` would change something. */
+  get canUndo(): boolean {
+    return this.history.canUndo;
+  }
+
+  /** True when `redo()` would change something. */
+  get canRedo(): boolean {
+    return this.history.canRedo;
+  }
+
+  /** A local edit against the current local text; false if refused (read-only) or empty. */
+  submit(op: TextOp): boolean {
+    return this.applyLocal(op);
+  }
+
+  /** Undoes the user's last edit step (only their own edits, wherever they now are). */
+  undo(): boolean {
+    if (!this.canWrite) return this.refuseReadOnly();
+    const op = this.history.undo(this.state.text);
+    return op !== null && this.applyLocal(op, 'undo');
+  }
+
+  /** Redoes the last undone step. */
+  redo(): boolean {
+    if (!this.canWrite) return this.refuseReadOnly();
+    const op = this.history.redo(this.state.text);
+    return op !== null && this.applyLocal(op, 'redo');
+  }
+
+  /** Ends the current undo group: the next edit is a step of its own. */
+  breakUndoGroup(): void {
+    this.history.breakGroup();
   }
 
   /** The local user's selections (Unicode positions in the local text); `[]` hides them. */
@@ -223,171 +210,164 @@ export class CoeditClient {
   }
 
   /** Closes the connection for good. */
-  close(): void {
-    this.stopped = true;
-    const g = globalThis as unknown as {
-      removeEventListener?: (e: string, f: () => void) => void;
-    };
-    g.removeEventListener?.('online', this.onOnline);
-    g.removeEventListener?.('offline', this.onOffline);
-    this.clearTimers();
-    this.ws?.close(1000, 'closed by the client');
-    this.ws = null;
-    this.setStatus('closed');
-  }
-
-  private clearTimers(): void {
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    if (this.pingTimer) clearInterval(this.pingTimer);
+  override close(): void {
     if (this.presenceTimer) clearTimeout(this.presenceTimer);
-    this.reconnectTimer = this.pingTimer = this.presenceTimer = null;
+    this.presenceTimer = null;
+    super.close();
   }
 
-  private connect(): void {
-    if (this.stopped) return;
-    this.setStatus('connecting');
-    this.joined = false;
-    this.inflightSent = false;
-    let ws: SocketLike;
-    try {
-      ws = new this.opts.WebSocket(this.opts.url);
-    } catch {
-      this.scheduleReconnect();
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    this.ws = ws;
-    ws.onopen = () => {
-      this.lastHeard = Date.now();
-      this.send({
-        hello: {
-          v: PROTOCOL_VERSION,
-          client: this.state.clientId || undefined,
-          token: this.opts.token,
-        },
-      });
-    };
-    ws.onmessage = (ev) => {
-      if (this.ws !== ws) return;
-      this.lastHeard = Date.now();
-      let msg: ServerMsg;
-      try {
-        msg = decodeMsg(ev.data as ArrayBuffer | string);
-      } catch (e) {
-        this.emit('error', { code: 0, msg: `undecodable frame: ${String(e)}` });
-        return;
-      }
-      this.handle(msg);
-    };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      if (this.pingTimer) clearInterval(this.pingTimer);
-      this.pingTimer = null;
-      if (!this.stopped && this.status !== 'closed') {
-        this.setStatus('offline');
-        this.scheduleReconnect();
-      }
-    };
-    ws.onerror = () => {};
-    this.pingTimer = setInterval(() => this.heartbeat(), this.opts.pingIntervalMs);
+  protected helloClientId(): string {
+    return this.state.clientId;
   }
 
-  private heartbeat(): void {
-    if (Date.now() - this.lastHeard > this.opts.pingTimeoutMs) {
-      this.ws?.close();
-      return;
-    }
-    this.send({ ping: { t: Date.now() } });
+  protected unsent(): UnsentEvent {
+    return { ops: this.state.pending, text: this.state.text };
   }
 
-  private scheduleReconnect(): void {
-    if (this.stopped || this.reconnectTimer) return;
-    const base = Math.min(this.opts.maxBackoffMs, this.opts.minBackoffMs * 2 ** this.attempt);
-    this.attempt++;
-    const delay = base * (0.5 + Math.random() / 2);
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      this.connect();
-    }, delay);
+  protected onDisconnected(): void {
+    this.joined = this.inflightSent = this.awaitingSnapshot = false;
   }
 
-  private reconnectNow(): void {
-    if (this.stopped || this.ws) return;
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = null;
-    this.attempt = 0;
-    this.connect();
+  protected onWelcome(client: string): void {
+    this.state.clientId = client;
+    this.joined = this.inflightSent = this.awaitingSnapshot = false;
+    const rev = this.everJoined ? this.state.rev : undefined;
+    this.send({ join: { doc: this.docId, rev } });
   }
 
-  private send(msg: ClientMsg): void {
-    if (this.ws && this.ws.readyState === OPEN) this.ws.send(encodeMsg(msg));
+  protected onAuthed(roles: { doc: string; role: Role }[], sub: string | undefined): void {
+    const mine = roles.find((r) => this.isMine(r.doc)) ?? (roles.length === 1 ? roles[0] : null);
+    if (mine) this.setAccess(mine.role, sub);
+  }
+
+  private refuseReadOnly(): false {
+    const msg = `read-only: your role on "${this.docId}" is ${this.role}; the edit was not applied`;
+    this.report({ code: ErrorCode.ReadOnly, msg, doc: this.docId }, false);
+    return false;
+  }
+
+  private applyLocal(op: TextOp, origin?: 'undo' | 'redo'): boolean {
+    if (!this.canWrite) return this.refuseReadOnly();
+    const norm = normalize(op);
+    if (norm.length === 0) return false;
+    const before = this.state.text;
+    const base = this.state.rev;
+    const out = this.state.local(norm);
+    if (origin === undefined) this.history.record(norm, before);
+    if (this.presence.move(norm)) this.emit('presence', this.presence.peers);
+    const text = this.state.text;
+    this.emit('change', { op: norm, text, local: true, rev: base, author: this.clientId, origin });
+    if (out) this.sendOp(out);
+    return true;
   }
 
   private sendOp(out: Outgoing): void {
     if (!this.joined || !this.ws) return;
-    this.send({ op: { doc: this.opts.doc, rev: out.rev, seq: out.seq, op: out.op } });
+    this.send({ op: { doc: this.docId, rev: out.rev, seq: out.seq, op: out.op } });
     this.inflightSent = true;
   }
 
-  private handle(msg: ServerMsg): void {
-    if ('welcome' in msg) {
-      this.state.clientId = msg.welcome.client;
-      this.send({
-        join: { doc: this.opts.doc, rev: this.everJoined ? this.state.rev : undefined },
-      });
-    } else if ('snapshot' in msg) {
-      const { rev, text } = msg.snapshot;
-      const before = this.state.text;
-      const lost = this.state.reset(rev, text);
-      this.recent = [];
-      this.peers.clear();
-      if (lost.length > 0) this.emit('lost', lost);
-      if (before !== text || !this.everJoined) {
-        const op: TextOp = [{ d: uniLength(before) }, text];
-        this.emit('change', { op, text, local: false });
-      }
-      this.joinAnswered();
+  private setAccess(role: Role, sub: string | undefined): void {
+    if (sub !== undefined) this.subject = sub;
+    if (role === this.role) return;
+    this.role = role;
+    this.emit('access', { role, subject: this.subject, canWrite: this.canWrite });
+  }
+
+  /** True when `doc` (as the server names it: unqualified) is this client's document. */
+  private isMine(doc: string | undefined): boolean {
+    if (doc === undefined) return false;
+    return doc === this.docId || doc === this.docId.slice(this.docId.indexOf(':') + 1);
+  }
+
+  protected handle(msg: ServerMsg): void {
+    if ('snapshot' in msg) {
+      this.onSnapshot(msg.snapshot);
     } else if ('ops' in msg) {
+      if (this.awaitingSnapshot) return;
+      const first = !this.joined;
+      if (first && msg.ops.access) this.setAccess(msg.ops.access.role, msg.ops.access.sub);
       for (const r of msg.ops.ops) this.integrate(r);
-      if (!this.joined) this.joinAnswered();
-      this.applyLatePresence();
+      if (first) this.joinAnswered();
+      this.catchUpPresence();
       this.schedulePresence();
     } else if ('ack' in msg) {
-      const next = this.state.onAck(msg.ack.seq, msg.ack.rev);
-      if (next) this.sendOp(next);
-      this.schedulePresence();
+      if (this.awaitingSnapshot) return;
+      const { seq, rev } = msg.ack;
+      if (this.state.inflight?.seq !== seq) return;
+      this.acknowledged(seq, rev, this.state.onAck(seq, rev));
     } else if ('presence' in msg) {
+      if (this.awaitingSnapshot) return;
       const { rev, peers } = msg.presence;
-      if (rev > this.state.rev) this.latePresence.push({ rev, peers });
-      else this.applyPresence(rev, peers);
+      const pending = this.state.pending;
+      const done = this.presence.receive(rev, peers, this.clientId, this.state.rev, pending);
+      if (done) this.presenceChanged(done.usersChanged);
     } else if ('error' in msg) {
-      const { code, msg: text } = msg.error;
-      this.emit('error', { code, msg: text });
-      if (FATAL.has(code)) {
-        this.stopped = true;
-        this.clearTimers();
-        this.setStatus('closed');
-      } else if (code === ErrorCode.RevisionTooOld) {
-        this.everJoined = false;
-        this.ws?.close();
-      } else if (
-        (code === ErrorCode.RateLimited ||
-          code === ErrorCode.Unavailable ||
-          code === ErrorCode.StorageFull) &&
-        msg.error.seq !== undefined &&
-        msg.error.seq === this.state.inflight?.seq
-      ) {
-        // Not applied: send it again (same sequence number) a little later; a server short of
-        // disk space is given longer.
-        const seq = msg.error.seq;
-        const wait = code === ErrorCode.StorageFull ? RETRY_STORAGE_FULL_MS : RETRY_OP_MS;
-        setTimeout(() => {
-          const r = this.state.resend();
-          if (r && r.seq === seq) this.sendOp(r);
-        }, wait);
-      }
+      this.onError(msg.error);
     }
+  }
+
+  private onSnapshot(s: { rev: number; text: string; access?: { role: Role; sub?: string } }): void {
+    this.awaitingSnapshot = false;
+    const before = this.state.text;
+    const lost = this.state.reset(s.rev, s.text);
+    this.presence.clear();
+    this.history.clear();
+    if (s.access) this.setAccess(s.access.role, s.access.sub);
+    if (lost.length > 0) this.emit('lost', { ops: lost, text: before });
+    if (before !== s.text || !this.everJoined) {
+      const op = normalize([...(before ? [{ d: uniLength(before) }] : []), ...(s.text ? [s.text] : [])]);
+      this.emit('change', { op, text: s.text, local: false, rev: s.rev, author: undefined });
+    }
+    this.joinAnswered();
+  }
+
+  private onError(e: { code: number; msg: string; doc?: string; seq?: number }): void {
+    const { code } = e;
+    if (
+      (code === ErrorCode.UnknownDocument || code === ErrorCode.WrongTenant) &&
+      (e.doc === undefined || this.isMine(e.doc))
+    ) {
+      // No (more) access to the document: stop, keeping the edits (`setToken()` resumes).
+      this.giveUp(code, e.msg);
+    } else if (code === ErrorCode.ReadOnly) {
+      this.report(e, false);
+      this.resyncFromSnapshot();
+    } else if (code === ErrorCode.RevisionTooOld) {
+      this.report(e, true);
+      this.everJoined = false;
+      this.dropConnection();
+    } else if (
+      (code === ErrorCode.RateLimited ||
+        code === ErrorCode.Unavailable ||
+        code === ErrorCode.StorageFull) &&
+      e.seq !== undefined &&
+      e.seq === this.state.inflight?.seq
+    ) {
+      // Not applied: send it again (same sequence number) a little later; a server short of
+      // disk space is given longer.
+      this.report(e, true);
+      const seq = e.seq;
+      const wait = code === ErrorCode.StorageFull ? RETRY_STORAGE_FULL_MS : RETRY_OP_MS;
+      setTimeout(() => {
+        const r = this.state.resend();
+        if (r && r.seq === seq && !this.stopped) this.sendOp(r);
+      }, wait);
+    } else {
+      this.report(e, false);
+    }
+  }
+
+  /** Rejoins without a revision on this connection: the snapshot replaces the local text (the
+   * refused edits are reported in `lost`). */
+  private resyncFromSnapshot(): void {
+    if (this.awaitingSnapshot) return;
+    this.everJoined = false;
+    if (!this.ws || !this.welcomed) return; // the next connection joins without a revision
+    this.joined = false;
+    this.awaitingSnapshot = true;
+    this.send({ leave: { doc: this.docId } });
+    this.send({ join: { doc: this.docId } });
   }
 
   /** The join on this connection was answered: resend what was in flight, go online. */
@@ -395,74 +375,57 @@ export class CoeditClient {
     this.joined = true;
     this.everJoined = true;
     this.attempt = 0;
+    this.authFailures = 0;
     this.setStatus('online');
     if (!this.inflightSent) {
       const r = this.state.resend();
       if (r) this.sendOp(r);
     }
-    this.selectionDirty = true;
+    if (this.selection !== null) this.selectionDirty = true;
+    this.catchUpPresence();
+    this.schedulePresence();
+  }
+
+  private acknowledged(seq: number, rev: number, next: Outgoing | null): void {
+    this.emit('ack', { seq, rev });
+    if (next) this.sendOp(next);
+    else if (this.state.synchronized) this.emit('synced', { rev: this.state.rev });
     this.schedulePresence();
   }
 
   private integrate(r: RemoteOp): void {
     const outcome = this.state.onServerOp(r);
     if (outcome.kind === 'stale') return;
-    this.recent.push(r);
-    if (this.recent.length > PRESENCE_HISTORY) this.recent.shift();
+    this.presence.recordServerOp(r);
     if (outcome.kind === 'ack') {
-      if (outcome.next) this.sendOp(outcome.next);
-    } else {
-      const op = outcome.op;
-      if (this.selection) {
-        this.selection = this.selection.map(([a, h]) => [
-          transformPosition(a, op),
-          transformPosition(h, op),
-        ]);
-      }
-      this.movePeers(op);
-      this.emit('change', { op, text: this.state.text, local: false });
+      this.acknowledged(r.seq, r.rev, outcome.next);
+      return;
     }
-  }
-
-  private movePeers(op: TextOp): void {
-    for (const [client, sel] of this.peers) {
-      this.peers.set(
-        client,
-        sel.map(([a, h]) => [transformPosition(a, op), transformPosition(h, op)]),
-      );
+    const op = outcome.op;
+    if (this.selection) {
+      this.selection = this.selection.map(([a, h]) => [
+        transformPosition(a, op),
+        transformPosition(h, op),
+      ]);
     }
-    if (this.peers.size > 0) this.emit('presence', this.peers);
+    this.history.transform(op);
+    if (this.presence.move(op)) this.emit('presence', this.presence.peers);
+    this.emit('change', { op, text: this.state.text, local: false, rev: r.rev, author: r.client });
   }
 
-  /** Presence at `rev` (≤ the client's revision) into local coordinates. */
-  private applyPresence(rev: number, peers: Peer[]): void {
-    const later = this.recent.filter((r) => r.rev > rev).map((r) => r.op);
-    const pending = [this.state.inflight?.op, this.state.buffer].filter(
-      (o): o is TextOp => !!o,
-    );
-    for (const p of peers) {
-      if (p.client === this.state.clientId) continue;
-      if (p.sel.length === 0) {
-        this.peers.delete(p.client);
-        continue;
-      }
-      const move = (pos: number) => [...later, ...pending].reduce(transformPosition, pos);
-      this.peers.set(
-        p.client,
-        p.sel.map(([a, h]) => [move(a), move(h)]),
-      );
-    }
-    this.emit('presence', this.peers);
+  private catchUpPresence(): void {
+    const done = this.presence.catchUp(this.clientId, this.state.rev, this.state.pending);
+    if (done) this.presenceChanged(done.usersChanged);
   }
 
-  private applyLatePresence(): void {
-    const ready = this.latePresence.filter((p) => p.rev <= this.state.rev);
-    this.latePresence = this.latePresence.filter((p) => p.rev > this.state.rev);
-    for (const p of ready) this.applyPresence(p.rev, p.peers);
+  private presenceChanged(usersChanged: boolean): void {
+    this.emit('presence', this.presence.peers);
+    if (usersChanged) this.emit('users', this.presence.users);
   }
 
+  /** Arms the presence timer, only when there is a moved selection to send. */
   private schedulePresence(): void {
-    if (this.presenceTimer) return;
+    if (this.presenceTimer || this.selection === null || !this.selectionDirty) return;
     this.presenceTimer = setTimeout(() => {
       this.presenceTimer = null;
       this.flushPresence();
@@ -475,6 +438,6 @@ export class CoeditClient {
     if (!this.joined || !this.selectionDirty || this.selection === null) return;
     if (!this.state.synchronized) return;
     this.selectionDirty = false;
-    this.send({ presence: { doc: this.opts.doc, rev: this.state.rev, sel: this.selection } });
+    this.send({ presence: { doc: this.docId, rev: this.state.rev, sel: this.selection } });
   }
 }

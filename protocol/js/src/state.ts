@@ -68,6 +68,12 @@ export class OtState {
     return this.inflight === null && this.buffer === null;
   }
 
+  /** The local edits not yet acknowledged (the op in flight, then the buffer), no-ops left
+   * out: apply them in order to the server text at `rev` to get `text`. */
+  get pending(): TextOp[] {
+    return [this.inflight?.op, this.buffer].filter((o): o is TextOp => !!o && !isNoop(o));
+  }
+
   /** A local edit, already meant for `text`: applies it and returns the op to send now, if
    * nothing is in flight. */
   local(op: TextOp): Outgoing | null {
@@ -92,18 +98,25 @@ export class OtState {
       this.rev = r.rev;
       return { kind: 'ack', next: this.promote() };
     }
+    // Everything is computed first and committed at the end: an op that does not fit (a
+    // server bug, a damaged frame) throws and leaves the state as it was.
     let remote = r.op;
-    if (this.inflight !== null) {
-      const mine = this.inflight.op;
-      this.inflight = { ...this.inflight, op: transform(mine, remote, 'left') };
+    let inflight = this.inflight;
+    let buffer = this.buffer;
+    if (inflight !== null) {
+      const mine = inflight.op;
+      inflight = { ...inflight, op: transform(mine, remote, 'left') };
       remote = transform(remote, mine, 'right');
     }
-    if (this.buffer !== null) {
-      const mine = this.buffer;
-      this.buffer = transform(mine, remote, 'left');
+    if (buffer !== null) {
+      const mine = buffer;
+      buffer = transform(mine, remote, 'left');
       remote = transform(remote, mine, 'right');
     }
-    this.text = apply(this.text, remote);
+    const text = apply(this.text, remote);
+    this.inflight = inflight;
+    this.buffer = buffer;
+    this.text = text;
     this.rev = r.rev;
     return { kind: 'apply', op: remote };
   }
@@ -125,7 +138,7 @@ export class OtState {
   /** Restarts from a snapshot (a join answered without history). Local edits not yet
    * acknowledged are dropped and returned, so the caller can report them. */
   reset(rev: number, text: string): TextOp[] {
-    const lost = [this.inflight?.op, this.buffer].filter((o): o is TextOp => !!o && !isNoop(o));
+    const lost = this.pending;
     this.inflight = null;
     this.buffer = null;
     this.rev = rev;

@@ -2,17 +2,21 @@
  * A `<textarea>` bound to a `CoeditClient`: each input event becomes one op (the difference
  * between the old and new value, placed at the caret), remote changes are applied to the value
  * with the local caret and selection moved through them, and the selection is published as
- * presence.
+ * presence. Undo and redo (Ctrl/Cmd+Z, Ctrl+Shift+Z, Ctrl+Y, and the browser's own
+ * `historyUndo`/`historyRedo` input events) go to the client's undo manager, which undoes only
+ * the user's own edits; the browser's undo is prevented (it knows nothing of remote changes).
  *
  * Invariants:
  * - Positions sent to the client are Unicode scalar values; the textarea counts UTF-16 units.
  *   A diff never splits a surrogate pair, so emoji and other astral characters stay whole.
- * - After a remote change the textarea shows exactly `client.text`, and a caret that was after
- *   the changed range stays after it (before it if the remote insert is at the caret).
+ * - After a change the textarea shows exactly `client.text`; a caret that was after a remote
+ *   change stays after it (before it if the remote insert is at the caret); after an undo or
+ *   redo it is placed at the end of what changed.
  * - Text an input method is still composing is not sent; the composed result is one op.
+ * - The textarea is `readOnly` while the client's role cannot write (viewer, commenter).
  */
 import type { CoeditClient } from './client.js';
-import { transform, transformPosition, type TextOp } from './ot.js';
+import { changeEnd, transform, transformPosition, type TextOp } from './ot.js';
 import { isHighSurrogate, isLowSurrogate, uniLength, uniToUtf16, utf16ToUni } from './unicode.js';
 
 /**
@@ -62,6 +66,18 @@ export function moveSelection(
   return [move(start), move(end)];
 }
 
+/** Keys that move the caret (and so end an undo step). */
+const NAVIGATION_KEYS = new Set([
+  'ArrowLeft',
+  'ArrowRight',
+  'ArrowUp',
+  'ArrowDown',
+  'Home',
+  'End',
+  'PageUp',
+  'PageDown',
+]);
+
 /** What [`bindTextarea`] returns. */
 export interface Binding {
   /** Detaches every listener. */
@@ -82,12 +98,27 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
   };
 
   let composing = false;
+  /** True while the binding submits its own edit (its change event is already shown). */
+  let submitting = false;
+  const submit = (op: TextOp): boolean => {
+    submitting = true;
+    try {
+      return client.submit(op);
+    } finally {
+      submitting = false;
+    }
+  };
   /** Sends what the textarea shows beyond `shown` as one op. */
   const sync = () => {
     const value = textarea.value;
     const op = diffToOp(shown, value, textarea.selectionEnd);
     shown = value;
-    if (op.length > 0) client.submit(op);
+    if (op.length > 0 && !submit(op) && client.text !== value) {
+      // Refused (read-only): show the document as it is.
+      const caret = Math.min(textarea.selectionStart, client.text.length);
+      shown = textarea.value = client.text;
+      textarea.setSelectionRange(caret, caret);
+    }
     publishSelection();
   };
   // While an input method composes (pinyin, for example), the text is provisional: it
@@ -97,13 +128,23 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
   };
 
   const offChange = client.on('change', ({ op, text, local }) => {
-    if (local) return;
+    if (local && submitting) return; // typed here: already shown
+    if (local) {
+      // An undo, a redo, or an edit the application submitted: show it, caret at its end.
+      textarea.value = shown = text;
+      const at = uniToUtf16(text, changeEnd(op));
+      if (typeof document !== 'undefined' && document.activeElement === textarea) {
+        textarea.setSelectionRange(at, at);
+        publishSelection();
+      }
+      return;
+    }
     if (composing && textarea.value !== shown) {
       // A remote change lands while an input method composes: keep the provisional text by
       // sending it now (as if composed before the remote op, like any pending op), and show
       // the remote op transformed past it.
       const mine = diffToOp(shown, textarea.value, textarea.selectionEnd);
-      client.submit(transform(mine, op, 'left'));
+      submit(transform(mine, op, 'left'));
       op = transform(op, mine, 'right');
       shown = textarea.value;
       text = client.text;
@@ -117,6 +158,37 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
     textarea.scrollTop = scrollTop;
   });
 
+  const setReadOnly = () => {
+    textarea.readOnly = !client.canWrite;
+  };
+  setReadOnly();
+  const offAccess = client.on('access', setReadOnly);
+
+  const undoRedo = (redo: boolean) => {
+    if (composing) return;
+    if (redo) client.redo();
+    else client.undo();
+  };
+  const onKeyDown = (e?: Event) => {
+    const k = e as KeyboardEvent;
+    // A caret jump ends the undo step: typing elsewhere is undone separately.
+    if (NAVIGATION_KEYS.has(k.key)) client.breakUndoGroup();
+    if (!(k.ctrlKey || k.metaKey) || k.altKey || composing) return;
+    const key = k.key.toLowerCase();
+    if (key === 'z' || (key === 'y' && !k.shiftKey && !k.metaKey)) {
+      k.preventDefault();
+      undoRedo(key === 'y' || k.shiftKey);
+    }
+  };
+  const onBeforeInput = (e?: Event) => {
+    const type = (e as InputEvent).inputType;
+    if (type === 'historyUndo' || type === 'historyRedo') {
+      e!.preventDefault();
+      undoRedo(type === 'historyRedo');
+    }
+  };
+  const onMouseDown = () => client.breakUndoGroup();
+
   const onCompositionStart = () => {
     composing = true;
   };
@@ -126,6 +198,9 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
   };
   const events: [string, (e?: Event) => void][] = [
     ['input', onInput],
+    ['keydown', onKeyDown],
+    ['beforeinput', onBeforeInput],
+    ['mousedown', onMouseDown],
     ['compositionstart', onCompositionStart],
     ['compositionend', onCompositionEnd],
     ['select', publishSelection],
@@ -141,6 +216,7 @@ export function bindTextarea(textarea: HTMLTextAreaElement, client: CoeditClient
   return {
     unbind() {
       offChange();
+      offAccess();
       for (const [e, f] of events) textarea.removeEventListener(e, f);
       document.removeEventListener('selectionchange', onSelectionChange);
     },

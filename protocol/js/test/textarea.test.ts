@@ -1,10 +1,13 @@
-/** Diffing textarea values into ops and moving selections, with astral and CJK text. */
+/** Diffing textarea values into ops and moving selections, with astral and CJK text; the
+ * binding keeping an input method's provisional text through a remote change. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { CoeditClient } from '../src/client.js';
 import { apply } from '../src/ot.js';
-import { diffToOp, moveSelection } from '../src/textarea.js';
+import { bindTextarea, diffToOp, moveSelection } from '../src/textarea.js';
 import { uniLength, uniToUtf16, utf16ToUni } from '../src/unicode.js';
-import { rng, seed } from './sim.js';
+import { asTextarea, event, FakeTextarea, installDocument } from './dom.js';
+import { FakeServer, rng, seed, sleep, until } from './sim.js';
 
 test('unicode positions count scalar values, not UTF-16 units', () => {
   const s = 'a😀b中文🎉';
@@ -70,4 +73,35 @@ test('a selection moves through a remote op in UTF-16 terms', () => {
   // a delete around the caret collapses it to the delete's start
   const del = apply(before, [1, { d: 3 }]);
   assert.deepEqual(moveSelection(before, del, [1, { d: 3 }], 4, 4), [2, 2]);
+});
+
+test('a remote change during composition keeps the provisional text and moves the caret once', async () => {
+  const ta = new FakeTextarea();
+  const restore = installDocument(ta);
+  const server = new FakeServer(() => 1);
+  const o = { url: 'fake', doc: 'd', WebSocket: server.WebSocket };
+  const me = new CoeditClient(o);
+  const other = new CoeditClient(o);
+  try {
+    const binding = bindTextarea(asTextarea(ta), me);
+    await until(() => me.status === 'online' && other.status === 'online', 2000, 'online');
+    other.submit(['abcdef']);
+    await until(() => ta.value === 'abcdef', 2000, 'shown');
+    ta.setSelectionRange(3, 3);
+    ta.dispatch(event('compositionstart'));
+    ta.value = 'abcnidef';
+    ta.setSelectionRange(5, 5);
+    ta.dispatch(event('input', { isComposing: true }));
+    await sleep(20);
+    assert.equal(other.text, 'abcdef', 'provisional text is not sent');
+    other.submit([0, 'X']);
+    await until(() => me.text.startsWith('X'), 2000, 'remote change');
+    assert.equal(ta.value, 'Xabcnidef');
+    assert.deepEqual([ta.selectionStart, ta.selectionEnd], [6, 6]);
+    binding.unbind();
+  } finally {
+    me.close();
+    other.close();
+    restore();
+  }
 });
