@@ -1,5 +1,10 @@
 //! The document actor: owns one `Document` and everyone subscribed to it.
 //!
+//! This file holds the actor's state, fan-out, durability bookkeeping, joins and lifecycle
+//! (it stays above 600 lines because they share the subscriber table and the flush state);
+//! its other messages are in `document/`: `submit` (`Submit`), `presence`
+//! (`SetPresence`), `reads` (`GetText`, `GetOps`, `GetVersions`).
+//!
 //! Invariants:
 //! - Submits are serialized by the actor's mailbox; each accepted op is applied at once (later
 //!   ops transform against it) and sent to the store actor.
@@ -53,6 +58,13 @@ use crate::storage::Durability;
 use crate::storage::{LogRecord, Store};
 use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor};
 use crate::SessionId;
+
+mod presence;
+mod reads;
+mod submit;
+pub use presence::SetPresence;
+pub use reads::{DocText, GetOps, GetText, GetVersions};
+pub use submit::{Applied, Submit};
 
 /// Default coalescing tick for fan-out.
 pub const DEFAULT_FANOUT_TICK: Duration = Duration::from_millis(5);
@@ -497,27 +509,6 @@ impl DocActor {
         ctx.wait(fut);
     }
 
-    /// Validates selections against the document at `rev` and moves them to the current
-    /// revision.
-    fn current_selections(
-        &self,
-        rev: u64,
-        sel: &[Selection],
-    ) -> Result<Vec<Selection>, SelectionError> {
-        let len = self.doc.len_at(rev)? as u64;
-        if let Some(&sel) = sel.iter().find(|s| s.0 > len || s.1 > len) {
-            return Err(SelectionError::Outside { sel, len, rev });
-        }
-        let ops = self.doc.ops_since(rev)?;
-        let mut sel = sel.to_vec();
-        for (_, e) in ops {
-            for s in &mut sel {
-                *s = transform_selection(*s, e.op);
-            }
-        }
-        Ok(sel)
-    }
-
     /// The retained ops after `from` up to `to`, from memory or the store.
     fn durable_ops(&self, from: u64, to: u64) -> Result<Vec<RemoteOp>, ActorError> {
         let to = to.min(self.durable_rev);
@@ -567,24 +558,6 @@ impl DocActor {
         }
         Ok(out)
     }
-}
-
-/// Why a presence message's selections were refused (`2004` InvalidSelection).
-#[derive(Debug, thiserror::Error)]
-enum SelectionError {
-    /// A position past the end of the document at the selections' revision.
-    #[error("selection {sel:?} lies outside the document of {len} characters at revision {rev}")]
-    Outside {
-        /// The first range outside.
-        sel: Selection,
-        /// Length of the document at `rev`.
-        len: u64,
-        /// The selections' revision.
-        rev: u64,
-    },
-    /// The revision is not retained (or in the future).
-    #[error(transparent)]
-    Revision(#[from] coedit_protocol::DocError),
 }
 
 /// A retained op as sent to clients (history carries no author timestamps).
@@ -732,343 +705,6 @@ impl Handler<Leave> for DocActor {
     /// Removes the subscriber and schedules the idle check when it was the last.
     fn handle(&mut self, m: Leave, ctx: &mut Context<Self>) {
         self.remove_subscriber(m.session, ctx);
-    }
-}
-
-/// The result of an accepted submit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// The revision the op produced.
-    pub rev: u64,
-    /// The op as applied, when retained.
-    pub op: Option<Op>,
-    /// The op had already been applied; nothing changed.
-    pub duplicate: bool,
-}
-
-/// Submit an op: from a subscribed session (which then hears the outcome in its stream) or
-/// from the REST API (`session: None`, which gets the result once it is durable).
-#[derive(Message)]
-#[rtype(result = "Result<Applied, ActorError>")]
-pub struct Submit {
-    /// The submitting session, if any.
-    pub session: Option<SessionId>,
-    /// Author's client id.
-    pub client: ClientId,
-    /// Author's sequence number.
-    pub seq: u64,
-    /// Base revision.
-    pub base_rev: u64,
-    /// The op.
-    pub op: Op,
-    /// The author's opaque timestamp, echoed to subscribers.
-    pub t: Option<u64>,
-    /// Characters of the base document the op reaches as sent (see `wire::op_reach`).
-    pub reach: usize,
-    /// The author's token subject (authentication on), for the audit record.
-    pub subject: Option<Arc<str>>,
-}
-
-impl Handler<Submit> for DocActor {
-    type Result = ResponseFuture<Result<Applied, ActorError>>;
-
-    /// Applies the op, hands it to the store, moves stored selections through it and queues it
-    /// for fan-out once durable. A session is told of refusals (`error`) and duplicates (`ack`)
-    /// directly.
-    fn handle(&mut self, m: Submit, ctx: &mut Context<Self>) -> Self::Result {
-        let result = self.submit(m, ctx);
-        match result {
-            Ok((applied, Some(rx))) => Box::pin(async move {
-                rx.await
-                    .map_err(|_| ActorError::Closing(String::from("document")))?;
-                Ok(applied)
-            }),
-            Ok((applied, None)) => Box::pin(async move { Ok(applied) }),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
-    }
-}
-
-impl DocActor {
-    /// The body of `Submit`: the result, and for a REST caller in strict mode the signal that
-    /// the op is durable.
-    fn submit(
-        &mut self,
-        m: Submit,
-        ctx: &mut Context<Self>,
-    ) -> Result<(Applied, Option<oneshot::Receiver<()>>), ActorError> {
-        self.check_open()?;
-        if let Some(s) = m.session {
-            if !self.subs.contains_key(&s) {
-                return Err(ActorError::NotSubscribed(self.name.to_string()));
-            }
-        }
-        let started = Instant::now();
-        let submitted = if self.disk.writable() {
-            self.doc
-                .check_reach(m.base_rev, m.reach)
-                .and_then(|()| self.doc.submit(&m.client, m.seq, m.base_rev, m.op))
-                .map_err(ActorError::from)
-        } else {
-            Err(ActorError::StorageFull)
-        };
-        metrics()
-            .op_apply_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics().op(match &submitted {
-            Ok(s) if s.duplicate => "duplicate",
-            Ok(_) => "applied",
-            Err(_) => "refused",
-        });
-        let applied = match submitted {
-            Ok(s) => Applied {
-                rev: s.rev,
-                op: s.op.cloned(),
-                duplicate: s.duplicate,
-            },
-            Err(e) => {
-                debug!(parent: &self.span, error = %e, "op refused");
-                if let Some(s) = m.session {
-                    let err = ServerMsg::Error {
-                        code: e.code(),
-                        msg: e.to_string(),
-                        doc: Some(self.name.to_string()),
-                        seq: Some(m.seq),
-                    };
-                    self.reply(s, &err);
-                    self.flush_cut_presence(ctx);
-                }
-                return Err(e);
-            }
-        };
-        if !applied.duplicate {
-            let op = applied.op.clone().unwrap_or_default();
-            for sub in self.subs.values_mut() {
-                for s in &mut sub.sel {
-                    *s = transform_selection(*s, &op);
-                }
-            }
-            self.writer.do_send(Append {
-                doc: self.id.clone(),
-                record: LogRecord {
-                    rev: applied.rev,
-                    client: m.client.to_string(),
-                    seq: m.seq,
-                    op: op.clone(),
-                },
-                subject: m.subject,
-                notify: ctx.address().recipient(),
-            });
-            let remote = RemoteOp {
-                rev: applied.rev,
-                client: m.client.to_string(),
-                seq: m.seq,
-                op,
-                t: m.t,
-            };
-            if self.strict() {
-                self.undurable.push_back(remote);
-            } else {
-                self.durable_rev = applied.rev;
-                self.pending_ops.push(remote);
-                self.schedule_flush(ctx);
-            }
-            if applied.rev - self.snapshot_rev >= self.config.snapshot_every {
-                self.snapshot();
-            }
-        }
-        let mut rest = None;
-        let waiter = match m.session {
-            Some(session) if applied.duplicate => Some(AckWaiter::Session {
-                session,
-                seq: m.seq,
-            }),
-            Some(_) => None,
-            None => {
-                let (tx, rx) = oneshot::channel();
-                rest = Some(rx);
-                Some(AckWaiter::Rest(tx))
-            }
-        };
-        if let Some(w) = waiter {
-            // Keep waiters in revision order: a duplicate's revision may be older than queued.
-            let pos = self
-                .ack_waiters
-                .iter()
-                .position(|(r, _)| *r > applied.rev)
-                .unwrap_or(self.ack_waiters.len());
-            self.ack_waiters.insert(pos, (applied.rev, w));
-            self.made_durable(self.durable_rev, ctx);
-        }
-        Ok((applied, rest))
-    }
-}
-
-/// A session's selections at revision `rev`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetPresence {
-    /// The session.
-    pub session: SessionId,
-    /// Revision the selections refer to.
-    pub rev: u64,
-    /// `[anchor, head]` pairs; empty hides the caret.
-    pub sel: Vec<Selection>,
-}
-
-impl Handler<SetPresence> for DocActor {
-    type Result = ();
-
-    /// Validates and transforms the selections to the current revision, stores them and queues
-    /// them for fan-out; a bad selection gets an `error` and changes nothing.
-    fn handle(&mut self, m: SetPresence, ctx: &mut Context<Self>) {
-        if self.closing || !self.subs.contains_key(&m.session) {
-            return;
-        }
-        match self.current_selections(m.rev, &m.sel) {
-            Ok(sel) => {
-                if let Some(sub) = self.subs.get_mut(&m.session) {
-                    sub.sel = sel.clone();
-                    let user = sub.user.clone();
-                    self.pending_presence
-                        .insert(sub.client.clone(), (sel, user));
-                    self.schedule_flush(ctx);
-                }
-            }
-            Err(e) => {
-                let err = ServerMsg::Error {
-                    code: ErrorCode::InvalidSelection,
-                    msg: e.to_string(),
-                    doc: Some(self.name.to_string()),
-                    seq: None,
-                };
-                self.reply(m.session, &err);
-                self.flush_cut_presence(ctx);
-            }
-        }
-    }
-}
-
-/// A document's text at a revision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DocText {
-    /// The revision.
-    pub rev: u64,
-    /// The text.
-    pub text: String,
-}
-
-/// The text at revision `rev` (the latest durable one when absent): from memory, or a plan to
-/// read it from the store off this actor's thread.
-#[derive(Message)]
-#[rtype(result = "Result<Answer<DocText>, ActorError>")]
-pub struct GetText {
-    /// The revision wanted.
-    pub rev: Option<u64>,
-}
-
-impl Handler<GetText> for DocActor {
-    type Result = Result<Answer<DocText>, ActorError>;
-
-    /// Serves from memory when possible, else answers with a store read.
-    fn handle(&mut self, m: GetText, _: &mut Context<Self>) -> Self::Result {
-        self.check_open()?;
-        let rev = m.rev.unwrap_or(self.durable_rev);
-        if rev > self.durable_rev {
-            return Err(coedit_protocol::DocError::FutureRevision {
-                base: rev,
-                current: self.durable_rev,
-            }
-            .into());
-        }
-        Ok(match self.doc.text_at(rev) {
-            Ok(text) => Answer::Ready(DocText { rev, text }),
-            Err(_) => Answer::FromStore(self.store_read()),
-        })
-    }
-}
-
-/// One page of the durable ops producing revisions `from + 1 ..= to` (to the head when `to` is
-/// absent), at most `limit`: from memory, or a plan to read them from the store off this
-/// actor's thread (see [`crate::history`]).
-#[derive(Message)]
-#[rtype(result = "Result<Answer<OpsPage>, ActorError>")]
-pub struct GetOps {
-    /// Revision to start after.
-    pub from: u64,
-    /// Last revision to include.
-    pub to: Option<u64>,
-    /// Most ops in the page.
-    pub limit: usize,
-}
-
-impl Handler<GetOps> for DocActor {
-    type Result = Result<Answer<OpsPage>, ActorError>;
-
-    /// Pages from memory when `from` is in the in-memory window, else answers with a store
-    /// read; `FutureRevision` past the durable revision.
-    fn handle(&mut self, m: GetOps, _: &mut Context<Self>) -> Self::Result {
-        self.check_open()?;
-        let to = m.to.unwrap_or(self.durable_rev);
-        if to > self.durable_rev || m.from > self.durable_rev {
-            return Err(coedit_protocol::DocError::FutureRevision {
-                base: to.max(m.from),
-                current: self.durable_rev,
-            }
-            .into());
-        }
-        if m.from >= to {
-            return Ok(Answer::Ready(OpsPage {
-                ops: Vec::new(),
-                next: None,
-            }));
-        }
-        let limit = m.limit.clamp(1, MAX_HISTORY_PAGE);
-        let Ok(ops) = self.doc.ops_since(m.from) else {
-            return Ok(Answer::FromStore(self.store_read()));
-        };
-        let mut bytes = 0;
-        let page: Vec<RemoteOp> = ops
-            .take_while(|(rev, _)| *rev <= to)
-            .take(limit)
-            .take_while(|(_, e)| {
-                let go = bytes < HISTORY_PAGE_BYTES;
-                bytes += e.op.to_json().len();
-                go
-            })
-            .map(|(rev, e)| remote_op(rev, &e))
-            .collect();
-        let last = page.last().map_or(m.from, |r| r.rev);
-        Ok(Answer::Ready(OpsPage {
-            ops: page,
-            next: (last < to).then_some(last),
-        }))
-    }
-}
-
-/// Snapshot points and the retained op range: a plan to read them from the store.
-#[derive(Message)]
-#[rtype(result = "Result<StoreRead, ActorError>")]
-pub struct GetVersions;
-
-impl Handler<GetVersions> for DocActor {
-    type Result = Result<StoreRead, ActorError>;
-
-    /// Answers with a store read bounded by the durable revision.
-    fn handle(&mut self, _: GetVersions, _: &mut Context<Self>) -> Self::Result {
-        self.check_open()?;
-        Ok(self.store_read())
-    }
-}
-
-impl DocActor {
-    /// A plan to read this document's history from the store, up to the durable revision.
-    fn store_read(&self) -> StoreRead {
-        StoreRead {
-            store: self.store.clone(),
-            id: self.id.clone(),
-            durable_rev: self.durable_rev,
-        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The WebSocket session actor: one per connection. The only file that uses actix-web-actors,
-//! so that moving to actix-ws touches nothing else.
+//! so that moving to actix-ws touches nothing else (with `session/auth.rs`: `hello`, `auth` and the
+//! expiry timer, which are methods of the same actor). Above 600 lines because the frame
+//! handling, joins, ops and the outbound stream share the session's state.
 //!
 //! Invariants:
 //! - Each frame is decoded once, at this boundary, into a validated `ClientMsg`; everything
@@ -65,6 +67,8 @@ use crate::ws_gate::{GateControl, GateVerdict, GatedPayload};
 /// Bytes of messages a connection may have handled before its `hello` succeeds.
 pub const PRE_AUTH_MAX_BYTES: usize = 64 * 1024;
 use crate::SessionId;
+
+mod auth;
 
 /// Default interval between server pings.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -513,179 +517,6 @@ impl WsSession {
     ) {
         let msg = format!("document {doc:?} is not joined on this connection");
         Self::fail(ctx, format, ErrorCode::NotJoined, msg, Some(doc), seq);
-    }
-
-    fn on_hello(
-        &mut self,
-        client: Option<String>,
-        token: Option<String>,
-        user: Option<PeerUser>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let client = match client {
-            Some(c) => c,
-            None => Alphanumeric.sample_string(&mut rand::rng(), CLIENT_ID_LEN),
-        };
-        if let Err(e) = validate_client_id(&client) {
-            return Self::fail(ctx, format, e.code(), e.to_string(), None, None);
-        }
-        let guard = self.guard.clone();
-        // With authentication the id is bound to the subject (and checked again after that).
-        // Nothing else from this client is handled until the token is checked.
-        ctx.wait(
-            async move { guard.authenticate(token).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(claims) => {
-                        let client = bind_client_id(claims.as_ref(), &client);
-                        match validate_client_id(&client) {
-                            Ok(()) => act.welcome(client, claims, user, format, ctx),
-                            Err(e) => Self::fail(ctx, format, e.code(), e.to_string(), None, None),
-                        }
-                    }
-                    Err(e) => act.refuse(&e, "hello", None, None, format, ctx),
-                }),
-        );
-    }
-
-    fn welcome(
-        &mut self,
-        client: String,
-        claims: Option<Claims>,
-        user: Option<PeerUser>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        debug!(parent: &self.span, client = %client, "hello");
-        self.guard.audit(AuditEvent::SessionOpen {
-            session: self.id,
-            client: client.clone(),
-            subject: claims.as_ref().map(|c| c.sub.clone()),
-            tenant: claims.as_ref().map(|c| c.tenant.clone()),
-            source: self.peer.map(|p| p.to_string()),
-        });
-        if self.client.is_none() {
-            metrics().session_state(Some(STATE_CONNECTED), Some(STATE_READY));
-        }
-        self.client = Some(ClientId::from(client.as_str()));
-        self.subject = claims.as_ref().map(|c| Arc::from(c.sub.as_str()));
-        let user = match &claims {
-            Some(c) => user.unwrap_or_default().overridden_by(c.user()),
-            None => user.unwrap_or_default(),
-        };
-        self.user = (!user.is_empty()).then(|| Arc::new(user));
-        let welcome = ServerMsg::Welcome {
-            v: PROTOCOL_VERSION,
-            client,
-            sub: claims.as_ref().map(|c| c.sub.clone()),
-            exp: claims.as_ref().map(|c| c.exp),
-        };
-        self.claims = claims;
-        self.arm_expiry(format, ctx);
-        Self::send(ctx, &welcome, format);
-    }
-
-    /// `auth`: checks the new token; on success the session goes on with it (same subject and
-    /// tenant), its expiry timer re-armed, and every joined document re-authorized: one the new
-    /// token no longer grants is left with an `error` naming it. A refused token changes
-    /// nothing and does not close the session (the current token stays in force until it
-    /// expires).
-    fn on_auth(&mut self, token: String, format: Format, ctx: &mut ws::WebsocketContext<Self>) {
-        let guard = self.guard.clone();
-        ctx.wait(
-            async move { guard.authenticate(Some(token)).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(claims) => act.reauthenticated(claims, format, ctx),
-                    Err(e) => {
-                        act.audit_refusal(&e, "auth", None);
-                        Self::send(ctx, &ServerMsg::error(e.code(), e.to_string()), format);
-                    }
-                }),
-        );
-    }
-
-    fn reauthenticated(
-        &mut self,
-        claims: Option<Claims>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        if let (Some(new), Some(old)) = (&claims, &self.claims) {
-            if new.sub != old.sub || new.tenant != old.tenant {
-                let e = AuthError::NotPermitted(format!(
-                    "the new token is for {}/{}, this session for {}/{}: reconnect to change user",
-                    new.tenant, new.sub, old.tenant, old.sub
-                ));
-                self.audit_refusal(&e, "auth", None);
-                return Self::send(ctx, &ServerMsg::error(e.code(), e.to_string()), format);
-            }
-        }
-        let exp = claims.as_ref().map(|c| c.exp);
-        if let Some(c) = &claims {
-            self.guard.audit(AuditEvent::TokenRefresh {
-                session: self.id,
-                subject: c.sub.clone(),
-                exp: c.exp,
-            });
-        }
-        self.claims = claims;
-        self.arm_expiry(format, ctx);
-        let mut names: Vec<String> = self.docs.keys().cloned().collect();
-        names.sort();
-        let mut roles = Vec::with_capacity(names.len());
-        for name in names {
-            match self
-                .guard
-                .authorize(self.claims.as_ref(), &name, Action::Read)
-            {
-                Ok(r) => roles.push(DocRole {
-                    doc: name,
-                    role: r.role,
-                }),
-                Err(e) => {
-                    if let Some(addr) = self.docs.remove(&name) {
-                        addr.do_send(Leave { session: self.id });
-                        self.guard.audit(AuditEvent::Leave {
-                            session: self.id,
-                            doc: name.clone(),
-                        });
-                    }
-                    self.refuse(&e, "auth", Some(&name), None, format, ctx);
-                }
-            }
-        }
-        let sub = self.claims.as_ref().map(|c| c.sub.clone());
-        Self::send(ctx, &ServerMsg::Authed { sub, exp, roles }, format);
-    }
-
-    /// Closes the session when its token expires (plus the clock skew), unless the claims were
-    /// replaced meanwhile.
-    fn arm_expiry(&mut self, format: Format, ctx: &mut ws::WebsocketContext<Self>) {
-        self.claims_generation += 1;
-        let Some(c) = &self.claims else {
-            return;
-        };
-        let generation = self.claims_generation;
-        let left = Duration::from_secs(c.seconds_left(now_s(), self.guard.skew_s).max(1))
-            .min(MAX_EXPIRY_TIMER);
-        // Checked again when the timer fires: the clock may have been adjusted meanwhile.
-        ctx.run_later(left, move |act, ctx| {
-            if act.claims_generation != generation {
-                return;
-            }
-            let Some(c) = &act.claims else {
-                return;
-            };
-            match c.check_fresh(now_s(), act.guard.skew_s) {
-                Ok(()) => act.arm_expiry(format, ctx),
-                Err(e) => {
-                    debug!(parent: &act.span, "token expired: closing the session");
-                    act.refuse(&e, "session", None, None, format, ctx);
-                }
-            }
-        });
     }
 
     fn on_join(

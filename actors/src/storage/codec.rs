@@ -4,7 +4,7 @@
 //! (`FORMAT_SEALED`, the 4 bytes the data key's generation, big-endian; then SM4-GCM
 //! `nonce ‖ ciphertext ‖ tag` authenticated together with the header and the record's key).
 //!
-//! Invariants: one header parser ([`parse_header`]) checks both formats (format, length,
+//! Invariants: one header parser (`parse_header`) checks both formats (format, length,
 //! kind), so the two decoders cannot drift apart; an encrypted store accepts sealed records
 //! only; every failure is `StoreError::Corrupt` naming the document and revision.
 
