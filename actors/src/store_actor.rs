@@ -14,6 +14,8 @@
 //! meanwhile the next flush starts at once. So in strict mode all ops arriving, across all
 //! documents, while one flush is in progress go into the next one.
 //!
+//! Its audit messages (`AppendAudit`, `AuditRefusal`, `Checkpoint`) are in `store_actor/audit.rs`.
+//!
 //! Invariants:
 //! - Writes are applied in the order this actor received them (one mailbox, one batch in
 //!   flight); an op's audit record is written in the same batch as the op, so it is durable
@@ -65,6 +67,9 @@ pub const MAX_BATCH: usize = 4096;
 pub const FATAL_EXIT_DELAY: Duration = Duration::from_millis(500);
 pub use crate::storage::disk::DEFAULT_MIN_FREE_BYTES;
 pub use crate::storage::Durability;
+
+mod audit;
+pub use audit::{AppendAudit, AuditRefusal, Checkpoint};
 
 struct Waiter {
     seq: u64,
@@ -515,102 +520,6 @@ impl Handler<PutSnapshot> for StoreActor {
             },
             ctx,
         );
-    }
-}
-
-/// Record an audit event (no-op when audit is off). Durable with the next flush.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AppendAudit(pub AuditEvent);
-
-impl Handler<AppendAudit> for StoreActor {
-    type Result = ();
-
-    /// Queues the event behind every write received before it. Before the server's stop
-    /// record, the refusals counted so far are summarized.
-    fn handle(&mut self, m: AppendAudit, ctx: &mut Context<Self>) {
-        if !self.audit {
-            return;
-        }
-        if m.0 == AuditEvent::ServerStop {
-            let now = crate::security::audit::now_ms();
-            if let Some(summary) = self.refusals.summary(now) {
-                self.refusals = RefusalFilter::new(now);
-                self.enqueue(Write::Audit(summary), ctx);
-            }
-        }
-        self.enqueue(Write::Audit(m.0), ctx);
-    }
-}
-
-/// Record a refused request from `source`: on its own, or counted in the summary of its window
-/// (see [`crate::security::refusals`]).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AuditRefusal {
-    /// The peer's address (or `unknown`).
-    pub source: String,
-    /// The refusal.
-    pub event: AuditEvent,
-}
-
-/// The hash of what makes a refusal "the same" as another: code, subject, action, document.
-fn refusal_key(e: &AuditEvent) -> u64 {
-    match e {
-        AuditEvent::Refused {
-            subject,
-            action,
-            doc,
-            code,
-            ..
-        } => ahash::RandomState::with_seeds(1, 3, 5, 7).hash_one((code, subject, action, doc)),
-        _ => 0,
-    }
-}
-
-impl Handler<AuditRefusal> for StoreActor {
-    type Result = ();
-
-    /// Asks the refusal filter; queues the record or only counts it.
-    fn handle(&mut self, m: AuditRefusal, ctx: &mut Context<Self>) {
-        if !self.audit {
-            return;
-        }
-        let key = refusal_key(&m.event);
-        let (verdict, summary) =
-            self.refusals
-                .admit(&m.source, key, crate::security::audit::now_ms());
-        if let Some(summary) = summary {
-            self.enqueue(Write::Audit(summary), ctx);
-        }
-        match verdict {
-            Verdict::Record => {
-                self.enqueue(Write::Audit(m.event), ctx);
-            }
-            Verdict::Count => {
-                metrics().audit_refusals_counted.inc();
-            }
-        }
-    }
-}
-
-/// Append a signed checkpoint of the audit chain (if a signing key is configured) and flush.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Checkpoint;
-
-impl Handler<Checkpoint> for StoreActor {
-    type Result = ResponseFuture<()>;
-
-    /// Queues the checkpoint and answers once it is durable.
-    fn handle(&mut self, _: Checkpoint, ctx: &mut Context<Self>) -> Self::Result {
-        if self.audit {
-            self.enqueue(Write::Checkpoint, ctx);
-        }
-        let rx = self.flushed_future(ctx);
-        Box::pin(async move {
-            let _ = rx.await;
-        })
     }
 }
 
