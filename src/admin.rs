@@ -52,11 +52,10 @@ pub async fn audit_verify(
 ) -> Result<HttpResponse, ApiError> {
     let subject = admin(&state, &req, "verifying the audit log").await?;
     let check = state.audit_check.clone();
-    let internal = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, e.to_string());
     let result = web::block(move || -> Result<serde_json::Value, ApiError> {
-        let anchors =
-            coedit_actors::security::anchor::read(&check.anchor_path).map_err(|e| internal(&e))?;
-        let records = check.store.audit_all().map_err(|e| internal(&e))?;
+        let anchors = coedit_actors::security::anchor::read(&check.anchor_path)
+            .map_err(ApiError::internal)?;
+        let records = check.store.audit_all().map_err(ApiError::internal)?;
         let expect = Expectations {
             verifier: check.verifier.as_ref(),
             anchors: &anchors,
@@ -76,7 +75,7 @@ pub async fn audit_verify(
         })
     })
     .await
-    .map_err(|e| internal(&e))??;
+    .map_err(ApiError::internal)??;
     state.guard.audit(AuditEvent::Admin {
         subject,
         action: "audit-verify".into(),
@@ -98,15 +97,14 @@ pub async fn audit_export(
 ) -> Result<HttpResponse, ApiError> {
     let subject = admin(&state, &req, "exporting the audit log").await?;
     let store = state.audit_check.store.clone();
-    let internal = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, e.to_string());
     let (body, n) = web::block(move || -> Result<(Vec<u8>, u64), ApiError> {
-        let records = store.audit_all().map_err(|e| internal(&e))?;
+        let records = store.audit_all().map_err(ApiError::internal)?;
         let mut out = Vec::new();
-        let n = audit::export(&records, &mut out).map_err(|e| internal(&e))?;
+        let n = audit::export(&records, &mut out).map_err(ApiError::internal)?;
         Ok((out, n))
     })
     .await
-    .map_err(|e| internal(&e))??;
+    .map_err(ApiError::internal)??;
     state.guard.audit(AuditEvent::Admin {
         subject,
         action: "audit-export".into(),
@@ -147,6 +145,6 @@ pub async fn rotate_master_key(
             Err(e) => format!("failed: {e}"),
         },
     });
-    let n = res.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let n = res.map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(json!({"rewrapped": n, "master_version": version})))
 }

@@ -94,7 +94,7 @@ pub async fn list_docs(
         }
     })
     .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(ApiError::internal)?
     .map_err(ApiError::from)?;
     Ok(HttpResponse::Ok().json(json!({"docs": page.0, "next": page.1})))
 }

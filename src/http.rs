@@ -74,6 +74,11 @@ impl ApiError {
             msg: msg.into(),
         }
     }
+
+    /// A server-side failure (500, `4002`) described by `e`.
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, e.to_string())
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -363,7 +368,7 @@ where
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "shutting down"))?;
     web::block(move || f(&read))
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(ApiError::internal)?
         .map_err(ApiError::from)
 }
 
