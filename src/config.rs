@@ -13,7 +13,8 @@ use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL}
 use coedit_actors::security::auth::DEFAULT_CLOCK_SKEW_S;
 use coedit_actors::storage::SLED_CACHE_BYTES;
 use coedit_actors::store_actor::{
-    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MIN_FREE_BYTES, DEFAULT_RELAXED_FLUSH_INTERVAL,
+    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_GROUP_COMMIT, DEFAULT_MIN_FREE_BYTES,
+    DEFAULT_RELAXED_FLUSH_INTERVAL,
 };
 use coedit_actors::write_pool::DEFAULT_POOL_THREADS;
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
@@ -59,6 +60,9 @@ pub struct DocumentSection {
     pub max_clients: Option<usize>,
     /// Fan-out coalescing tick in milliseconds (0: send every op at once).
     pub fanout_tick_ms: Option<u64>,
+    /// Microseconds added to the fan-out tick per subscriber of a document (a crowded
+    /// document sends fewer, larger rounds).
+    pub fanout_tick_per_subscriber_us: Option<u64>,
     /// Seconds without subscribers before a document unloads.
     pub idle_timeout_s: Option<u64>,
 }
@@ -121,6 +125,9 @@ pub struct StorageSection {
     pub durability: Option<DurabilityMode>,
     /// Flush interval in relaxed mode, milliseconds.
     pub relaxed_flush_ms: Option<u64>,
+    /// Strict mode: least time between the starts of two flushes (group commit window),
+    /// milliseconds; 0 starts each flush as soon as the previous one is done.
+    pub group_commit_ms: Option<u64>,
     /// Ops between snapshots.
     pub snapshot_every_ops: Option<u64>,
     /// Seconds between snapshots of an active document.
@@ -256,6 +263,8 @@ pub struct Config {
     pub backend: Backend,
     /// sled's page cache, bytes.
     pub sled_cache_bytes: u64,
+    /// Strict mode group commit window (`[storage] group_commit_ms`).
+    pub group_commit: Duration,
     /// Free bytes kept on the data directory's file system.
     pub min_free_bytes: u64,
     /// Settings of document actors.
@@ -301,6 +310,8 @@ pub mod limits {
     pub const MAX_CLIENTS: (usize, usize) = (1, 1 << 20);
     /// `[document] fanout_tick_ms`.
     pub const FANOUT_TICK_MS: (u64, u64) = (0, 1000);
+    /// `[document] fanout_tick_per_subscriber_us`.
+    pub const FANOUT_TICK_PER_SUBSCRIBER_US: (u64, u64) = (0, 10_000);
     /// `[document] idle_timeout_s`.
     pub const IDLE_TIMEOUT_S: (u64, u64) = (1, 86_400);
     /// `[session] heartbeat_interval_s`.
@@ -326,6 +337,8 @@ pub mod limits {
     pub const OP_BURST: (f64, f64) = (1.0, 1e6);
     /// `[storage] relaxed_flush_ms`.
     pub const RELAXED_FLUSH_MS: (u64, u64) = (1, 60_000);
+    /// `[storage] group_commit_ms`.
+    pub const GROUP_COMMIT_MS: (u64, u64) = (0, 1_000);
     /// `[storage] snapshot_every_ops`.
     pub const SNAPSHOT_EVERY_OPS: (u64, u64) = (1, 100_000_000);
     /// `[storage] snapshot_interval_s`.
@@ -445,6 +458,12 @@ impl Config {
                 CACHE_MB,
             )? * 1024
                 * 1024,
+            group_commit: Duration::from_millis(ranged(
+                "[storage] group_commit_ms",
+                f.storage.group_commit_ms,
+                DEFAULT_GROUP_COMMIT.as_millis() as u64,
+                GROUP_COMMIT_MS,
+            )?),
             min_free_bytes: ranged(
                 "[storage] min_free_mb",
                 f.storage.min_free_mb,
@@ -477,6 +496,12 @@ impl Config {
                     f.document.fanout_tick_ms,
                     d.fanout_tick.as_millis() as u64,
                     FANOUT_TICK_MS,
+                )?),
+                fanout_tick_per_subscriber: Duration::from_micros(ranged(
+                    "[document] fanout_tick_per_subscriber_us",
+                    f.document.fanout_tick_per_subscriber_us,
+                    d.fanout_tick_per_subscriber.as_micros() as u64,
+                    FANOUT_TICK_PER_SUBSCRIBER_US,
                 )?),
                 idle_timeout: secs(ranged(
                     "[document] idle_timeout_s",

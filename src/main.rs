@@ -229,7 +229,8 @@ fn serve(config: Config) -> Result<()> {
             ledger,
             anchored,
         )
-        .context("continuing the audit log")?;
+        .context("continuing the audit log")?
+        .with_group_commit(config.group_commit);
         let writer_thread = Arbiter::new();
         let writer = StoreActor::start_in_arbiter(&writer_thread.handle(), move |_| writer_actor);
         writer.do_send(AppendAudit(AuditEvent::ServerStart {

@@ -32,7 +32,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use ahash::AHashMap;
@@ -44,6 +44,7 @@ use coedit_protocol::{
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{debug, info_span, warn};
 
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
@@ -67,7 +68,11 @@ pub use reads::{DocText, GetOps, GetText, GetVersions};
 pub use submit::{Applied, Submit};
 
 /// Default coalescing tick for fan-out.
-pub const DEFAULT_FANOUT_TICK: Duration = Duration::from_millis(5);
+pub const DEFAULT_FANOUT_TICK: Duration = Duration::from_millis(1);
+/// Default stretch of the fan-out tick per subscriber (see `DocActorConfig`).
+pub const DEFAULT_FANOUT_TICK_PER_SUBSCRIBER: Duration = Duration::from_micros(30);
+/// Longest fan-out tick, however many subscribers.
+pub const MAX_FANOUT_TICK: Duration = Duration::from_millis(100);
 /// Default time a document stays loaded with no subscribers.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of ops between snapshots.
@@ -80,6 +85,10 @@ pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
 pub struct DocActorConfig {
     /// Fan-out coalescing tick; zero sends at once.
     pub fanout_tick: Duration,
+    /// Added to the tick per subscriber: a document with `n` subscribers sends at most one
+    /// round per `max(fanout_tick, n * fanout_tick_per_subscriber)` (at most
+    /// [`MAX_FANOUT_TICK`]).
+    pub fanout_tick_per_subscriber: Duration,
     /// Time without subscribers before the document unloads.
     pub idle_timeout: Duration,
     /// When ops are acknowledged.
@@ -98,6 +107,7 @@ impl Default for DocActorConfig {
     fn default() -> Self {
         DocActorConfig {
             fanout_tick: DEFAULT_FANOUT_TICK,
+            fanout_tick_per_subscriber: DEFAULT_FANOUT_TICK_PER_SUBSCRIBER,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             durability: Durability::Strict,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
@@ -315,44 +325,66 @@ impl DocActor {
         }
     }
 
-    /// Sends `msg` to every subscriber, encoded at most once per format.
-    fn broadcast(&mut self, msg: &ServerMsg) {
-        let mut shared = SharedFrame::new(msg);
+    /// Sends `msgs` to every subscriber as one mailbox message each, every message encoded at
+    /// most once per format.
+    fn broadcast(&mut self, msgs: &[ServerMsg]) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut shared: Vec<SharedFrame<'_>> = msgs.iter().map(SharedFrame::new).collect();
+        let mut encoded: [Option<Vec<Frame>>; 2] = [None, None];
         let targets: Vec<(SessionId, Format)> =
             self.subs.iter().map(|(id, s)| (*id, s.format)).collect();
         for (id, format) in targets {
-            self.send_to(id, shared.get(format));
+            let frames = encoded[format as usize]
+                .get_or_insert_with(|| shared.iter_mut().map(|s| s.get(format)).collect())
+                .clone();
+            self.send_all(id, frames);
         }
+    }
+
+    /// The fan-out tick now: the configured tick, stretched by the number of subscribers
+    /// (`fanout_tick_per_subscriber` each) so that a round's cost, which grows with the
+    /// subscribers, is paid less often on a crowded document. Zero stays zero (no coalescing).
+    fn fanout_tick(&self) -> Duration {
+        let tick = self.config.fanout_tick;
+        if tick.is_zero() {
+            return tick;
+        }
+        let crowd = self.config.fanout_tick_per_subscriber * self.subs.len() as u32;
+        tick.max(crowd).min(MAX_FANOUT_TICK)
     }
 
     /// Sends pending ops and presence at most once per fan-out tick: at once if the last
     /// flush was a tick ago or more (no added latency under light load), else at the end of
-    /// the tick (one frame per subscriber per tick under heavy load).
+    /// the tick (one message per subscriber per tick under heavy load).
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if self.flush_scheduled {
             return;
         }
         let since = self.last_flush.elapsed();
-        if since >= self.config.fanout_tick {
+        let tick = self.fanout_tick();
+        if since >= tick {
             self.flush();
         } else {
             self.flush_scheduled = true;
-            ctx.run_later(self.config.fanout_tick - since, |a, _| a.flush());
+            ctx.run_later(tick - since, |a, _| a.flush());
         }
     }
 
-    /// Sends every durable op and presence change not yet sent.
+    /// Sends every durable op and presence change not yet sent: ops first, then presence, in
+    /// one message per subscriber.
     fn flush(&mut self) {
         self.flush_scheduled = false;
         if !self.pending_ops.is_empty() || !self.pending_presence.is_empty() {
             self.last_flush = Instant::now();
         }
+        let mut msgs = Vec::new();
         if !self.pending_ops.is_empty() {
             let pending = std::mem::take(&mut self.pending_ops);
             for ops in chunk_ops(pending, OPS_MESSAGE_BUDGET) {
-                let doc = self.name.to_string();
-                self.broadcast(&ServerMsg::Ops {
-                    doc,
+                msgs.push(ServerMsg::Ops {
+                    doc: self.name.to_string(),
                     ops,
                     access: None,
                 });
@@ -360,22 +392,27 @@ impl DocActor {
         }
         // A subscriber cut as a slow consumer during this broadcast queues its cleared caret:
         // send that too (each round can only cut more subscribers, so this ends).
-        while !self.pending_presence.is_empty() {
-            let peers = self
-                .pending_presence
-                .drain()
-                .map(|(client, (sel, user))| PeerPresence {
-                    client: client.to_string(),
-                    sel,
-                    user: user.as_deref().cloned(),
-                })
-                .collect();
-            let msg = ServerMsg::Presence {
-                doc: self.name.to_string(),
-                rev: self.doc.rev(),
-                peers,
-            };
-            self.broadcast(&msg);
+        loop {
+            if !self.pending_presence.is_empty() {
+                let peers = self
+                    .pending_presence
+                    .drain()
+                    .map(|(client, (sel, user))| PeerPresence {
+                        client: client.to_string(),
+                        sel,
+                        user: user.as_deref().cloned(),
+                    })
+                    .collect();
+                msgs.push(ServerMsg::Presence {
+                    doc: self.name.to_string(),
+                    rev: self.doc.rev(),
+                    peers,
+                });
+            }
+            if msgs.is_empty() {
+                break;
+            }
+            self.broadcast(&std::mem::take(&mut msgs));
         }
     }
 

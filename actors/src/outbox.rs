@@ -1,13 +1,14 @@
 //! A session's outbound queue as document actors see it: [`Outbox`] sends frames to one
 //! session's mailbox and counts the bytes waiting there, so a slow consumer is detected by its
-//! bytes as well as its frames.
+//! bytes as well as by the messages waiting.
 //!
 //! Invariants:
 //! - Every queued frame is counted (gauges `outbound_queue_frames`/`_bytes` and the session's
 //!   own count) from creation until it is written or dropped, also when the session stops
 //!   with frames still queued (the count lives in [`Outbound`]'s drop guard).
-//! - An answer (several frames) is queued whole or refused whole: the bounds are checked
-//!   before its first frame only.
+//! - An answer or a fan-out round (several frames) is one mailbox message: queued whole or
+//!   refused whole, and woken once (one wake-up of the session and one socket write for all
+//!   its frames, not one per frame).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,12 +24,14 @@ use crate::metrics::metrics;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Outbound {
-    pub(crate) frame: Frame,
+    /// The frames, written in order.
+    pub(crate) frames: Vec<Frame>,
     _queued: Queued,
 }
 
-/// Takes a frame's bytes off the counts when the frame is gone.
+/// Takes the frames' bytes off the counts when they are gone.
 struct Queued {
+    frames: usize,
     bytes: usize,
     session: Arc<AtomicUsize>,
 }
@@ -36,7 +39,7 @@ struct Queued {
 impl Drop for Queued {
     fn drop(&mut self) {
         let m = metrics();
-        m.outbound_queue.dec();
+        m.outbound_queue.dec_by(self.frames as i64);
         m.outbound_queue_bytes.dec_by(self.bytes as i64);
         self.session.fetch_sub(self.bytes, Ordering::Relaxed);
     }
@@ -75,43 +78,41 @@ impl Outbox {
         self.queued.load(Ordering::Relaxed)
     }
 
-    fn wrap(&self, frame: Frame) -> Outbound {
-        let bytes = frame.len();
+    fn wrap(&self, frames: Vec<Frame>) -> Outbound {
+        let bytes = frames.iter().map(Frame::len).sum();
         let m = metrics();
-        m.outbound_queue.inc();
+        m.outbound_queue.inc_by(frames.len() as i64);
         m.outbound_queue_bytes.inc_by(bytes as i64);
         self.queued.fetch_add(bytes, Ordering::Relaxed);
         Outbound {
-            frame,
             _queued: Queued {
+                frames: frames.len(),
                 bytes,
                 session: self.queued.clone(),
             },
+            frames,
         }
     }
 
-    /// Queues the frames of one answer together: refused when the bytes already waiting reach
-    /// the bound or the mailbox is full, both checked before the first frame only, so an answer
-    /// is never cut in the middle by its own size.
+    /// Queues the frames of one answer together, as one message: refused when the bytes
+    /// already waiting reach the bound or the mailbox is full, so an answer is never cut in the
+    /// middle by its own size.
     pub fn try_send_all(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), Refused> {
         if self.queued_bytes() >= self.max_bytes {
             return Err(Refused::Full);
         }
-        let mut frames = frames.into_iter();
-        if let Some(first) = frames.next() {
-            self.to.try_send(self.wrap(first)).map_err(|e| match e {
-                SendError::Full(_) => Refused::Full,
-                SendError::Closed(_) => Refused::Closed,
-            })?;
+        let frames: Vec<Frame> = frames.into_iter().collect();
+        if frames.is_empty() {
+            return Ok(());
         }
-        for frame in frames {
-            self.force(frame);
-        }
-        Ok(())
+        self.to.try_send(self.wrap(frames)).map_err(|e| match e {
+            SendError::Full(_) => Refused::Full,
+            SendError::Closed(_) => Refused::Closed,
+        })
     }
 
     /// Queues a frame whatever the bounds (the close frame after a refusal).
     pub fn force(&self, frame: Frame) {
-        self.to.do_send(self.wrap(frame));
+        self.to.do_send(self.wrap(vec![frame]));
     }
 }

@@ -705,9 +705,12 @@ impl Actor for WsSession {
 impl Handler<Outbound> for WsSession {
     type Result = ();
 
-    /// Writes the frame (or closes, for a close frame).
+    /// Writes the frames (or closes, for a close frame).
     fn handle(&mut self, m: Outbound, ctx: &mut Self::Context) {
-        Self::write(ctx, m.frame);
+        let mut m = m;
+        for frame in std::mem::take(&mut m.frames) {
+            Self::write(ctx, frame);
+        }
     }
 }
 

@@ -40,6 +40,7 @@ use std::collections::VecDeque;
 use actix::prelude::*;
 use coedit_protocol::DocumentSnapshot;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{debug, error, trace, warn};
 
 use crate::document::Durable;
@@ -53,12 +54,14 @@ use crate::session::CloseAllSender;
 use crate::storage::disk::{DiskSpace, DISK_CHECK_INTERVAL};
 use crate::storage::manifest::Manifest;
 use crate::storage::{LogRecord, Store, StoreError};
-use crate::write_pool::{BatchDone, Write, WriteBatch, WritePool};
+use crate::write_pool::{flush_and_record, BatchDone, FlushAfter, Write, WriteBatch, WritePool};
 
 /// Exit code when the store cannot flush.
 pub const EXIT_STORAGE_FAILURE: i32 = 74;
 /// Default flush interval in relaxed mode.
 pub const DEFAULT_RELAXED_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Default group commit window in strict mode (see [`StoreActor::with_group_commit`]).
+pub const DEFAULT_GROUP_COMMIT: Duration = Duration::ZERO;
 /// Default interval between signed audit checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// Most writes sent to the crypto actor in one batch.
@@ -178,6 +181,12 @@ pub struct StoreActor {
     /// Sequence number of the last write covered by a completed flush.
     flushed: u64,
     flushing: bool,
+    /// Least time between the starts of two flushes in strict mode (group commit window).
+    group_commit: Duration,
+    /// When the last flush started (tokio's clock, so tests can pause it).
+    last_flush_start: Option<Instant>,
+    /// A paced flush is scheduled.
+    flush_timer: bool,
     /// Documents waiting for durability, in write order.
     waiters: Vec<Waiter>,
     /// Callers of `FlushNow`, with the write they need covered.
@@ -227,10 +236,59 @@ impl StoreActor {
             written: start,
             flushed: start,
             flushing: false,
+            group_commit: Duration::ZERO,
+            last_flush_start: None,
+            flush_timer: false,
             waiters: Vec::new(),
             flush_waiters: Vec::new(),
             refusals: RefusalFilter::new(crate::security::audit::now_ms()),
         })
+    }
+
+    /// Sets the group commit window: in strict mode a flush starts at most once per `window`
+    /// (zero, the default: as soon as the previous one is done). Writes arriving meanwhile wait
+    /// and go to the write pool together, with their flush.
+    pub fn with_group_commit(mut self, window: Duration) -> Self {
+        self.group_commit = window;
+        self
+    }
+
+    fn strict(&self) -> bool {
+        self.durability == Durability::Strict
+    }
+
+    /// Whether a strict-mode flush may start now; if the window is not over, schedules a
+    /// [`Self::kick`] for when it is.
+    fn flush_due(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.flushing || self.failed {
+            return false;
+        }
+        let since = self.last_flush_start.map_or(Duration::MAX, |t| t.elapsed());
+        if since >= self.group_commit {
+            return true;
+        }
+        if !self.flush_timer {
+            self.flush_timer = true;
+            ctx.run_later(self.group_commit - since, |act, ctx| {
+                act.flush_timer = false;
+                act.kick(ctx);
+            });
+        }
+        false
+    }
+
+    /// Moves the pipeline on: sends queued writes, or starts a flush of what was written.
+    fn kick(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.failed {
+            return;
+        }
+        if !self.queue.is_empty() {
+            self.pump(ctx);
+        } else if self.flushed < self.written
+            && (!self.flush_waiters.is_empty() || (self.strict() && self.flush_due(ctx)))
+        {
+            self.start_flush(ctx);
+        }
     }
 
     /// A fatal storage failure: stop writing and acknowledging, close every session with a
@@ -274,18 +332,42 @@ impl StoreActor {
         self.received
     }
 
-    /// Sends the queue to the crypto actor if no batch is in flight.
+    /// Sends the queue to the write pool if no batch is in flight. In strict mode the batch
+    /// carries its own flush (one thread crossing for apply and flush), and waits in the queue
+    /// until a flush may start (group commit) unless it is full or someone waits for a flush.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight || self.queue.is_empty() || self.failed {
+            return;
+        }
+        let flush_now = self.strict() && self.flush_due(ctx);
+        if self.strict()
+            && !flush_now
+            && self.queue.len() < MAX_BATCH
+            && self.flush_waiters.is_empty()
+        {
             return;
         }
         self.in_flight = true;
         let n = self.queue.len().min(MAX_BATCH);
         let last = self.queue[n - 1].0;
         let writes: Vec<Write> = self.queue.drain(..n).map(|(_, w)| w).collect();
+        let flush = flush_now.then(|| {
+            self.flushing = true;
+            self.last_flush_start = Some(Instant::now());
+            let (docs, audit_len, anchors) = self.marks.take(last);
+            FlushAfter {
+                target: last,
+                docs,
+                audit_len,
+                anchors,
+                anchor_log: self.ledger.anchors.clone(),
+            }
+        });
+        let covered = last - self.flushed;
         let batch = WriteBatch {
             writes,
             chain: self.chain.take(),
+            flush,
         };
         ctx.spawn(
             self.crypto
@@ -305,16 +387,23 @@ impl StoreActor {
                     act.in_flight = false;
                     act.chain = done.chain;
                     act.written = last;
-                    if let Some(c) = &act.chain {
-                        act.marks.audit.push_back((last, c.len()));
+                    if done.flushed {
+                        act.flushing = false;
+                        act.flushed = last;
+                        if let Some(c) = &act.chain {
+                            act.marks.audit_len = act.marks.audit_len.max(c.len());
+                        }
+                        metrics().store_flush_batch.observe(covered as f64);
+                        act.notify();
+                    } else {
+                        if let Some(c) = &act.chain {
+                            act.marks.audit.push_back((last, c.len()));
+                        }
+                        act.marks
+                            .anchors
+                            .extend(done.anchors.into_iter().map(|a| (last, a)));
                     }
-                    act.marks
-                        .anchors
-                        .extend(done.anchors.into_iter().map(|a| (last, a)));
-                    if act.durability == Durability::Strict || !act.flush_waiters.is_empty() {
-                        act.start_flush(ctx);
-                    }
-                    act.pump(ctx);
+                    act.kick(ctx);
                 }),
         );
     }
@@ -324,6 +413,7 @@ impl StoreActor {
             return;
         }
         self.flushing = true;
+        self.last_flush_start = Some(Instant::now());
         let target = self.written;
         let batch = target - self.flushed;
         let store = self.store.clone();
@@ -331,15 +421,16 @@ impl StoreActor {
         let anchor_log = self.ledger.anchors.clone();
         let (docs, audit, anchors) = self.marks.take(target);
         let started = std::time::Instant::now();
-        let flush = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            store.flush()?;
-            manifest
-                .record_flush(target, docs, audit)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            anchor_log
-                .append(&anchors)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            Ok(())
+        let flush = tokio::task::spawn_blocking(move || {
+            flush_and_record(
+                &*store,
+                &manifest,
+                &anchor_log,
+                target,
+                docs,
+                audit,
+                &anchors,
+            )
         });
         ctx.spawn(flush.into_actor(self).map(move |res, act, ctx| {
             act.flushing = false;
@@ -352,7 +443,7 @@ impl StoreActor {
                     m.store_flush_batch.observe(batch as f64);
                     act.flushed = target;
                     act.notify();
-                    act.start_flush(ctx);
+                    act.kick(ctx);
                 }
                 Ok(Err(e)) => act.fatal(&e, ctx),
                 Err(e) => act.fatal(&StoreError::Backend(e.to_string()), ctx),
@@ -388,7 +479,7 @@ impl StoreActor {
             let _ = tx.send(());
         } else {
             self.flush_waiters.push((self.received, tx));
-            self.start_flush(ctx);
+            self.kick(ctx);
         }
         rx
     }
@@ -470,16 +561,10 @@ impl Handler<Append> for StoreActor {
     /// Queues the record and, in strict mode, the document for the flush that covers it.
     fn handle(&mut self, m: Append, ctx: &mut Context<Self>) {
         let (doc, rev) = (m.doc.clone(), m.record.rev);
-        let seq = self.enqueue(
-            Write::Op {
-                doc: m.doc,
-                record: m.record,
-                subject: m.subject,
-            },
-            ctx,
-        );
+        // Marks and waiter first: the write may leave with its flush at once.
+        let seq = self.received + 1;
         self.marks.ops.push_back((seq, doc.clone(), rev));
-        if self.durability == Durability::Strict {
+        if self.strict() {
             self.waiters.push(Waiter {
                 seq,
                 doc,
@@ -487,6 +572,15 @@ impl Handler<Append> for StoreActor {
                 notify: m.notify,
             });
         }
+        let queued = self.enqueue(
+            Write::Op {
+                doc: m.doc,
+                record: m.record,
+                subject: m.subject,
+            },
+            ctx,
+        );
+        debug_assert_eq!(queued, seq);
     }
 }
 
@@ -588,18 +682,19 @@ impl Handler<FlushNow> for StoreActor {
 }
 
 /// Test probe: the sequence numbers of the last write received, the last applied to the store
-/// and the last covered by a completed flush. Tests wait on it instead of on timing.
+/// (as this actor knows: a batch counts once it returns) and the last covered by a completed
+/// flush, and whether a flush is running. Tests wait on it instead of on timing.
 #[cfg(test)]
 #[derive(Message)]
-#[rtype(result = "(u64, u64, u64)")]
+#[rtype(result = "(u64, u64, u64, bool)")]
 pub(crate) struct Progress;
 
 #[cfg(test)]
 impl Handler<Progress> for StoreActor {
     type Result = MessageResult<Progress>;
 
-    /// Answers `(received, written, flushed)`.
+    /// Answers `(received, written, flushed, flushing)`.
     fn handle(&mut self, _: Progress, _: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.received, self.written, self.flushed))
+        MessageResult((self.received, self.written, self.flushed, self.flushing))
     }
 }

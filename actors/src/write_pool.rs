@@ -21,7 +21,7 @@ use coedit_protocol::DocumentSnapshot;
 use tokio::sync::oneshot;
 
 use crate::metrics::metrics;
-use crate::security::anchor::Anchor;
+use crate::security::anchor::{Anchor, AnchorLog};
 use crate::security::audit::AuditChain;
 use crate::security::audit::AuditEvent;
 use crate::security::auth::{AuthError, Claims, TokenKey};
@@ -193,7 +193,42 @@ pub fn apply_batch(
     Ok(())
 }
 
-/// Apply a batch of writes in order (sent by the store writer only).
+/// A flush that follows a batch on the same thread (group commit with no thread crossing):
+/// what the manifest and the anchor log record once the store's flush returns.
+pub struct FlushAfter {
+    /// Sequence number of the last write covered (the batch's last).
+    pub target: u64,
+    /// Per document: highest revision and its write sequence number.
+    pub docs: Vec<(String, u64, u64)>,
+    /// Audit chain length recorded by earlier batches (the batch's own is added).
+    pub audit_len: u64,
+    /// Anchors of checkpoints written by earlier batches (the batch's own are added).
+    pub anchors: Vec<Anchor>,
+    /// Where the anchors are appended.
+    pub anchor_log: Arc<AnchorLog>,
+}
+
+/// Flushes the store, then records in the manifest what it made durable and appends the
+/// anchors of the checkpoints it covered: the order that makes an acknowledgement safe.
+pub fn flush_and_record(
+    store: &dyn Store,
+    manifest: &Manifest,
+    anchor_log: &AnchorLog,
+    target: u64,
+    docs: Vec<(String, u64, u64)>,
+    audit_len: u64,
+    anchors: &[Anchor],
+) -> Result<(), StoreError> {
+    store.flush()?;
+    manifest
+        .record_flush(target, docs, audit_len)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    anchor_log
+        .append(anchors)
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Apply a batch of writes in order (sent by the store writer only), then flush if asked.
 #[derive(Message)]
 #[rtype(result = "BatchDone")]
 pub struct WriteBatch {
@@ -201,6 +236,8 @@ pub struct WriteBatch {
     pub writes: Vec<Write>,
     /// The audit chain's writer state (`None`: audit off).
     pub chain: Option<AuditChain>,
+    /// Flush right after applying (strict mode, no flush running).
+    pub flush: Option<FlushAfter>,
 }
 
 /// The outcome of a [`WriteBatch`].
@@ -211,8 +248,11 @@ pub struct BatchDone {
     pub result: Result<(), StoreError>,
     /// The chain state, handed back.
     pub chain: Option<AuditChain>,
-    /// Anchors of the checkpoints written (to be recorded once durable).
+    /// Anchors of the checkpoints written (to be recorded once durable; empty when the
+    /// batch's own flush recorded them).
     pub anchors: Vec<Anchor>,
+    /// The batch's flush ran and succeeded: everything up to its target is durable.
+    pub flushed: bool,
 }
 
 impl Handler<WriteBatch> for WritePool {
@@ -223,7 +263,7 @@ impl Handler<WriteBatch> for WritePool {
         let mut chain = m.chain;
         let applied = m.writes.len();
         let mut anchors = Vec::new();
-        let result = apply_batch(
+        let mut result = apply_batch(
             &*self.store,
             &self.manifest,
             chain.as_mut(),
@@ -231,11 +271,34 @@ impl Handler<WriteBatch> for WritePool {
             m.writes,
             &mut anchors,
         );
+        let mut flushed = false;
+        if let (Ok(()), Some(f)) = (&result, m.flush) {
+            let started = std::time::Instant::now();
+            let audit_len = chain
+                .as_ref()
+                .map_or(f.audit_len, |c| c.len().max(f.audit_len));
+            let mut all = f.anchors;
+            all.append(&mut anchors);
+            result = flush_and_record(
+                &*self.store,
+                &self.manifest,
+                &f.anchor_log,
+                f.target,
+                f.docs,
+                audit_len,
+                &all,
+            );
+            flushed = result.is_ok();
+            metrics()
+                .store_flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         MessageResult(BatchDone {
             applied,
             result,
             chain,
             anchors,
+            flushed,
         })
     }
 }

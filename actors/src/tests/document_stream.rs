@@ -251,6 +251,51 @@ async fn fanout_coalesces_the_ops_of_one_tick() {
     assert_eq!(op_revs(&seen), [1, 2, 3]);
 }
 
+/// Invariant (crowded documents): the fan-out tick stretches by `fanout_tick_per_subscriber`
+/// per subscriber, so three subscribers at 2 ms each hear the ops of one tick after 6 ms, not
+/// after the 1 ms base tick.
+#[actix::test]
+async fn fanout_tick_stretches_with_the_subscribers() {
+    const PER_SUBSCRIBER: Duration = Duration::from_millis(2);
+    let rig = Rig::with(RigOptions {
+        config: DocActorConfig {
+            fanout_tick: Duration::from_millis(1),
+            fanout_tick_per_subscriber: PER_SUBSCRIBER,
+            ..test_config()
+        },
+        ..RigOptions::default()
+    });
+    let doc = rig.open("d");
+    let peers = [
+        Peer::new(1, "alice"),
+        Peer::new(2, "bob"),
+        Peer::new(3, "carol"),
+    ];
+    for p in &peers {
+        join(&doc, p, None).await;
+    }
+    let a = &peers[0];
+    for seq in 1..=2 {
+        submit(&doc, a.submit(seq, seq - 1, Op::insert_at(0, "x")))
+            .await
+            .expect("applied");
+        rig.settle(&doc).await;
+    }
+    rig.clock.advance(Duration::from_millis(1)).await;
+    rig.sync(&doc).await;
+    assert_eq!(
+        op_revs(&peers[1].frames().await),
+        Vec::<u64>::new(),
+        "not after the base tick"
+    );
+    rig.clock.advance(PER_SUBSCRIBER * 3).await;
+    rig.sync(&doc).await;
+    for p in &peers {
+        let seen = p.frames().await;
+        assert_eq!(op_revs(&seen), [1, 2], "after 3 x 2 ms, together: {seen:?}");
+    }
+}
+
 /// Invariant (slow consumer, bytes): a subscriber whose queued bytes reached its bound is cut
 /// at the next frame: after what was already queued it gets close 1013 and nothing more, it is
 /// no longer subscribed, and once its queue is gone its outbox counts 0 bytes. The others get

@@ -150,6 +150,8 @@ pub(crate) struct RigOptions {
     pub(crate) audit: bool,
     /// Whether a manifest is written (in a temporary directory).
     pub(crate) manifest: bool,
+    /// The store actor's group commit window.
+    pub(crate) group_commit: Duration,
 }
 
 impl Default for RigOptions {
@@ -161,6 +163,7 @@ impl Default for RigOptions {
             store_disk: DiskSpace::unlimited(),
             audit: false,
             manifest: false,
+            group_commit: Duration::ZERO,
         }
     }
 }
@@ -233,6 +236,7 @@ impl Rig {
             0,
         )
         .expect("store actor")
+        .with_group_commit(opts.group_commit)
         .start();
         let config = DocActorConfig {
             durability: opts.durability,
@@ -281,30 +285,32 @@ impl Rig {
         self.sync(doc).await;
     }
 
-    /// Waits until the store actor applied every write it received to the store (written,
-    /// maybe not flushed).
+    /// Waits until the store actor has done with every write it received what it can: applied
+    /// it to the store (maybe not flushed), or, while a flush is blocked at the gate, holds it
+    /// for the batch after that flush.
     pub(crate) async fn all_written(&self) {
-        let writer = self.writer.clone();
+        let (writer, store) = (self.writer.clone(), self.store.clone());
         wait_for("every received write applied", || {
-            let writer = writer.clone();
+            let (writer, store) = (writer.clone(), store.clone());
             async move {
-                let (received, written, _) = writer.send(Progress).await.expect("store actor runs");
-                written == received
+                let (received, written, _, flushing) =
+                    writer.send(Progress).await.expect("store actor runs");
+                written == received || (flushing && store.blocked())
             }
         })
         .await;
     }
 
-    /// Waits until the store actor is at rest: every write received is applied, and either
-    /// flushed or waiting for a flush blocked at the gate.
+    /// Waits until the store actor is at rest: every write received is applied and flushed,
+    /// or everything waits for a flush blocked at the gate.
     pub(crate) async fn quiet(&self) {
         let (writer, store) = (self.writer.clone(), self.store.clone());
         wait_for("the store actor at rest", || {
             let (writer, store) = (writer.clone(), store.clone());
             async move {
-                let (received, written, flushed) =
+                let (received, written, flushed, flushing) =
                     writer.send(Progress).await.expect("store actor runs");
-                written == received && (flushed == written || store.blocked())
+                (written == received && flushed == written) || (flushing && store.blocked())
             }
         })
         .await;

@@ -112,12 +112,24 @@ impl Actor for Recorder {
 impl Handler<Outbound> for Recorder {
     type Result = ();
 
-    /// Decodes and records the frame (waiting first while stalled).
+    /// Decodes and records the frames (waiting first while stalled).
     fn handle(&mut self, m: Outbound, ctx: &mut Self::Context) {
         if let Some(stall) = &self.stall {
             stall.wait();
         }
-        let seen = match &m.frame {
+        for frame in &m.frames {
+            if self.record(frame) {
+                ctx.stop();
+                return;
+            }
+        }
+    }
+}
+
+impl Recorder {
+    /// Decodes and records one frame; true for a close.
+    fn record(&mut self, frame: &Frame) -> bool {
+        let seen = match frame {
             Frame::Binary(b) => Seen::Msg(
                 Format::MsgPack,
                 ServerMsg::from_msgpack(b).expect("a MessagePack frame decodes"),
@@ -133,9 +145,7 @@ impl Handler<Outbound> for Recorder {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(seen);
-        if close {
-            ctx.stop();
-        }
+        close
     }
 }
 

@@ -10,13 +10,14 @@ use coedit_protocol::{DocumentSnapshot, Op};
 
 use super::{wait_until, GatedStore, Rig, RigOptions, StoreEvent};
 use crate::document::Durable;
+use crate::security::anchor::AnchorLog;
 use crate::security::audit::{self, AuditChain, AuditEvent};
 use crate::security::crypto::sm3;
 use crate::storage::disk::DiskSpace;
 use crate::storage::manifest::Manifest;
 use crate::storage::{Durability, LogRecord, Store};
 use crate::store_actor::{Append, FlushNow, Progress, PutSnapshot};
-use crate::write_pool::{apply_batch, Write, WriteBatch, WritePool};
+use crate::write_pool::{apply_batch, FlushAfter, Write, WriteBatch, WritePool};
 
 /// Flush interval of the relaxed-mode tests.
 const RELAXED_INTERVAL: Duration = Duration::from_millis(200);
@@ -119,7 +120,11 @@ async fn appends_during_a_flush_go_into_the_next_flush() {
     rig.writer.do_send(append("b", 1, None, &b));
     rig.writer.do_send(append("b", 2, None, &b));
     rig.all_written().await;
-    assert_eq!(rig.store.written_ops("a"), [1, 2, 3, 4]);
+    assert_eq!(
+        rig.store.written_ops("a"),
+        [1],
+        "writes arriving during a flush wait for the batch that carries the next flush"
+    );
     assert!(
         heard(&heard_a).is_empty(),
         "nothing is durable before flush 1 ends"
@@ -163,8 +168,9 @@ async fn appends_during_a_flush_go_into_the_next_flush() {
             flushes: 2
         }]
     );
-    let (received, written, flushed) = rig.writer.send(Progress).await.expect("store actor");
-    assert_eq!((received, written, flushed), (6, 6, 6));
+    let (received, written, flushed, flushing) =
+        rig.writer.send(Progress).await.expect("store actor");
+    assert_eq!((received, written, flushed, flushing), (6, 6, 6, false));
     assert_eq!(
         rig.store.flushes_started(),
         2,
@@ -194,6 +200,54 @@ async fn flush_now_answers_once_everything_received_is_durable() {
     flushed.await.expect("task").expect("store actor");
     assert_eq!(rig.store.flushes_finished(), 1);
     assert_eq!(rig.manifest.expected_rev("a"), Some(1));
+}
+
+/// Invariant (group commit window): in strict mode a flush starts at most once per window;
+/// appends arriving inside it wait, not yet written, and all go with one flush when it ends.
+/// The first flush starts at once.
+#[actix::test]
+async fn a_group_commit_window_spaces_flushes_and_batches_what_arrives_inside_it() {
+    const WINDOW: Duration = Duration::from_millis(10);
+    let rig = Rig::with(RigOptions {
+        manifest: true,
+        group_commit: WINDOW,
+        ..RigOptions::default()
+    });
+    let (a, heard_a) = durable_log(&rig, "a");
+    rig.writer.do_send(append("a", 1, None, &a));
+    wait_until("Durable after flush 1", || heard(&heard_a).len() == 1).await;
+    assert_eq!(
+        rig.store.flushes_started(),
+        1,
+        "the first flush does not wait"
+    );
+
+    for rev in 2..=4 {
+        rig.writer.do_send(append("a", rev, None, &a));
+    }
+    let (received, written, flushed, flushing) =
+        rig.writer.send(Progress).await.expect("store actor");
+    assert_eq!((received, written, flushed, flushing), (4, 1, 1, false));
+    assert_eq!(rig.store.written_ops("a"), [1], "held inside the window");
+    rig.clock.advance(WINDOW / 2).await;
+    assert_eq!(rig.store.flushes_started(), 1, "no flush inside the window");
+
+    rig.clock.advance(WINDOW / 2).await;
+    wait_until("Durable after flush 2", || heard(&heard_a).len() == 2).await;
+    assert_eq!(rig.store.flushes_started(), 2);
+    assert_eq!(
+        rig.store.newly_covered(2, "a"),
+        [2, 3, 4],
+        "one flush for all three"
+    );
+    assert_eq!(
+        heard(&heard_a)[1],
+        Heard {
+            rev: 4,
+            manifest_rev: Some(4),
+            flushes: 2
+        }
+    );
 }
 
 /// Invariant (relaxed durability): an append is written to the store at once but nothing
@@ -421,6 +475,7 @@ async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
         .send(WriteBatch {
             writes,
             chain: Some(chain),
+            flush: None,
         })
         .await
         .expect("write pool runs");
@@ -450,8 +505,37 @@ async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
     assert_eq!(
         store.flushes_started(),
         0,
-        "the pool writes, it never flushes"
+        "without a flush request the pool writes and never flushes"
     );
+    assert!(!done.flushed);
+
+    // With one, the flush follows the batch's writes on the same thread, and the chain's new
+    // length is what gets recorded.
+    let done = pool
+        .send(WriteBatch {
+            writes: vec![op("b", 2)],
+            chain: done.chain,
+            flush: Some(FlushAfter {
+                target: 6,
+                docs: vec![("b".into(), 2, 6)],
+                audit_len: 0,
+                anchors: Vec::new(),
+                anchor_log: Arc::new(AnchorLog::disabled()),
+            }),
+        })
+        .await
+        .expect("write pool runs");
+    assert!(done.result.is_ok() && done.flushed);
+    let events = store.events();
+    let flush_at = events
+        .iter()
+        .position(|e| *e == StoreEvent::FlushStart(1))
+        .expect("the batch flushed");
+    let write_at = events
+        .iter()
+        .position(|e| *e == ev("b", 2))
+        .expect("the op was written");
+    assert!(write_at < flush_at, "written before the flush: {events:?}");
 
     // The same function, without the actor and without audit: ops only.
     let plain = GatedStore::new();
