@@ -238,10 +238,11 @@ fn run_load(a: RunArgs) -> Result<bool> {
     };
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
     println!(
-        "{} clients, {} docs, {:.0} s: {} ops acked ({:.0}/s), errors {}, reconnects {}, converged {}",
+        "{} clients, {} docs, {:.0} s: {} edits typed, {} ops acked ({:.0}/s), errors {}, reconnects {}, converged {}",
         report.clients,
         report.docs,
         report.duration_s,
+        report.edits_typed,
         report.ops_acked,
         report.ops_per_s,
         report.errors,

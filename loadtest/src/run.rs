@@ -128,6 +128,9 @@ pub struct Report {
     pub duration_s: f64,
     /// Edits each client was asked to make per second.
     pub rate: f64,
+    /// Edits typed by all clients (every one reaches the server: each is sent as an op, or
+    /// composed into the next op while one is in flight).
+    pub edits_typed: u64,
     /// Ops sent (local edits composed while one was in flight count once).
     pub ops_sent: u64,
     /// Ops acknowledged.
@@ -174,6 +177,7 @@ fn histogram() -> Histogram<u32> {
 struct Shared {
     start: Instant,
     ops_sent: AtomicU64,
+    edits_typed: AtomicU64,
     ops_acked: AtomicU64,
     /// Clients that stopped typing and have nothing unacknowledged, or that failed.
     settled: AtomicU64,
@@ -472,6 +476,7 @@ impl Client {
                 _ = typing.tick(), if !stopping => {
                     let op = self.edit(&mut rng);
                     self.replica.apply(&op)?;
+                    self.shared.edits_typed.fetch_add(1, Ordering::Relaxed);
                     if let Some(out) = self.ot.local(op) {
                         self.send_op(&mut ws, out).await?;
                     }
@@ -581,6 +586,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     let shared = Arc::new(Shared {
         start: Instant::now(),
         ops_sent: AtomicU64::new(0),
+        edits_typed: AtomicU64::new(0),
         ops_acked: AtomicU64::new(0),
         settled: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -730,6 +736,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         docs,
         duration_s: cfg.duration.as_secs_f64(),
         rate: cfg.rate,
+        edits_typed: shared.edits_typed.load(Ordering::Relaxed),
         ops_sent: shared.ops_sent.load(Ordering::Relaxed),
         ops_acked: acked,
         ops_per_s: acked as f64 / wall.as_secs_f64(),
