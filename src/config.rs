@@ -11,12 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use coedit_actors::document::{DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL};
 use coedit_actors::security::auth::DEFAULT_CLOCK_SKEW_S;
+use coedit_actors::security::verifier::DEFAULT_VERIFIER_THREADS;
 use coedit_actors::storage::SLED_CACHE_BYTES;
 use coedit_actors::store_actor::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_GROUP_COMMIT, DEFAULT_MIN_FREE_BYTES,
     DEFAULT_RELAXED_FLUSH_INTERVAL,
 };
-use coedit_actors::write_pool::DEFAULT_POOL_THREADS;
 use coedit_actors::{DocActorConfig, Durability, SessionConfig};
 use coedit_protocol::DocumentConfig;
 use serde::Deserialize;
@@ -162,7 +162,7 @@ pub struct CryptoSection {
     pub master_key_file: Option<PathBuf>,
     /// SM2 private key (PEM, mode 0600) that signs audit checkpoints.
     pub signing_key_file: Option<PathBuf>,
-    /// Crypto threads.
+    /// Threads that check access-token signatures (the store's writing has its own).
     pub threads: Option<usize>,
 }
 
@@ -277,8 +277,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// SM2 key signing audit checkpoints.
     pub signing_key_file: Option<PathBuf>,
-    /// Crypto threads.
-    pub crypto_threads: usize,
+    /// Token verifier threads (`[crypto] threads`).
+    pub verifier_threads: usize,
     /// Token checking.
     pub auth_mode: AuthMode,
     /// HMAC-SM3 secret file.
@@ -586,10 +586,10 @@ impl Config {
             crypto_mode: f.crypto.mode.unwrap_or_default(),
             master_key_file: f.crypto.master_key_file,
             signing_key_file: f.crypto.signing_key_file,
-            crypto_threads: ranged(
+            verifier_threads: ranged(
                 "[crypto] threads",
                 f.crypto.threads,
-                DEFAULT_POOL_THREADS,
+                DEFAULT_VERIFIER_THREADS,
                 CRYPTO_THREADS,
             )?,
             auth_mode: f.auth.mode.unwrap_or_default(),

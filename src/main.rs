@@ -32,6 +32,7 @@ use coedit_actors::registry::ShutdownAll;
 use coedit_actors::security::anchor::{self, AnchorLog};
 use coedit_actors::security::audit::AuditEvent;
 use coedit_actors::security::guard::Guard;
+use coedit_actors::security::verifier::TokenVerifier;
 use coedit_actors::session::CloseAll;
 use coedit_actors::storage::disk::DiskSpace;
 use coedit_actors::storage::manifest::Manifest;
@@ -206,13 +207,8 @@ fn serve(config: Config) -> Result<()> {
         if config.audit && signer.is_none() {
             warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
         }
-        let crypto = WritePool::start(
-            config.crypto_threads,
-            store.clone(),
-            manifest.clone(),
-            tokens,
-            signer.clone(),
-        );
+        let crypto = WritePool::start(store.clone(), manifest.clone(), signer.clone());
+        let verifier = TokenVerifier::start(config.verifier_threads, tokens);
         let checkpoints = signer.as_ref().map(|_| config.checkpoint_interval);
         let ledger = Ledger {
             manifest: manifest.clone(),
@@ -249,12 +245,7 @@ fn serve(config: Config) -> Result<()> {
             store: store_for_checks,
             registry: registry.clone(),
             session: config.session.clone(),
-            guard: Guard {
-                crypto,
-                writer: writer.clone(),
-                auth,
-                skew_s: config.clock_skew_s,
-            },
+            guard: Guard::new(verifier, writer.clone(), auth, config.clock_skew_s),
             master_key_file: config.master_key_file.clone(),
             close_all,
             proxies: config.trusted_proxies.clone(),

@@ -17,7 +17,9 @@ use coedit_protocol::{
     Access, ClientMsg, DocRole, ErrorCode, Op, OpMsg, PeerUser, ServerMsg, PROTOCOL_VERSION,
 };
 use common::secure::{setup, Setup};
-use common::{connect_raw, http, http_auth, read_msg, start_server, start_server_at, Incoming, Ws};
+use common::{
+    connect_raw, http, http_auth, http_raw, read_msg, start_server, start_server_at, Incoming, Ws,
+};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -120,6 +122,41 @@ async fn alive(ws: &mut Ws) -> Result<()> {
         ServerMsg::Pong { t: 77 } => Ok(()),
         other => bail!("expected pong, got {other:?}"),
     }
+}
+
+/// A session may refresh its token a few times at once, then once per 10 s: the message past
+/// the burst is refused (4001) without a signature check, the session stays open with the
+/// token in force and its edits go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_messages_past_the_burst_are_refused_unchecked_and_the_session_goes_on() -> Result<()>
+{
+    let s = setup();
+    let server = start_server_at(&s.data, &s.config);
+    let editor = [("notes-*", Role::Editor)];
+    let first = token(&s, "alice", &editor, 600, None);
+    let (mut ws, client, _, _) = hello(&server.ws_url(), Some(&first), None).await?;
+    let (_, rev) = join(&mut ws, "notes-9").await?;
+    for _ in 0..5 {
+        let fresh = token(&s, "alice", &editor, 600, None);
+        send(&mut ws, &ClientMsg::Auth { token: fresh }).await?;
+        match next(&mut ws).await? {
+            ServerMsg::Authed { sub, .. } => assert_eq!(sub.as_deref(), Some("alice")),
+            other => bail!("expected authed, got {other:?}"),
+        }
+    }
+    let sixth = token(&s, "alice", &editor, 600, None);
+    send(&mut ws, &ClientMsg::Auth { token: sixth }).await?;
+    assert_eq!(expect_error(&mut ws).await?.0, ErrorCode::RateLimited);
+    alive(&mut ws).await?;
+    send(&mut ws, &op("notes-9", rev, 1, "still editing")).await?;
+    assert_eq!(acked(&mut ws, &client, 1).await?, rev + 1);
+    let (status, _, metrics) = http_raw(server.addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("coedit_rate_limited_auth_total 1"),
+        "the refusal is counted"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,6 +143,10 @@ pub struct Metrics {
     pub op_apply_seconds: Histogram,
     /// Ops refused by the per-session rate limit.
     pub rate_limited: Counter,
+    /// `auth` messages refused by the per-session refresh limit.
+    pub auth_rate_limited: Counter,
+    /// Token checks refused because too many were waiting.
+    pub token_checks_shed: Counter,
     /// Frames queued to sessions by document actors.
     pub fanout_frames: Counter,
     /// Bytes of those frames.
@@ -190,6 +194,8 @@ impl Metrics {
             ops: Family::default(),
             op_apply_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 10)),
             rate_limited: Counter::default(),
+            auth_rate_limited: Counter::default(),
+            token_checks_shed: Counter::default(),
             fanout_frames: Counter::default(),
             fanout_bytes: Counter::default(),
             outbound_queue: Gauge::default(),
@@ -245,6 +251,16 @@ impl Metrics {
             "rate_limited_ops",
             "Ops refused by the per-session rate limit",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "rate_limited_auth",
+            "auth messages refused by the per-session token refresh limit",
+            m.auth_rate_limited.clone(),
+        );
+        registry.register(
+            "token_checks_shed",
+            "Token checks refused because too many were waiting for the verifier",
+            m.token_checks_shed.clone(),
         );
         registry.register(
             "fanout_frames",

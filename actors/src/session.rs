@@ -94,6 +94,11 @@ pub const DEFAULT_OP_BURST: f64 = 200.0;
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest single wait of the expiry timer (it re-arms itself for tokens that live longer).
 const MAX_EXPIRY_TIMER: Duration = Duration::from_secs(3600);
+/// `auth` messages a session may send at once (a token refresh is needed once per token
+/// lifetime; each costs a signature check).
+pub const AUTH_BURST: f64 = 5.0;
+/// Time to earn one more `auth` message after the burst.
+pub const AUTH_REFILL: Duration = Duration::from_secs(10);
 /// Session state before `hello` (metrics label).
 const STATE_CONNECTED: &str = "connected";
 /// Session state after `hello` (metrics label).
@@ -243,6 +248,10 @@ pub struct WsSession {
     op_tokens: f64,
     /// When the bucket was last refilled.
     refilled: Instant,
+    /// `auth` messages left (token bucket): [`AUTH_BURST`], one more per [`AUTH_REFILL`].
+    auth_tokens: f64,
+    /// When that bucket was last refilled.
+    auth_refilled: Instant,
     /// The session reached `started` (it is counted in the metrics).
     counted: bool,
     /// Where documents send this session's frames (one byte count for all of them); made at
@@ -280,6 +289,8 @@ impl WsSession {
             last_seen: Instant::now(),
             op_tokens: config.op_burst.max(1.0),
             refilled: Instant::now(),
+            auth_tokens: AUTH_BURST,
+            auth_refilled: Instant::now(),
             counted: false,
             outbox: None,
             gate: GateControl::new(config.max_frame_bytes),

@@ -1,16 +1,17 @@
-//! The write pool: a pool of threads (actix `SyncArbiter`) that does the store's writing and
-//! the CPU-bound cryptography, so that encoding, sealing, hashing, signing and the store's own
-//! buffered writes never run on the threads that serve connections. With encryption off it
-//! still does the writing.
+//! The write pool: the thread (actix `SyncArbiter`) that does the store's writing and its
+//! CPU-bound cryptography, so that encoding, sealing, hashing, signing, the store's own
+//! buffered writes and its flushes never run on the threads that serve connections. With
+//! encryption off it still does the writing.
 //!
-//! It does two things: applies the store actor's batches in order ([`apply_batch`]: encodes
-//! and seals records with SM4-GCM, extends the audit chain with SM3, signs checkpoints with SM2,
-//! writes into the store's buffers; [`crate::store_actor`] decides when they are flushed), and
-//! verifies access tokens (SM2 or HMAC-SM3) for sessions and the HTTP API.
+//! It applies the store actor's batches in order ([`apply_batch`]: encodes and seals records
+//! with SM4-GCM, extends the audit chain with SM3, signs checkpoints with SM2, writes into the
+//! store's buffers) and, when the batch asks, flushes right after ([`FlushAfter`]). Access
+//! tokens are checked elsewhere ([`crate::security::verifier`]), so nobody outside can queue
+//! work in front of a flush.
 //!
 //! Invariants:
-//! - The store writer keeps at most one batch in flight, so batches are applied in order even
-//!   though the pool has several threads; token checks run on the others meanwhile.
+//! - The store writer keeps at most one batch in flight, so batches are applied in order (one
+//!   thread is all the pool needs).
 //! - The audit chain's writer state travels with the batch and comes back with the reply: it
 //!   has exactly one owner at any time.
 
@@ -24,37 +25,32 @@ use crate::metrics::metrics;
 use crate::security::anchor::{Anchor, AnchorLog};
 use crate::security::audit::AuditChain;
 use crate::security::audit::AuditEvent;
-use crate::security::auth::{AuthError, Claims, TokenKey};
 use crate::security::crypto::Sm2Signer;
 use crate::security::crypto::{sm3, MasterKeyring};
 use crate::storage::manifest::Manifest;
 use crate::storage::{LogRecord, Store, StoreError};
 
-/// Default number of write-pool threads.
-pub const DEFAULT_POOL_THREADS: usize = 2;
+/// Threads of the write pool: the store writer has one batch in flight at a time.
+pub const WRITE_POOL_THREADS: usize = 1;
 
 /// The write pool. See the module documentation.
 pub struct WritePool {
     store: Arc<dyn Store>,
     manifest: Arc<Manifest>,
-    tokens: Option<TokenKey>,
     signer: Option<Arc<Sm2Signer>>,
 }
 
 impl WritePool {
-    /// Starts `threads` write-pool threads writing to `store`, checking tokens with `tokens`
-    /// (`None`: authentication off) and signing audit checkpoints with `signer`.
+    /// Starts the write-pool thread writing to `store` and signing audit checkpoints with
+    /// `signer`.
     pub fn start(
-        threads: usize,
         store: Arc<dyn Store>,
         manifest: Arc<Manifest>,
-        tokens: Option<TokenKey>,
         signer: Option<Arc<Sm2Signer>>,
     ) -> Addr<WritePool> {
-        SyncArbiter::start(threads.max(1), move || WritePool {
+        SyncArbiter::start(WRITE_POOL_THREADS, move || WritePool {
             store: store.clone(),
             manifest: manifest.clone(),
-            tokens: tokens.clone(),
             signer: signer.clone(),
         })
     }
@@ -300,31 +296,5 @@ impl Handler<WriteBatch> for WritePool {
             anchors,
             flushed,
         })
-    }
-}
-
-/// Check an access token.
-#[derive(Message)]
-#[rtype(result = "Result<Claims, AuthError>")]
-pub struct VerifyToken {
-    /// The token (`None`: none was sent).
-    pub token: Option<String>,
-    /// Current time, Unix seconds.
-    pub now: u64,
-    /// Clock skew tolerated, seconds.
-    pub skew: u64,
-}
-
-impl Handler<VerifyToken> for WritePool {
-    type Result = Result<Claims, AuthError>;
-
-    /// Verifies form, algorithm, signature and expiry. Only sent when authentication is on.
-    fn handle(&mut self, m: VerifyToken, _: &mut SyncContext<Self>) -> Self::Result {
-        let key = self
-            .tokens
-            .as_ref()
-            .ok_or_else(|| AuthError::Invalid("authentication is off".into()))?;
-        crate::metrics::metrics().crypto("token_verify", 1);
-        key.verify(m.token.as_deref().ok_or(AuthError::Missing)?, m.now, m.skew)
     }
 }

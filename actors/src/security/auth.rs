@@ -249,6 +249,9 @@ pub enum AuthError {
     /// The role or token does not allow this management action.
     #[error("{0}")]
     NotPermitted(String),
+    /// Too many token checks are waiting: nothing was checked; try again shortly.
+    #[error("the server is checking too many tokens: try again shortly")]
+    Busy,
 }
 
 impl AuthError {
@@ -262,6 +265,7 @@ impl AuthError {
             AuthError::UnknownDocument(_) => ErrorCode::UnknownDocument,
             AuthError::ReadOnly { .. } => ErrorCode::ReadOnly,
             AuthError::NotPermitted(_) => ErrorCode::NotPermitted,
+            AuthError::Busy => ErrorCode::Unavailable,
         }
     }
 }

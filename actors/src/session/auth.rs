@@ -4,6 +4,7 @@
 //! that closes a session whose token ran out.
 
 use super::*;
+use crate::errors::CLOSE_TRY_AGAIN;
 
 impl WsSession {
     pub(super) fn on_hello(
@@ -35,9 +36,31 @@ impl WsSession {
                             Err(e) => Self::fail(ctx, format, e.code(), e.to_string(), None, None),
                         }
                     }
+                    Err(AuthError::Busy) => {
+                        // Overload, not a bad token: tell the client to come back (1013).
+                        let e = AuthError::Busy;
+                        act.audit_refusal(&e, "hello", None);
+                        Self::send(ctx, &ServerMsg::error(e.code(), e.to_string()), format);
+                        Self::close(ctx, CLOSE_TRY_AGAIN, e.to_string());
+                    }
                     Err(e) => act.refuse(&e, "hello", None, None, format, ctx),
                 }),
         );
+    }
+
+    /// Takes one `auth` token from the session's bucket (refilled for the time since).
+    fn take_auth_token(&mut self) -> bool {
+        let now = Instant::now();
+        let earned =
+            now.duration_since(self.auth_refilled).as_secs_f64() / AUTH_REFILL.as_secs_f64();
+        self.auth_refilled = now;
+        self.auth_tokens = (self.auth_tokens + earned).min(AUTH_BURST);
+        if self.auth_tokens >= 1.0 {
+            self.auth_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn welcome(
@@ -81,13 +104,23 @@ impl WsSession {
     /// tenant), its expiry timer re-armed, and every joined document re-authorized: one the new
     /// token no longer grants is left with an `error` naming it. A refused token changes
     /// nothing and does not close the session (the current token stays in force until it
-    /// expires).
+    /// expires). Past [`AUTH_BURST`] messages, one per [`AUTH_REFILL`]: the others are
+    /// refused (`RateLimited`) unchecked.
     pub(super) fn on_auth(
         &mut self,
         token: String,
         format: Format,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        if !self.take_auth_token() {
+            metrics().auth_rate_limited.inc();
+            let msg = format!(
+                "more than {AUTH_BURST} auth messages, or more than one per {} s: token not \
+                 checked, the current one stays in force",
+                AUTH_REFILL.as_secs()
+            );
+            return Self::send(ctx, &ServerMsg::error(ErrorCode::RateLimited, msg), format);
+        }
         let guard = self.guard.clone();
         ctx.wait(
             async move { guard.authenticate(Some(token)).await }

@@ -23,6 +23,7 @@ mod document;
 mod document_sim;
 mod document_stream;
 mod gated_store;
+mod guard;
 mod recorder;
 mod registry;
 mod store_actor;
@@ -59,8 +60,6 @@ pub(crate) const POLL_PAUSE: Duration = Duration::from_millis(1);
 /// tokio's timer resolution: a timer's deadline is rounded up to the next tick, so a timer due
 /// exactly `d` from now may still be pending once the clock moved by `d`.
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(1);
-/// Threads of the write pool in tests.
-const POOL_THREADS: usize = 1;
 
 /// tokio's clock, paused for the whole test and advanced only by [`TestClock::advance`].
 ///
@@ -213,13 +212,7 @@ impl Rig {
         };
         store.reset();
         let dyn_store: Arc<dyn Store> = store.clone();
-        let pool = WritePool::start(
-            POOL_THREADS,
-            dyn_store.clone(),
-            manifest.clone(),
-            None,
-            None,
-        );
+        let pool = WritePool::start(dyn_store.clone(), manifest.clone(), None);
         let ledger = Ledger {
             manifest: manifest.clone(),
             anchors: Arc::new(AnchorLog::disabled()),

@@ -448,7 +448,7 @@ async fn op_audit_record_is_written_in_the_same_batch_as_its_op() {
 async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
     let store = GatedStore::new();
     let dyn_store: Arc<dyn Store> = store.clone();
-    let pool = WritePool::start(1, dyn_store.clone(), Manifest::disabled(), None, None);
+    let pool = WritePool::start(dyn_store.clone(), Manifest::disabled(), None);
     let chain = AuditChain::resume(&*dyn_store).expect("chain");
     let op = |doc: &str, rev: u64| Write::Op {
         doc: Arc::from(doc),
