@@ -17,6 +17,8 @@
 //! - Every waiter gets an answer: the load's result, `Closing` if the registry shuts down or
 //!   the document is deleted meanwhile.
 //! - Document ids reaching the registry have been validated by the protocol layer.
+//! - At most `parallel_loads` documents load at once (a mass reconnect, or a client opening
+//!   many documents, queues cheaply instead of spawning a blocking thread per document).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +43,8 @@ use crate::store_actor::{AppendAudit, Checkpoint, DeleteDoc, FlushNow, StoreActo
 pub const MAX_OPEN_ROUNDS: u32 = 4;
 /// Longest a request waits for a document to open (its load, or an unloading actor's save).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of documents loading at once.
+pub const DEFAULT_PARALLEL_LOADS: usize = 16;
 
 /// Someone waiting for a document's actor.
 struct Waiter {
@@ -82,6 +86,8 @@ pub struct Registry {
     shutting_down: bool,
     /// Documents being deleted: they do not open until the deletion is durable.
     deleting: HashSet<String>,
+    /// Permits to load: one per document loading now.
+    loads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Registry {
@@ -103,7 +109,14 @@ impl Registry {
             arbiters,
             shutting_down: false,
             deleting: HashSet::new(),
+            loads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_PARALLEL_LOADS)),
         }
+    }
+
+    /// Lets at most `n` documents load at once.
+    pub fn with_parallel_loads(mut self, n: usize) -> Self {
+        self.loads = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     /// Checks loaded documents against `manifest` and refuses edits when `disk` says so.
@@ -201,8 +214,13 @@ impl Registry {
             manifest: self.manifest.clone(),
             disk: self.disk.clone(),
         };
-        let (config, load_id) = (self.config.clone(), id.clone());
-        let load = tokio::task::spawn_blocking(move || DocActor::load(load_id, name, config, deps));
+        let (config, load_id, permits) = (self.config.clone(), id.clone(), self.loads.clone());
+        let load = async move {
+            // The semaphore is never closed: an error cannot happen, and would only mean no
+            // bound.
+            let _permit = permits.acquire_owned().await.ok();
+            tokio::task::spawn_blocking(move || DocActor::load(load_id, name, config, deps)).await
+        };
         ctx.spawn(load.into_actor(self).map(move |res, act, _| {
             let res = res.unwrap_or_else(|e| {
                 Err(ActorError::Store(crate::storage::StoreError::Backend(

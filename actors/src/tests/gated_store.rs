@@ -42,6 +42,11 @@ struct GateState {
     finished: usize,
     /// Flushes blocked at the gate now.
     waiting: usize,
+    /// Loads are held until released.
+    loads_held: bool,
+    /// Loads running now, and the most at once so far.
+    loading: usize,
+    max_loading: usize,
 }
 
 /// The store wrapper. See the module documentation.
@@ -87,6 +92,23 @@ impl GatedStore {
         }
         drop(s);
         self.changed.notify_all();
+    }
+
+    /// From now on, loads block until [`Self::release_loads`].
+    pub(crate) fn hold_loads(&self) {
+        self.lock().loads_held = true;
+    }
+
+    /// Lets every load through again.
+    pub(crate) fn release_loads(&self) {
+        self.lock().loads_held = false;
+        self.changed.notify_all();
+    }
+
+    /// `(loads running now, most loads running at once so far)`.
+    pub(crate) fn loads(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.loading, s.max_loading)
     }
 
     /// Lets every flush through again.
@@ -148,7 +170,16 @@ impl GatedStore {
 
 impl Store for GatedStore {
     fn load(&self, doc: &str) -> Result<StoredDoc, StoreError> {
-        self.inner.load(doc)
+        let mut s = self.lock();
+        s.loading += 1;
+        s.max_loading = s.max_loading.max(s.loading);
+        while s.loads_held {
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(s);
+        let r = self.inner.load(doc);
+        self.lock().loading -= 1;
+        r
     }
 
     fn append(&self, doc: &str, records: &[LogRecord]) -> Result<(), StoreError> {

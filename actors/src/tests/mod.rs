@@ -151,6 +151,8 @@ pub(crate) struct RigOptions {
     pub(crate) manifest: bool,
     /// The store actor's group commit window.
     pub(crate) group_commit: Duration,
+    /// Documents the registry loads at once.
+    pub(crate) parallel_loads: usize,
 }
 
 impl Default for RigOptions {
@@ -163,6 +165,7 @@ impl Default for RigOptions {
             audit: false,
             manifest: false,
             group_commit: Duration::ZERO,
+            parallel_loads: crate::registry::DEFAULT_PARALLEL_LOADS,
         }
     }
 }
@@ -237,6 +240,7 @@ impl Rig {
         };
         let registry = Registry::new(config.clone(), dyn_store, writer.clone(), Vec::new())
             .with_ledger(manifest.clone(), opts.doc_disk.clone())
+            .with_parallel_loads(opts.parallel_loads)
             .start();
         Rig {
             clock,

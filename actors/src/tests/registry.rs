@@ -40,6 +40,48 @@ async fn concurrent_opens_of_one_document_share_one_actor() {
     assert_eq!(rig.registry.send(OpenCount).await.expect("registry"), 1);
 }
 
+/// Lets held loads go when dropped.
+struct ReleaseLoads(std::sync::Arc<super::GatedStore>);
+
+impl Drop for ReleaseLoads {
+    fn drop(&mut self) {
+        self.0.release_loads();
+    }
+}
+
+/// Invariant (bounded loads): with many documents opening at once, at most `parallel_loads`
+/// load at a time; the others wait their turn and all open.
+#[actix::test]
+async fn many_documents_opening_at_once_load_at_most_the_bound_at_a_time() {
+    const BOUND: usize = 2;
+    const DOCS: usize = 6;
+    let rig = Rig::with(RigOptions {
+        parallel_loads: BOUND,
+        ..RigOptions::default()
+    });
+    rig.store.hold_loads();
+    // Released however the test ends: a held load would keep the runtime from stopping.
+    let _release = ReleaseLoads(rig.store.clone());
+    let asks: Vec<_> = (0..DOCS)
+        .map(|i| rig.registry.send(open(&format!("d{i}"), true)))
+        .collect();
+    wait_until("the bound reached", || rig.store.loads().0 >= BOUND).await;
+    let open_while_held = rig.registry.send(OpenCount).await.expect("registry");
+    let held = rig.store.loads();
+    rig.store.release_loads();
+    assert_eq!(held.0, BOUND, "loads running while held");
+    assert_eq!(open_while_held, 0);
+    for a in asks {
+        a.await.expect("registry runs").expect("opens");
+    }
+    assert_eq!(
+        rig.store.loads(),
+        (0, BOUND),
+        "never more than the bound at once"
+    );
+    assert_eq!(rig.registry.send(OpenCount).await.expect("registry"), DOCS);
+}
+
 /// Invariant: a read (no create) of a document with nothing stored is refused with
 /// `NoSuchDocument` and leaves nothing open; a create opens it.
 #[actix::test]
