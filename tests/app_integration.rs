@@ -69,8 +69,26 @@ async fn hello(
     send(&mut ws, &hello).await?;
     match next(&mut ws).await? {
         ServerMsg::Welcome {
-            client, sub, exp, ..
-        } => Ok((ws, client, sub, exp)),
+            client,
+            sub,
+            exp,
+            now,
+            ..
+        } => {
+            assert_eq!(
+                exp.is_some(),
+                now.is_some(),
+                "the server's clock comes with exp"
+            );
+            if let Some(n) = now {
+                assert!(
+                    n.abs_diff(now_s()) <= 5,
+                    "server clock {n}, here {}",
+                    now_s()
+                );
+            }
+            Ok((ws, client, sub, exp))
+        }
         other => bail!("expected welcome, got {other:?}"),
     }
 }
@@ -183,7 +201,13 @@ async fn a_token_refreshed_on_a_live_session_keeps_it_open_and_loses_nothing() -
     let long = token(&s, "alice", &editor, 600, None);
     send(&mut ws, &ClientMsg::Auth { token: long }).await?;
     match next(&mut ws).await? {
-        ServerMsg::Authed { sub, exp, roles } => {
+        ServerMsg::Authed {
+            sub,
+            exp,
+            now,
+            roles,
+        } => {
+            assert!(now.is_some_and(|n| n.abs_diff(now_s()) <= 5), "{now:?}");
             assert_eq!(sub.as_deref(), Some("alice"));
             assert!(exp.is_some_and(|e| e >= now_s() + 590), "{exp:?}");
             assert_eq!(

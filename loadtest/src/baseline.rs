@@ -173,6 +173,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                     client: self.client.clone(),
                     sub: None,
                     exp: None,
+                    now: None,
                 };
                 ctx.binary(encode_msgpack(&w));
             }

@@ -718,6 +718,7 @@ fn message_seeds() -> Vec<Vec<u8>> {
             client: "c1".into(),
             sub: Some("alice".into()),
             exp: Some(1_900_000_000),
+            now: Some(1_899_999_000),
         },
         ServerMsg::Snapshot {
             doc: "notes".into(),
@@ -731,6 +732,7 @@ fn message_seeds() -> Vec<Vec<u8>> {
         ServerMsg::Authed {
             sub: Some("alice".into()),
             exp: Some(1_900_000_600),
+            now: Some(1_900_000_000),
             roles: vec![crate::DocRole {
                 doc: "notes".into(),
                 role: crate::Role::Editor,

@@ -321,6 +321,10 @@ pub enum ServerMsg {
         /// `auth` before it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exp: Option<u64>,
+        /// The server's clock, Unix seconds, when it sent this (with `exp`): the token's
+        /// lifetime left is `exp - now`, whatever the client's own clock says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
     },
     /// Answer to `auth`: the new token is in force.
     Authed {
@@ -330,6 +334,9 @@ pub enum ServerMsg {
         /// The new expiry, Unix seconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exp: Option<u64>,
+        /// The server's clock, Unix seconds, when it sent this (see `welcome`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<u64>,
         /// The role the new token gives on each joined document (a document it no longer
         /// grants was left, with an `error` 5005 naming it).
         #[serde(default)]
@@ -572,12 +579,14 @@ mod tests {
                 client: "c1".into(),
                 sub: None,
                 exp: None,
+                now: None,
             },
             ServerMsg::Welcome {
                 v: 1,
                 client: "c1".into(),
                 sub: Some("alice".into()),
                 exp: Some(1_900_000_000),
+                now: Some(1_899_999_000),
             },
             ServerMsg::Snapshot {
                 doc: "d".into(),
@@ -597,6 +606,7 @@ mod tests {
             ServerMsg::Authed {
                 sub: Some("alice".into()),
                 exp: Some(1_900_000_600),
+                now: Some(1_900_000_000),
                 roles: vec![DocRole {
                     doc: "d".into(),
                     role: crate::Role::Owner,

@@ -94,6 +94,7 @@ impl WsSession {
             client,
             sub: claims.as_ref().map(|c| c.sub.clone()),
             exp: claims.as_ref().map(|c| c.exp),
+            now: claims.as_ref().map(|_| now_s()),
         };
         self.claims = claims;
         self.arm_expiry(format, ctx);
@@ -186,7 +187,14 @@ impl WsSession {
             }
         }
         let sub = self.claims.as_ref().map(|c| c.sub.clone());
-        Self::send(ctx, &ServerMsg::Authed { sub, exp, roles }, format);
+        let now = exp.map(|_| now_s());
+        let authed = ServerMsg::Authed {
+            sub,
+            exp,
+            now,
+            roles,
+        };
+        Self::send(ctx, &authed, format);
     }
 
     /// Closes the session when its token expires (plus the clock skew), unless the claims were

@@ -79,6 +79,10 @@ export abstract class Connection extends Emitter<Events> {
   subject: string | undefined;
   /** The current token's expiry, Unix seconds (with authentication). */
   exp: number | undefined;
+  /** When the current token expires on this machine's clock (ms): the lifetime the server
+   * reported (`exp - now` by the server's clock) from when it was received, so a client clock
+   * that is off does not make the refresh late. */
+  private expiresAtMs: number | undefined;
   protected readonly conn: ConnectionSettings;
   protected ws: SocketLike | null = null;
   /** `welcome` received on the current connection. */
@@ -329,12 +333,21 @@ export abstract class Connection extends Emitter<Events> {
     this.connect();
   }
 
+  /** Records the token's expiry; `now` is the server's clock when it said so (older servers
+   * do not send it: the local clock is trusted then). */
+  private setExpiry(exp: number | undefined, now: number | undefined): void {
+    this.exp = exp;
+    if (exp === undefined) this.expiresAtMs = undefined;
+    else if (now === undefined) this.expiresAtMs = exp * 1000;
+    else this.expiresAtMs = Date.now() + (exp - now) * 1000;
+  }
+
   private scheduleRefresh(): void {
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
     const opts = this.conn.tokenRefresh;
-    if (opts === false || !this.tokens.refreshable || this.exp === undefined) return;
-    const delay = refreshDelayMs(this.exp * 1000 - Date.now(), opts);
+    if (opts === false || !this.tokens.refreshable || this.expiresAtMs === undefined) return;
+    const delay = refreshDelayMs(this.expiresAtMs - Date.now(), opts);
     this.refreshTimer = setTimeout(() => void this.refresh(), delay);
   }
 
@@ -362,7 +375,7 @@ export abstract class Connection extends Emitter<Events> {
     this.refreshFailures++;
     this.report({ code, msg: `token refresh failed: ${msg}` }, true);
     const delay = Math.min(this.conn.maxBackoffMs, this.conn.minBackoffMs * 2 ** this.refreshFailures);
-    if (this.exp !== undefined && Date.now() + delay >= this.exp * 1000) return;
+    if (this.expiresAtMs !== undefined && Date.now() + delay >= this.expiresAtMs) return;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.refreshTimer = setTimeout(() => void this.refresh(), delay);
   }
@@ -374,7 +387,7 @@ export abstract class Connection extends Emitter<Events> {
   /** Handles what concerns the connection and access, hands the rest to `handle`. */
   private dispatch(msg: ServerMsg): void {
     if ('welcome' in msg) {
-      const { client, sub, exp } = msg.welcome;
+      const { client, sub, exp, now } = msg.welcome;
       if (this.subject !== undefined && sub !== undefined && sub !== this.subject) {
         // Another user's token: resending this user's edits under it would break
         // exactly-once (the client id is bound to the subject).
@@ -383,15 +396,15 @@ export abstract class Connection extends Emitter<Events> {
         return;
       }
       this.welcomed = true;
-      this.exp = exp;
+      this.setExpiry(exp, now);
       if (sub !== undefined) this.subject = sub;
       this.scheduleRefresh();
       this.onWelcome(client);
     } else if ('authed' in msg) {
-      const { sub, exp, roles = [] } = msg.authed;
+      const { sub, exp, now, roles = [] } = msg.authed;
       this.authPending = false;
       this.authFailures = this.refreshFailures = 0;
-      this.exp = exp;
+      this.setExpiry(exp, now);
       if (sub !== undefined) this.subject = sub;
       this.scheduleRefresh();
       this.onAuthed(roles, sub);

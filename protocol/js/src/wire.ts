@@ -54,8 +54,8 @@ export interface Peer {
 
 /** Messages the server sends. */
 export type ServerMsg =
-  | { welcome: { v: number; client: string; sub?: string; exp?: number } }
-  | { authed: { sub?: string; exp?: number; roles?: { doc: string; role: Role }[] } }
+  | { welcome: { v: number; client: string; sub?: string; exp?: number; now?: number } }
+  | { authed: { sub?: string; exp?: number; now?: number; roles?: { doc: string; role: Role }[] } }
   | { snapshot: { doc: string; rev: number; text: string; access?: Access } }
   | { ops: { doc: string; ops: (RemoteOp & { t?: number })[]; access?: Access } }
   | { ack: { doc: string; seq: number; rev: number } }

@@ -232,3 +232,23 @@ test('a document the token no longer grants (5005) stops the client and keeps th
     assert.deepEqual(unsent, [{ ops: [['mine']], text: 'mine' }]);
   })();
 });
+
+test('refresh follows the server clock: a client clock an hour slow still refreshes in time', () => {
+  const { WebSocket, sockets } = manualSockets();
+  let n = 0;
+  const c = new CoeditClient({ url: 'x', doc: 'd', WebSocket, token: () => `t${n++}` });
+  return (async () => {
+    await until(() => sockets.length === 1, 1000, 'socket');
+    const s = sockets[0];
+    s.open();
+    // The server's clock is an hour ahead of ours; its token has 2 s left by its clock.
+    const serverNow = Math.floor(Date.now() / 1000) + 3600;
+    s.receive({ welcome: { v: 1, client: 'me', sub: 'alice', exp: serverNow + 2, now: serverNow } });
+    await until(() => s.sentOf('auth').length === 1, 3000, 'auth before the token expires by the server clock');
+    // An answer without the server clock (an older server): our clock is trusted again.
+    s.receive({ authed: { sub: 'alice', exp: serverNow + 3600, roles: [] } });
+    await sleep(1500);
+    assert.equal(s.sentOf('auth').length, 1, 'no early refresh with two hours left by our clock');
+    c.close();
+  })();
+});
