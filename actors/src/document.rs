@@ -12,11 +12,12 @@
 //!   the author's ack included, only after the store reports it flushed; joins, snapshots and
 //!   REST reads see the last durable revision (the text of the non-durable tail is rolled back
 //!   with the document's undo tail). In relaxed mode everything is shown at once.
-//! - All messages of a document reach a subscriber in revision order. Fan-out is coalesced:
-//!   at most one `ops` frame and one `presence` frame per subscriber per `fanout_tick` (sent at
-//!   once when the previous flush is a tick old, so light load adds no delay), each encoded
-//!   once per format and shared by every subscriber. The author finds its own op in that stream (that
-//!   is its ack); a duplicate of an applied op is answered with an explicit `ack` once that op
+//! - All messages of a document reach a subscriber in revision order. Fan-out is coalesced in
+//!   rounds: at most one round per tick, `max(fanout_tick, subscribers ×
+//!   fanout_tick_per_subscriber)` (sent at once when the previous round is a tick old, so light
+//!   load adds no delay); a round is one mailbox message per subscriber holding the `ops` and
+//!   then the `presence` frames, each encoded once per format and shared by every subscriber.
+//!   The author finds its own op in that stream (that is its ack); a duplicate of an applied op is answered with an explicit `ack` once that op
 //!   is durable and after every earlier revision was sent.
 //! - Stored selections are transformed through every applied op, so they always refer to the
 //!   current revision.

@@ -6,16 +6,19 @@
 //! - [`registry`]: the `Registry` actor (one, on the system arbiter): opens one `DocActor` per
 //!   document on first use and forgets it when it unloads.
 //! - [`document`]: the `DocActor` (one per open document, spread over the worker arbiters):
-//!   owns one `Document`, serializes submits, fans ops and presence out once per tick, keeps
-//!   the presence table, unloads when idle.
+//!   owns one `Document`, serializes submits, fans ops and presence out in rounds (one
+//!   message per subscriber per tick; the tick stretches with the subscribers), keeps the
+//!   presence table, unloads when idle.
 //! - [`session`]: the `WsSession` actor, one per WebSocket, on the worker that accepted it (the
 //!   only file that uses actix-web-actors), and `CloseAll`, which closes every session at once.
-//! - [`store_actor`]: the `StoreActor` (one): orders every write, batches them for the write
-//!   pool, runs each group-commit flush on a blocking thread, records what each flush made
-//!   durable in the manifest and the audit anchors, then tells documents `Durable`.
-//! - [`write_pool`]: the `WritePool` (a `SyncArbiter` of threads): applies the store actor's
-//!   batches in order (`apply_batch`: encodes and seals records, extends and signs the audit
-//!   chain, writes into the store's buffers), and checks token signatures.
+//! - [`store_actor`]: the `StoreActor` (one, on its own arbiter): orders every write, batches
+//!   them for the write pool with their group-commit flush, then tells documents `Durable`.
+//! - [`write_pool`]: the `WritePool` (a `SyncArbiter` of one thread): applies the store
+//!   actor's batches in order (`apply_batch`: encodes and seals records, extends and signs the
+//!   audit chain, writes into the store's buffers), then flushes and records what the flush
+//!   made durable in the manifest and the audit anchors (`FlushAfter`).
+//! - `security::verifier`: the `TokenVerifier` (a `SyncArbiter` of `[crypto] threads`):
+//!   checks token signatures, apart from the writes.
 //!
 //! Beside the actors:
 //! - [`outbox`]: a session's outbound queue as document actors use it (bounded in frames and
@@ -31,7 +34,7 @@
 //! - `tests` (test builds only): in-process tests of the document and store actors, message by
 //!   message, on a `MemoryStore` with recording sessions and a paused clock (see its `//!`).
 //!
-//! Module folders (no actix inside, except the guard's addresses):
+//! Module folders (no actix inside, except the guard's addresses and the token verifier):
 //! - [`storage`]: the `Store` trait and `StoreError`, the record codec, the `Kv` backends
 //!   (memory, sled), the offline checker, data keys, the manifest, free disk space, the
 //!   durability policy. See its `//!` layout.

@@ -1,18 +1,21 @@
 //! The store actor: the store writer's coordinator, with group commit. It orders every write;
-//! the writing itself (encoding, sealing, audit hashing) runs on the write pool
-//! ([`crate::write_pool`]), and each flush on a blocking thread.
+//! the writing itself (encoding, sealing, audit hashing) and, in strict mode, the flush run on
+//! the write pool ([`crate::write_pool`]).
 //!
 //! Document actors send every accepted op (`Append`) and snapshot (`PutSnapshot`) here;
 //! sessions and the HTTP API send audit events (`AppendAudit`, `AuditRefusal`); administrators
 //! delete documents and rotate the master key through it. Writes queue in arrival order and go
 //! to the write pool in batches, at most one batch in flight, where they are sealed (encrypted
-//! stores), audited (SM3 chain) and written into the store (buffered). At most one flush runs at
-//! a time, on a blocking thread, covering everything written before it started; right after the
-//! store's flush, the same thread records in the manifest (outside the store) what it made
-//! durable and anchors the audit checkpoints it covered. Then every document with ops covered
-//! by it is told `Durable { rev }` (its highest covered revision), and if more was written
-//! meanwhile the next flush starts at once. So in strict mode all ops arriving, across all
-//! documents, while one flush is in progress go into the next one.
+//! stores), audited (SM3 chain) and written into the store (buffered). In strict mode a batch
+//! normally carries its flush: the pool thread flushes the store right after writing it,
+//! records in the manifest (outside the store) what it made durable, anchors the audit
+//! checkpoints it covered, and answers once (one thread crossing per group commit). Writes
+//! arriving meanwhile wait in the queue and leave together with the next flush; with a group
+//! commit window (`with_group_commit`) a flush starts at most once per window. A flush without
+//! a batch (relaxed mode's interval, `FlushNow` with nothing queued) runs on a blocking thread.
+//! At most one flush runs at a time. Then every document with ops covered by it is told
+//! `Durable { rev }` (its highest covered revision). So in strict mode all ops arriving, across
+//! all documents, while one flush is in progress go into the next one.
 //!
 //! Its audit messages (`AppendAudit`, `AuditRefusal`, `Checkpoint`) are in `store_actor/audit.rs`.
 //!
