@@ -75,7 +75,7 @@ pub struct SessionSection {
     pub heartbeat_interval_s: Option<u64>,
     /// Seconds of client silence before the session is closed.
     pub client_timeout_s: Option<u64>,
-    /// Outbound mailbox bound, in frames.
+    /// Outbound mailbox bound, in messages (an answer or a fan-out round each).
     pub outbound_capacity: Option<usize>,
     /// Outbound queue bound, in bytes.
     pub max_outbound_bytes: Option<usize>,

@@ -15,7 +15,8 @@
 //!   the connection with the close code from `errors::close_code_for`.
 //! - A join is completed (document opened and subscribed) before any later frame of the
 //!   session is handled, so ops never overtake their join.
-//! - The outbound queue is bounded in frames (`outbound_capacity`, the mailbox) and in bytes
+//! - The outbound queue is bounded in messages (`outbound_capacity`, the mailbox: each an
+//!   answer or a fan-out round of a few frames) and in bytes
 //!   (`max_outbound_bytes`, counted by [`Outbox`]); document actors disconnect a session whose
 //!   queue is over either bound, so what the server holds for a client that stops reading is
 //!   bounded whatever the size of the frames.
@@ -113,7 +114,7 @@ pub struct SessionConfig {
     pub heartbeat_interval: Duration,
     /// Silence after which the client is considered gone.
     pub client_timeout: Duration,
-    /// Bound of the outbound mailbox, in frames.
+    /// Bound of the outbound mailbox, in messages (an answer or a fan-out round each).
     pub outbound_capacity: usize,
     /// Bound of the bytes queued to the session.
     pub max_outbound_bytes: usize,
