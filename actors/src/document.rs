@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use tracing::{debug, info_span, warn};
 
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
-use crate::frame::{Format, Frame, SharedFrame};
+use crate::frame::{Format, Frame};
 use crate::history::{Answer, OpsPage, StoreRead, HISTORY_PAGE_BYTES, MAX_HISTORY_PAGE};
 use crate::metrics::metrics;
 use crate::outbox::{Outbox, Refused};
@@ -332,13 +332,16 @@ impl DocActor {
         if msgs.is_empty() {
             return;
         }
-        let mut shared: Vec<SharedFrame<'_>> = msgs.iter().map(SharedFrame::new).collect();
-        let mut encoded: [Option<Vec<Frame>>; 2] = [None, None];
+        let (mut bin, mut text): (Option<Vec<Frame>>, Option<Vec<Frame>>) = (None, None);
         let targets: Vec<(SessionId, Format)> =
             self.subs.iter().map(|(id, s)| (*id, s.format)).collect();
         for (id, format) in targets {
-            let frames = encoded[format as usize]
-                .get_or_insert_with(|| shared.iter_mut().map(|s| s.get(format)).collect())
+            let slot = match format {
+                Format::MsgPack => &mut bin,
+                Format::Json => &mut text,
+            };
+            let frames = slot
+                .get_or_insert_with(|| msgs.iter().map(|m| Frame::encode(m, format)).collect())
                 .clone();
             self.send_all(id, frames);
         }

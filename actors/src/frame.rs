@@ -1,5 +1,5 @@
-//! Outbound frames. A message is encoded once per format and the bytes are shared by every
-//! recipient (`Bytes` and `ByteString` clone by reference count).
+//! Outbound frames. A fan-out round is encoded once per format and the bytes are shared by
+//! every recipient (`Bytes` and `ByteString` clone by reference count).
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -47,34 +47,5 @@ impl Frame {
             Format::MsgPack => Frame::Binary(Bytes::from(encode_msgpack(msg))),
             Format::Json => Frame::Text(ByteString::from(encode_json(msg))),
         }
-    }
-}
-
-/// Encodes one message lazily, at most once per format, for many recipients.
-pub struct SharedFrame<'a> {
-    msg: &'a ServerMsg,
-    bin: Option<Frame>,
-    text: Option<Frame>,
-}
-
-impl<'a> SharedFrame<'a> {
-    /// Wraps `msg`; nothing is encoded yet.
-    pub fn new(msg: &'a ServerMsg) -> Self {
-        SharedFrame {
-            msg,
-            bin: None,
-            text: None,
-        }
-    }
-
-    /// The frame in `format`, encoding it on first use.
-    pub fn get(&mut self, format: Format) -> Frame {
-        let msg = self.msg;
-        let slot = match format {
-            Format::MsgPack => &mut self.bin,
-            Format::Json => &mut self.text,
-        };
-        slot.get_or_insert_with(|| Frame::encode(msg, format))
-            .clone()
     }
 }

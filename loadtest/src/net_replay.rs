@@ -64,21 +64,26 @@ pub(crate) async fn recv(ws: &mut Ws) -> Result<ServerMsg> {
     }
 }
 
-/// Connects, says hello and joins `doc` (with `rev`); returns the connection, the client id
-/// the server assigned, and the join's answer.
-async fn open(url: &str, doc: &str, rev: Option<u64>) -> Result<(Ws, String, ServerMsg)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+/// Says hello as a new client without a token; returns the client id the server assigned.
+pub(crate) async fn hello(ws: &mut Ws) -> Result<String> {
     let hello = ClientMsg::Hello {
         v: PROTOCOL_VERSION,
         client: None,
         token: None,
         user: None,
     };
-    send(&mut ws, &hello).await?;
-    let id = match recv(&mut ws).await? {
-        ServerMsg::Welcome { client, .. } => client,
+    send(ws, &hello).await?;
+    match recv(ws).await? {
+        ServerMsg::Welcome { client, .. } => Ok(client),
         other => bail!("expected welcome, got {other:?}"),
-    };
+    }
+}
+
+/// Connects, says hello and joins `doc` (with `rev`); returns the connection, the client id
+/// the server assigned, and the join's answer.
+async fn open(url: &str, doc: &str, rev: Option<u64>) -> Result<(Ws, String, ServerMsg)> {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let id = hello(&mut ws).await?;
     send(
         &mut ws,
         &ClientMsg::Join {

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use coedit_protocol::wire::PROTOCOL_VERSION;
 use coedit_protocol::{ClientMsg, Op, OpMsg, ServerMsg};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::net_replay::{recv, send, Ws};
+use crate::net_replay::{hello, recv, send, Ws};
 
 /// Connections being established at once (the rest wait), so the client's own connect burst
 /// does not overflow the listen backlog.
@@ -48,16 +47,7 @@ pub async fn run(url: &str, docs: usize, prefix: &str, ops: u64) -> Result<Storm
             let (mut ws, _) =
                 tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
             drop(permit);
-            let hello = ClientMsg::Hello {
-                v: PROTOCOL_VERSION,
-                client: None,
-                token: None,
-                user: None,
-            };
-            send(&mut ws, &hello).await?;
-            let ServerMsg::Welcome { .. } = recv(&mut ws).await? else {
-                bail!("no welcome");
-            };
+            hello(&mut ws).await?;
             let sent = Instant::now();
             let join = ClientMsg::Join {
                 doc: doc.clone(),
