@@ -67,6 +67,16 @@ pub struct DocumentSection {
     pub idle_timeout_s: Option<u64>,
 }
 
+/// `[yjs]` table: limits of Yjs documents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YjsSection {
+    /// Largest Yjs update accepted (WebSocket or REST), in bytes.
+    pub max_update_bytes: Option<usize>,
+    /// Largest Yjs document, in bytes of its encoded state.
+    pub max_doc_bytes: Option<usize>,
+}
+
 /// `[session]` table.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +241,9 @@ pub struct FileConfig {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditSection,
+    /// `[yjs]`.
+    #[serde(default)]
+    pub yjs: YjsSection,
 }
 
 impl FileConfig {
@@ -271,6 +284,8 @@ pub struct Config {
     pub doc: DocActorConfig,
     /// Settings of sessions.
     pub session: SessionConfig,
+    /// Limits of Yjs documents.
+    pub yjs: coedit_protocol::yjs::YDocConfig,
     /// Encryption at rest.
     pub crypto_mode: CryptoMode,
     /// Master key ring file.
@@ -351,6 +366,10 @@ pub mod limits {
     pub const CRYPTO_THREADS: (usize, usize) = (1, 64);
     /// `[audit] checkpoint_interval_s`.
     pub const CHECKPOINT_INTERVAL_S: (u64, u64) = (1, 86_400);
+    /// `[yjs] max_update_bytes`.
+    pub const YJS_UPDATE_BYTES: (usize, usize) = (1024, 64 << 20);
+    /// `[yjs] max_doc_bytes`.
+    pub const YJS_DOC_BYTES: (usize, usize) = (4096, 1 << 32);
     /// `[auth] clock_skew_s`.
     pub const CLOCK_SKEW_S: (u64, u64) = (0, coedit_actors::security::auth::MAX_CLOCK_SKEW_S);
 }
@@ -530,6 +549,20 @@ impl Config {
                     )?,
                     rope_seed: None,
                 },
+            },
+            yjs: coedit_protocol::yjs::YDocConfig {
+                max_update_bytes: ranged(
+                    "[yjs] max_update_bytes",
+                    f.yjs.max_update_bytes,
+                    coedit_protocol::yjs::document::DEFAULT_MAX_UPDATE_BYTES,
+                    YJS_UPDATE_BYTES,
+                )?,
+                max_doc_bytes: ranged(
+                    "[yjs] max_doc_bytes",
+                    f.yjs.max_doc_bytes,
+                    coedit_protocol::yjs::document::DEFAULT_MAX_DOC_BYTES,
+                    YJS_DOC_BYTES,
+                )?,
             },
             session: SessionConfig {
                 heartbeat_interval: secs(heartbeat),

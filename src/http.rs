@@ -19,6 +19,7 @@ use coedit_actors::security::audit::AuditEvent;
 use coedit_actors::security::auth::{bind_client_id, Action, AuthError, Claims, Resolved};
 use coedit_actors::security::guard::{Guard, Refusal};
 use coedit_actors::session::{start_session, CloseAll, SessionShared};
+use coedit_actors::ydoc::{YDocActor, YHistory};
 use coedit_actors::{http_status_for, ActorError, DocActor, Registry, SessionConfig};
 use coedit_protocol::wire::{checked_op, op_reach, validate_client_id, validate_doc_ref};
 use coedit_protocol::{ClientId, Component, ErrorCode, ProtocolError};
@@ -54,6 +55,8 @@ pub struct AppState {
     pub proxies: crate::proxy::TrustedProxies,
     /// Largest request body, bytes.
     pub max_body: usize,
+    /// Largest Yjs update posted, bytes.
+    pub max_update: usize,
     /// Admits [`HISTORY_READS_AT_ONCE`] store reads at a time.
     pub history_reads: std::sync::Arc<tokio::sync::Semaphore>,
     /// What the audit chain is checked against (online `audit verify`).
@@ -63,7 +66,7 @@ pub struct AppState {
 /// An error response.
 #[derive(Debug)]
 pub struct ApiError {
-    code: ErrorCode,
+    pub(crate) code: ErrorCode,
     msg: String,
 }
 
@@ -120,6 +123,7 @@ impl From<ProtocolError> for ApiError {
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(demo_page))
+        .route("/richtext", web::get().to(richtext_page))
         .route("/static/{name}", web::get().to(static_file))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -131,6 +135,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/docs/{id}/ops", web::get().to(get_ops))
         .route("/api/docs/{id}/ops", web::post().to(post_op))
         .route("/api/docs/{id}", web::delete().to(delete_doc))
+        .configure(crate::yjs_http::routes)
         .route(
             "/api/admin/rotate-master-key",
             web::post().to(crate::admin::rotate_master_key),
@@ -146,7 +151,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-/// The demo page and its assets, embedded in the binary (built from `protocol/js/`).
+/// The demo pages (text, rich text) and their assets, embedded in the binary (built from `protocol/js/`).
 const STATIC_FILES: &[(&str, &str, &str)] = &[
     (
         "index.html",
@@ -162,6 +167,21 @@ const STATIC_FILES: &[(&str, &str, &str)] = &[
         "coedit-demo.js",
         "text/javascript; charset=utf-8",
         include_str!("static/coedit-demo.js"),
+    ),
+    (
+        "richtext.html",
+        "text/html; charset=utf-8",
+        include_str!("static/richtext.html"),
+    ),
+    (
+        "richtext.css",
+        "text/css; charset=utf-8",
+        include_str!("static/richtext.css"),
+    ),
+    (
+        "coedit-richtext.js",
+        "text/javascript; charset=utf-8",
+        include_str!("static/coedit-richtext.js"),
     ),
 ];
 
@@ -179,6 +199,11 @@ fn serve_static(name: &str) -> HttpResponse {
 
 async fn demo_page() -> HttpResponse {
     serve_static("index.html")
+}
+
+/// `GET /richtext`: the rich-text (Yjs, Tiptap) demo page.
+async fn richtext_page() -> HttpResponse {
+    serve_static("richtext.html")
 }
 
 async fn static_file(name: web::Path<String>) -> HttpResponse {
@@ -291,7 +316,7 @@ pub(crate) async fn authenticate(
 }
 
 /// Authenticates the request and authorizes `action` on `doc`; audits refusals.
-async fn check(
+pub(crate) async fn check(
     state: &AppState,
     req: &HttpRequest,
     doc: &str,
@@ -308,7 +333,8 @@ async fn check(
     }
 }
 
-/// Sends a message to a document's actor, reopening it if it was unloading.
+/// Sends a message to a text document's actor, reopening it if it was unloading (a Yjs
+/// document answers `WrongKind`).
 async fn call_doc<M, R>(
     state: &AppState,
     req: &HttpRequest,
@@ -322,12 +348,29 @@ where
     DocActor: Handler<M>,
 {
     let (claims, r) = check(state, req, doc, action).await?;
-    call_resolved(state, req, claims.as_ref(), &r, action, make).await
+    call_resolved::<DocActor, _, _>(state, req, claims.as_ref(), &r, action, make).await
+}
+
+/// [`call_doc`] for a Yjs document.
+pub(crate) async fn call_ydoc<M, R>(
+    state: &AppState,
+    req: &HttpRequest,
+    doc: &str,
+    action: Action,
+    make: impl Fn() -> M,
+) -> Result<R, ApiError>
+where
+    M: Message<Result = Result<R, ActorError>> + Send + 'static,
+    R: Send + 'static,
+    YDocActor: Handler<M>,
+{
+    let (claims, r) = check(state, req, doc, action).await?;
+    call_resolved::<YDocActor, _, _>(state, req, claims.as_ref(), &r, action, make).await
 }
 
 /// [`call_doc`] for a request already checked. Only a write creates a document: a read of one
 /// that does not exist is 404 (`ActorError::NoSuchDocument`).
-async fn call_resolved<M, R>(
+pub(crate) async fn call_resolved<A, M, R>(
     state: &AppState,
     req: &HttpRequest,
     claims: Option<&Claims>,
@@ -336,16 +379,18 @@ async fn call_resolved<M, R>(
     make: impl Fn() -> M,
 ) -> Result<R, ApiError>
 where
+    A: registry::KindActor + Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
     M: Message<Result = Result<R, ActorError>> + Send + 'static,
     R: Send + 'static,
-    DocActor: Handler<M>,
 {
     let open = OpenDoc {
+        kind: A::KIND,
         id: r.id.clone(),
         name: r.name.clone(),
         create: action == Action::Write && r.role.can_write(),
     };
-    match registry::call_doc(&state.registry, open, make).await {
+    match registry::call_kind::<A, M, R>(&state.registry, open, make).await {
         Ok((_, answer)) => Ok(answer),
         Err(ActorError::Auth(e)) => {
             refused(state, req, claims, Some(&r.name), &e);
@@ -356,7 +401,7 @@ where
 }
 
 /// Runs a history read against the store on a blocking thread, a few at a time.
-async fn from_store<T, F>(state: &AppState, read: StoreRead, f: F) -> Result<T, ApiError>
+pub(crate) async fn from_store<T, F>(state: &AppState, read: StoreRead, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&StoreRead) -> Result<T, ActorError> + Send + 'static,
     T: Send + 'static,
@@ -379,7 +424,13 @@ async fn get_doc(
 ) -> Result<HttpResponse, ApiError> {
     let q = Query::parse(req.query_string(), &["rev"])?;
     let rev: Option<u64> = q.uint("rev")?;
-    let t = match call_doc(&state, &req, &id, Action::Read, || GetText { rev }).await? {
+    let t = match call_doc(&state, &req, &id, Action::Read, || GetText { rev }).await {
+        Err(e) if e.code == ErrorCode::WrongKind => {
+            return crate::yjs_http::get_ydoc(&state, &req, &id, rev).await;
+        }
+        a => a?,
+    };
+    let t = match t {
         Answer::Ready(t) => t,
         Answer::FromStore(read) => {
             let rev = rev.unwrap_or(read.durable_rev);
@@ -387,7 +438,7 @@ async fn get_doc(
             DocText { rev, text }
         }
     };
-    Ok(HttpResponse::Ok().json(json!({"id": *id, "rev": t.rev, "text": t.text})))
+    Ok(HttpResponse::Ok().json(json!({"id": *id, "kind": "text", "rev": t.rev, "text": t.text})))
 }
 
 async fn get_versions(
@@ -395,7 +446,12 @@ async fn get_versions(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = call_doc(&state, &req, &id, Action::Read, || GetVersions).await?;
+    let read = match call_doc(&state, &req, &id, Action::Read, || GetVersions).await {
+        Err(e) if e.code == ErrorCode::WrongKind => {
+            call_ydoc(&state, &req, &id, Action::Read, || YHistory).await?
+        }
+        r => r?,
+    };
     let v = from_store(&state, read, history::versions).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": *id,
@@ -457,7 +513,7 @@ struct OpBody {
 
 /// Reads a request body of at most `max` bytes; a larger one is refused from its
 /// `Content-Length` (or as soon as it passes the limit) with the JSON error 1002.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     max: usize,
@@ -523,7 +579,7 @@ async fn post_op(
             ))
         }
     };
-    let applied: Applied = call_resolved(
+    let applied: Applied = call_resolved::<DocActor, _, _>(
         &state,
         &req,
         claims.as_ref(),

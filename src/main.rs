@@ -5,6 +5,7 @@
 //! - `cli.rs`: the command line.
 //! - `config.rs`: defaults ← TOML file ← flags and `COEDIT_*` environment variables.
 //! - `http.rs`: health, WebSocket and REST routes, and the JSON error mapping.
+//! - `yjs_http.rs`: the Yjs routes (y-websocket and Hocuspocus endpoints, state and updates).
 //! - `admin.rs`: administrative routes (key rotation, the audit log of a running server).
 //! - `security.rs`: keys from the configuration; `keygen`, `token`, `rotate-master-key`,
 //!   `audit` subcommands.
@@ -20,6 +21,7 @@ mod proxy;
 mod query;
 mod recovery;
 mod security;
+mod yjs_http;
 
 use std::sync::Arc;
 
@@ -238,6 +240,7 @@ fn serve(config: Config) -> Result<()> {
         let (audit_store, audit_manifest) = (store.clone(), manifest.clone());
         let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles)
             .with_ledger(manifest, disk)
+            .with_yjs(config.yjs.clone())
             .start();
         let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let state = web::Data::new(AppState {
@@ -256,6 +259,7 @@ fn serve(config: Config) -> Result<()> {
                 verifier: signer.as_ref().map(|s| s.verifier()),
             },
             max_body: config.session.max_frame_bytes,
+            max_update: config.yjs.max_update_bytes,
             history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS_AT_ONCE)),
         });
         let server = HttpServer::new(move || {

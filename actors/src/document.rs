@@ -53,7 +53,7 @@ use crate::frame::{Format, Frame};
 use crate::history::{Answer, OpsPage, StoreRead, HISTORY_PAGE_BYTES, MAX_HISTORY_PAGE};
 use crate::metrics::metrics;
 use crate::outbox::{Outbox, Refused};
-use crate::registry::{DocClosed, DocClosing, Registry};
+use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
 use crate::storage::disk::DiskSpace;
 use crate::storage::manifest::Manifest;
 use crate::storage::Durability;
@@ -224,6 +224,12 @@ impl DocActor {
             manifest,
             disk,
         } = deps;
+        if let Some(kind @ coedit_protocol::DocKind::Yjs) = store.kind(&id)? {
+            return Err(ActorError::WrongKind {
+                doc: name.to_string(),
+                kind,
+            });
+        }
         let stored = store.load(&id)?;
         let new = stored.is_empty();
         let snapshot_rev = stored.snapshot.as_ref().map_or(0, |s| s.rev);
@@ -508,7 +514,7 @@ impl DocActor {
         let compact_at = self.config.retain_ops.map(|k| rev.saturating_sub(k));
         self.writer.do_send(PutSnapshot {
             doc: self.id.clone(),
-            snapshot: self.doc.snapshot(),
+            snapshot: self.doc.snapshot().into(),
             compact_at,
         });
     }
@@ -542,10 +548,14 @@ impl DocActor {
         let (id, name, addr) = (self.id.clone(), self.name.clone(), ctx.address());
         self.registry.do_send(DocClosing {
             id: id.clone(),
-            addr: addr.clone(),
+            addr: DocAddr::Text(addr.clone()),
         });
         let fut = self.save_and_stop(move |act| {
-            act.registry.do_send(DocClosed { id, name, addr });
+            act.registry.do_send(DocClosed {
+                id,
+                name,
+                addr: DocAddr::Text(addr),
+            });
         });
         ctx.wait(fut);
     }

@@ -51,6 +51,17 @@ pub enum ActorError {
     /// write by an editor creates a document.
     #[error("document {0:?} does not exist (an editor creates it by joining or writing)")]
     NoSuchDocument(String),
+    /// The document exists as the other kind.
+    #[error("document {doc:?} is a {kind} document")]
+    WrongKind {
+        /// The document.
+        doc: String,
+        /// Its kind.
+        kind: coedit_protocol::DocKind,
+    },
+    /// A Yjs message or update was refused.
+    #[error(transparent)]
+    Yjs(#[from] coedit_protocol::yjs::YjsError),
     /// Disk space is below the reserve: edits are refused until space is freed.
     #[error(
         "the server is short of disk space: edits are refused until space is freed (the op was \
@@ -72,6 +83,8 @@ impl ActorError {
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
             ActorError::NoSuchDocument(_) => ErrorCode::UnknownDocument,
+            ActorError::WrongKind { .. } => ErrorCode::WrongKind,
+            ActorError::Yjs(e) => e.code(),
             ActorError::Closing(_) | ActorError::Mailbox(_) => ErrorCode::Unavailable,
         }
     }
@@ -91,6 +104,15 @@ pub fn close_code_for(code: ErrorCode) -> Option<u16> {
     }
 }
 
+/// The WebSocket close code that ends a y-websocket connection refused for an error with this
+/// code: `4000 +` its HTTP status. y-websocket clients (3.x) stop reconnecting on 4400-4499
+/// (a refusal that retrying cannot change: token, role, tenant, kind) and retry on others
+/// (4503 unavailable, 4507 storage full, 4429 is the exception: rate limits are answered in
+/// the session, never by a close).
+pub fn yjs_close_code_for(code: ErrorCode) -> u16 {
+    4000 + http_status_for(code)
+}
+
 /// The HTTP status for an error with this code.
 pub fn http_status_for(code: ErrorCode) -> u16 {
     match code {
@@ -99,6 +121,7 @@ pub fn http_status_for(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidClientId
         | ErrorCode::InvalidOp
         | ErrorCode::InvalidSelection
+        | ErrorCode::InvalidUpdate
         | ErrorCode::UnsupportedVersion
         | ErrorCode::HelloRequired
         | ErrorCode::NotJoined => 400,
@@ -106,7 +129,8 @@ pub fn http_status_for(code: ErrorCode) -> u16 {
         ErrorCode::OpDoesNotFit
         | ErrorCode::FutureRevision
         | ErrorCode::SeqReused
-        | ErrorCode::StaleSeq => 409,
+        | ErrorCode::StaleSeq
+        | ErrorCode::WrongKind => 409,
         ErrorCode::RevisionTooOld => 410,
         ErrorCode::RateLimited | ErrorCode::TooManyDocuments => 429,
         ErrorCode::Unavailable => 503,
@@ -133,5 +157,8 @@ mod tests {
         }
         assert_eq!(http_status_for(ErrorCode::RevisionTooOld), 410);
         assert_eq!(close_code_for(ErrorCode::OpDoesNotFit), None);
+        assert_eq!(yjs_close_code_for(ErrorCode::InvalidToken), 4401);
+        assert_eq!(yjs_close_code_for(ErrorCode::WrongKind), 4409);
+        assert_eq!(yjs_close_code_for(ErrorCode::Unavailable), 4503);
     }
 }

@@ -9,6 +9,9 @@
 //!   owns one `Document`, serializes submits, fans ops and presence out in rounds (one
 //!   message per subscriber per tick; the tick stretches with the subscribers), keeps the
 //!   presence table, unloads when idle.
+//! - [`ydoc`]: the `YDocActor` (one per open Yjs document, spread like `DocActor`): owns one
+//!   `YDocument`, applies updates, relays them once durable, relays awareness, unloads when
+//!   idle.
 //! - [`session`]: the `WsSession` actor, one per WebSocket, on the worker that accepted it (the
 //!   only file that uses actix-web-actors), and `CloseAll`, which closes every session at once.
 //! - [`store_actor`]: the `StoreActor` (one, on its own arbiter): orders every write, batches
@@ -62,6 +65,7 @@ pub mod store_actor;
 mod tests;
 pub mod write_pool;
 pub mod ws_gate;
+pub mod ydoc;
 
 pub use document::{DocActor, DocActorConfig};
 pub use errors::{close_code_for, http_status_for, ActorError};

@@ -1,4 +1,5 @@
-//! The registry: one `DocActor` per open document, opened on first use. It owns the whole
+//! The registry: one actor per open document (a `DocActor` for text, a `YDocActor` for Yjs),
+//! opened on first use. It owns the whole
 //! open lifecycle: WebSocket joins and REST calls reach a document only through
 //! [`call_doc`] ("open or wait, then ask").
 //!
@@ -9,7 +10,10 @@
 //! requests that waited.
 //!
 //! Invariants:
-//! - At most one `DocActor` per document id exists: a new one is loaded only once the old one
+//! - One namespace of ids: a document is opened as the kind of its stored records, or (nothing
+//!   stored) as the kind first asked for; a request for the other kind gets
+//!   `ActorError::WrongKind`, whether the document is stored, loading or open.
+//! - At most one document actor per document id exists: a new one is loaded only once the old one
 //!   has saved and said `DocClosed` (or is gone), so the load sees the latest state.
 //! - No request sleeps and retries: a request that reached an actor just as it began to close
 //!   asks again, and by then the registry has the actor's `DocClosing` (sent before the actor
@@ -28,6 +32,9 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use coedit_protocol::yjs::YDocConfig;
+use coedit_protocol::DocKind;
+
 use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
 use crate::errors::ActorError;
 use crate::metrics::metrics;
@@ -36,6 +43,7 @@ use crate::storage::disk::DiskSpace;
 use crate::storage::manifest::Manifest;
 use crate::storage::Store;
 use crate::store_actor::{AppendAudit, Checkpoint, DeleteDoc, FlushNow, StoreActor};
+use crate::ydoc::YDocActor;
 
 /// Times a request asks the registry again after the actor it got was closing (each round
 /// waits for that actor's `DocClosed`; more than one round happens only when a document
@@ -46,24 +54,108 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of documents loading at once.
 pub const DEFAULT_PARALLEL_LOADS: usize = 16;
 
+/// The actor of an open document, of either kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DocAddr {
+    /// A text document.
+    Text(Addr<DocActor>),
+    /// A Yjs document.
+    Yjs(Addr<YDocActor>),
+}
+
+impl DocAddr {
+    /// Its kind.
+    pub fn kind(&self) -> DocKind {
+        match self {
+            DocAddr::Text(_) => DocKind::Text,
+            DocAddr::Yjs(_) => DocKind::Yjs,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        match self {
+            DocAddr::Text(a) => a.connected(),
+            DocAddr::Yjs(a) => a.connected(),
+        }
+    }
+
+    /// Asks the actor to save and stop.
+    async fn shutdown(&self) -> Result<(), actix::MailboxError> {
+        match self {
+            DocAddr::Text(a) => a.send(Shutdown).await,
+            DocAddr::Yjs(a) => a.send(Shutdown).await,
+        }
+    }
+}
+
+/// A document actor of one kind, reached through the registry (see [`call_kind`]).
+pub trait KindActor: Actor<Context = Context<Self>> {
+    /// Its kind.
+    const KIND: DocKind;
+    /// Its address in `addr`, if `addr` is of this kind.
+    fn addr_of(addr: DocAddr) -> Option<Addr<Self>>;
+}
+
+impl KindActor for DocActor {
+    const KIND: DocKind = DocKind::Text;
+    fn addr_of(addr: DocAddr) -> Option<Addr<Self>> {
+        match addr {
+            DocAddr::Text(a) => Some(a),
+            DocAddr::Yjs(_) => None,
+        }
+    }
+}
+
+impl KindActor for YDocActor {
+    const KIND: DocKind = DocKind::Yjs;
+    fn addr_of(addr: DocAddr) -> Option<Addr<Self>> {
+        match addr {
+            DocAddr::Yjs(a) => Some(a),
+            DocAddr::Text(_) => None,
+        }
+    }
+}
+
+/// A loaded document actor, not yet started.
+pub enum Loaded {
+    /// A text document.
+    Text(Box<DocActor>),
+    /// A Yjs document.
+    Yjs(Box<YDocActor>),
+}
+
 /// Someone waiting for a document's actor.
 struct Waiter {
     /// Whether it may create the document.
     create: bool,
-    tx: oneshot::Sender<Result<Addr<DocActor>, ActorError>>,
+    /// The kind it asks for.
+    kind: DocKind,
+    tx: oneshot::Sender<Result<DocAddr, ActorError>>,
+}
+
+impl Waiter {
+    /// Answers with `addr` if it is of the kind asked for.
+    fn answer(self, id: &str, addr: &DocAddr) {
+        let res = if addr.kind() == self.kind {
+            Ok(addr.clone())
+        } else {
+            Err(ActorError::WrongKind {
+                doc: id.to_string(),
+                kind: addr.kind(),
+            })
+        };
+        let _ = self.tx.send(res);
+    }
 }
 
 /// Where a document is in its lifecycle.
 enum Slot {
     /// Running.
-    Open(Addr<DocActor>),
+    Open(DocAddr),
     /// Being loaded on a blocking thread; these wait for it.
     Opening(Vec<Waiter>),
     /// Unloading after idling; these wait for its `DocClosed`, then it is loaded again.
-    Closing {
-        addr: Addr<DocActor>,
-        waiters: Vec<Waiter>,
-    },
+    Closing { addr: DocAddr, waiters: Vec<Waiter> },
 }
 
 /// The registry actor. See the module documentation.
@@ -72,6 +164,8 @@ pub struct Registry {
     docs: HashMap<Arc<str>, Slot>,
     /// Settings handed to every document actor.
     config: DocActorConfig,
+    /// Limits of Yjs documents.
+    yconfig: YDocConfig,
     /// Where documents load from.
     store: Arc<dyn Store>,
     /// The store's writer.
@@ -102,6 +196,7 @@ impl Registry {
         Registry {
             docs: HashMap::new(),
             config,
+            yconfig: YDocConfig::default(),
             store,
             writer,
             manifest: Manifest::disabled(),
@@ -111,6 +206,12 @@ impl Registry {
             deleting: HashSet::new(),
             loads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_PARALLEL_LOADS)),
         }
+    }
+
+    /// Limits Yjs documents with `yconfig`.
+    pub fn with_yjs(mut self, yconfig: YDocConfig) -> Self {
+        self.yconfig = yconfig;
+        self
     }
 
     /// Lets at most `n` documents load at once.
@@ -141,8 +242,10 @@ impl Actor for Registry {
 
 /// The actor of document `id`, loading it if it is not open.
 #[derive(Message)]
-#[rtype(result = "Result<Addr<DocActor>, ActorError>")]
+#[rtype(result = "Result<DocAddr, ActorError>")]
 pub struct OpenDoc {
+    /// The kind asked for (a document of the other kind is `WrongKind`).
+    pub kind: DocKind,
     /// A validated document id, as stored (tenant-qualified with authentication).
     pub id: String,
     /// The id clients use (echoed in messages).
@@ -152,7 +255,7 @@ pub struct OpenDoc {
 }
 
 impl Handler<OpenDoc> for Registry {
-    type Result = ResponseFuture<Result<Addr<DocActor>, ActorError>>;
+    type Result = ResponseFuture<Result<DocAddr, ActorError>>;
 
     /// Answers with the running actor, or queues the request in the document's slot (loading
     /// it if nobody is); refused during shutdown and while the document is being deleted.
@@ -163,6 +266,7 @@ impl Handler<OpenDoc> for Registry {
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
             create: m.create,
+            kind: m.kind,
             tx,
         };
         let name = m.name.clone();
@@ -174,7 +278,8 @@ impl Handler<OpenDoc> for Registry {
         });
         let waiting = match self.docs.get_mut(m.id.as_str()) {
             Some(Slot::Open(addr)) if addr.connected() => {
-                return Box::pin(std::future::ready(Ok(addr.clone())));
+                waiter.answer(&m.id, addr);
+                return answer;
             }
             Some(Slot::Opening(waiters)) => {
                 waiters.push(waiter);
@@ -215,11 +320,28 @@ impl Registry {
             disk: self.disk.clone(),
         };
         let (config, load_id, permits) = (self.config.clone(), id.clone(), self.loads.clone());
+        let yconfig = self.yconfig.clone();
+        // Nothing stored: the kind the first waiter asked for.
+        let wanted = match self.docs.get(&id) {
+            Some(Slot::Opening(w)) => w.first().map_or(DocKind::Text, |w| w.kind),
+            _ => DocKind::Text,
+        };
         let load = async move {
             // The semaphore is never closed: an error cannot happen, and would only mean no
             // bound.
             let _permit = permits.acquire_owned().await.ok();
-            tokio::task::spawn_blocking(move || DocActor::load(load_id, name, config, deps)).await
+            tokio::task::spawn_blocking(move || {
+                let kind = deps.store.kind(&load_id)?.unwrap_or(wanted);
+                Ok(match kind {
+                    DocKind::Text => {
+                        Loaded::Text(Box::new(DocActor::load(load_id, name, config, deps)?))
+                    }
+                    DocKind::Yjs => Loaded::Yjs(Box::new(YDocActor::load(
+                        load_id, name, config, yconfig, deps,
+                    )?)),
+                })
+            })
+            .await
         };
         ctx.spawn(load.into_actor(self).map(move |res, act, _| {
             let res = res.unwrap_or_else(|e| {
@@ -232,7 +354,7 @@ impl Registry {
     }
 
     /// Starts the loaded actor (if anyone may create it or it exists) and answers the waiters.
-    fn loaded(&mut self, id: Arc<str>, res: Result<DocActor, ActorError>) {
+    fn loaded(&mut self, id: Arc<str>, res: Result<Loaded, ActorError>) {
         let Some(Slot::Opening(waiters)) = self.docs.remove(&id) else {
             return;
         };
@@ -251,22 +373,32 @@ impl Registry {
                 return;
             }
         };
-        let name = actor.name().to_string();
-        if actor.is_new() && !waiters.iter().any(|w| w.create) {
+        let (name, new) = match &actor {
+            Loaded::Text(a) => (a.name().to_string(), a.is_new()),
+            Loaded::Yjs(a) => (a.name().to_string(), a.is_new()),
+        };
+        if new && !waiters.iter().any(|w| w.create) {
             for w in waiters {
                 let _ = w.tx.send(Err(ActorError::NoSuchDocument(name.clone())));
             }
             return;
         }
-        let addr = match self.arbiter_for(&id) {
-            Some(arbiter) => DocActor::start_in_arbiter(arbiter, move |_| actor),
-            None => actor.start(),
+        let arbiter = self.arbiter_for(&id).cloned();
+        let addr = match (actor, arbiter) {
+            (Loaded::Text(a), Some(arb)) => {
+                DocAddr::Text(DocActor::start_in_arbiter(&arb, move |_| *a))
+            }
+            (Loaded::Text(a), None) => DocAddr::Text((*a).start()),
+            (Loaded::Yjs(a), Some(arb)) => {
+                DocAddr::Yjs(YDocActor::start_in_arbiter(&arb, move |_| *a))
+            }
+            (Loaded::Yjs(a), None) => DocAddr::Yjs((*a).start()),
         };
-        debug!(doc = %id, "document opened");
-        self.docs.insert(id, Slot::Open(addr.clone()));
+        debug!(doc = %id, kind = %addr.kind(), "document opened");
+        self.docs.insert(id.clone(), Slot::Open(addr.clone()));
         metrics().open_documents.set(self.open_count() as i64);
         for w in waiters {
-            let _ = w.tx.send(Ok(addr.clone()));
+            w.answer(&id, &addr);
         }
     }
 
@@ -287,7 +419,7 @@ pub struct DocClosing {
     /// Its document id.
     pub id: Arc<str>,
     /// Its address.
-    pub addr: Addr<DocActor>,
+    pub addr: DocAddr,
 }
 
 impl Handler<DocClosing> for Registry {
@@ -314,7 +446,7 @@ pub struct DocClosed {
     /// The name clients use for it.
     pub name: Arc<str>,
     /// Its address (a newer actor for the same id is left alone).
-    pub addr: Addr<DocActor>,
+    pub addr: DocAddr,
 }
 
 impl Handler<DocClosed> for Registry {
@@ -366,7 +498,7 @@ impl Handler<ShutdownAll> for Registry {
     /// Asks every document actor to save and stop, waits for all of them, then flushes.
     fn handle(&mut self, _: ShutdownAll, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
-        let mut docs: Vec<(Arc<str>, Addr<DocActor>)> = Vec::new();
+        let mut docs: Vec<(Arc<str>, DocAddr)> = Vec::new();
         for (id, slot) in self.docs.drain() {
             match slot {
                 Slot::Open(addr) => docs.push((id, addr)),
@@ -381,7 +513,7 @@ impl Handler<ShutdownAll> for Registry {
         Box::pin(async move {
             let mut saved = 0;
             for (id, addr) in docs {
-                match addr.send(Shutdown).await {
+                match addr.shutdown().await {
                     Ok(()) => saved += 1,
                     Err(e) => warn!(doc = %id, error = %e, "document actor gone at shutdown"),
                 }
@@ -432,7 +564,7 @@ impl Handler<DeleteDocument> for Registry {
         let id = m.id.clone();
         let work = async move {
             if let Some(addr) = open {
-                addr.send(Shutdown).await?;
+                addr.shutdown().await?;
             }
             writer
                 .send(DeleteDoc { doc: id.clone() })
@@ -468,14 +600,36 @@ where
     R: Send + 'static,
     DocActor: Handler<M>,
 {
+    call_kind::<DocActor, M, R>(registry, open, make).await
+}
+
+/// [`call_doc`] for a document actor of kind `A` (the request's `kind` is set to `A::KIND`).
+pub async fn call_kind<A, M, R>(
+    registry: &Addr<Registry>,
+    open: OpenDoc,
+    make: impl Fn() -> M,
+) -> Result<(Addr<A>, R), ActorError>
+where
+    A: KindActor + Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
+    M: Message<Result = Result<R, ActorError>> + Send + 'static,
+    R: Send + 'static,
+{
     let mut last = ActorError::Closing(open.name.clone());
     for _ in 0..MAX_OPEN_ROUNDS {
         let ask = OpenDoc {
+            kind: A::KIND,
             id: open.id.clone(),
             name: open.name.clone(),
             create: open.create,
         };
         let addr = registry.send(ask).await??;
+        let Some(addr) = A::addr_of(addr.clone()) else {
+            return Err(ActorError::WrongKind {
+                doc: open.name.clone(),
+                kind: addr.kind(),
+            });
+        };
         match addr.send(make()).await {
             Ok(Ok(r)) => return Ok((addr, r)),
             Ok(Err(e @ ActorError::Closing(_))) => last = e,

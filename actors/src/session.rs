@@ -1,6 +1,7 @@
-//! The WebSocket session actor: one per connection. The only file that uses actix-web-actors,
-//! so that moving to actix-ws touches nothing else (with `session/auth.rs`: `hello`, `auth` and the
-//! expiry timer, which are methods of the same actor). Above 600 lines because the frame
+//! The WebSocket session actor: one per connection. The only module that uses
+//! actix-web-actors, so that moving to actix-ws touches nothing else (with `session/auth.rs`:
+//! `hello`, `auth` and the expiry timer, which are methods of the same actor; and
+//! `session/yjs.rs`, the session of the two Yjs protocols). Above 600 lines because the frame
 //! handling, joins, ops and the outbound stream share the session's state.
 //!
 //! Invariants:
@@ -70,6 +71,7 @@ pub const PRE_AUTH_MAX_BYTES: usize = 64 * 1024;
 use crate::SessionId;
 
 mod auth;
+pub mod yjs;
 
 /// Default interval between server pings.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -101,11 +103,11 @@ pub const AUTH_BURST: f64 = 5.0;
 /// Time to earn one more `auth` message after the burst.
 pub const AUTH_REFILL: Duration = Duration::from_secs(10);
 /// Session state before `hello` (metrics label).
-const STATE_CONNECTED: &str = "connected";
+pub(crate) const STATE_CONNECTED: &str = "connected";
 /// Session state after `hello` (metrics label).
-const STATE_READY: &str = "ready";
+pub(crate) const STATE_READY: &str = "ready";
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+pub(crate) static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Settings of every session.
 #[derive(Clone, Debug)]
@@ -205,17 +207,8 @@ pub fn start_session(
         close_all,
     } = shared;
     let m = metrics();
-    // Counted here, released when the session stops (or if the upgrade fails).
-    if m.connections.inc() >= config.max_connections as i64 {
-        m.connections.dec();
-        m.refused_connections.inc();
-        let msg = format!(
-            "the server is at its limit of {} connections",
-            config.max_connections
-        );
-        return Ok(HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(serde_json::json!({"error": {"code": ErrorCode::Unavailable, "msg": msg}})));
+    if let Some(refused) = admit_connection(&config) {
+        return Ok(refused);
     }
     let max = config.max_frame_bytes;
     let gate = GateControl::new(max);
@@ -231,6 +224,26 @@ pub fn start_session(
         m.connections.dec();
     }
     res
+}
+
+/// Counts a new connection, or refuses it (503) at the connection limit. A connection counted
+/// here is released when its session stops (or if the upgrade fails).
+pub(crate) fn admit_connection(config: &SessionConfig) -> Option<HttpResponse> {
+    let m = metrics();
+    if m.connections.inc() < config.max_connections as i64 {
+        return None;
+    }
+    m.connections.dec();
+    m.refused_connections.inc();
+    let msg = format!(
+        "the server is at its limit of {} connections",
+        config.max_connections
+    );
+    Some(
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(serde_json::json!({"error": {"code": ErrorCode::Unavailable, "msg": msg}})),
+    )
 }
 
 /// One WebSocket session. See the module documentation.
@@ -573,6 +586,7 @@ impl WsSession {
         };
         let user = self.user.clone();
         let open = OpenDoc {
+            kind: coedit_protocol::DocKind::Text,
             id: id.clone(),
             name: name.clone(),
             create,

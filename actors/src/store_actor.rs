@@ -41,7 +41,6 @@ use std::time::Duration;
 use std::collections::VecDeque;
 
 use actix::prelude::*;
-use coedit_protocol::DocumentSnapshot;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, error, trace, warn};
@@ -56,7 +55,7 @@ use crate::security::refusals::{RefusalFilter, Verdict, REFUSAL_WINDOW};
 use crate::session::CloseAllSender;
 use crate::storage::disk::{DiskSpace, DISK_CHECK_INTERVAL};
 use crate::storage::manifest::Manifest;
-use crate::storage::{LogRecord, Store, StoreError};
+use crate::storage::{LogEntry, SnapshotEntry, Store, StoreError};
 use crate::write_pool::{flush_and_record, BatchDone, FlushAfter, Write, WriteBatch, WritePool};
 
 /// Exit code when the store cannot flush.
@@ -550,8 +549,8 @@ impl Actor for StoreActor {
 pub struct Append {
     /// Document id.
     pub doc: Arc<str>,
-    /// The op.
-    pub record: LogRecord,
+    /// The op or update.
+    pub record: LogEntry,
     /// The author's token subject (authentication on), for the audit record.
     pub subject: Option<Arc<str>>,
     /// The document actor.
@@ -563,7 +562,7 @@ impl Handler<Append> for StoreActor {
 
     /// Queues the record and, in strict mode, the document for the flush that covers it.
     fn handle(&mut self, m: Append, ctx: &mut Context<Self>) {
-        let (doc, rev) = (m.doc.clone(), m.record.rev);
+        let (doc, rev) = (m.doc.clone(), m.record.rev());
         // Marks and waiter first: the write may leave with its flush at once.
         let seq = self.received + 1;
         self.marks.ops.push_back((seq, doc.clone(), rev));
@@ -594,7 +593,7 @@ pub struct PutSnapshot {
     /// Document id.
     pub doc: Arc<str>,
     /// The snapshot.
-    pub snapshot: DocumentSnapshot,
+    pub snapshot: SnapshotEntry,
     /// Delete ops and snapshots made obsolete at or before this revision.
     pub compact_at: Option<u64>,
 }

@@ -18,7 +18,6 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use coedit_protocol::DocumentSnapshot;
 use tokio::sync::oneshot;
 
 use crate::metrics::metrics;
@@ -28,7 +27,7 @@ use crate::security::audit::AuditEvent;
 use crate::security::crypto::Sm2Signer;
 use crate::security::crypto::{sm3, MasterKeyring};
 use crate::storage::manifest::Manifest;
-use crate::storage::{LogRecord, Store, StoreError};
+use crate::storage::{LogEntry, SnapshotEntry, Store, StoreError};
 
 /// Threads of the write pool: the store writer has one batch in flight at a time.
 pub const WRITE_POOL_THREADS: usize = 1;
@@ -66,8 +65,8 @@ pub enum Write {
     Op {
         /// Document id.
         doc: Arc<str>,
-        /// The op.
-        record: LogRecord,
+        /// The op or update.
+        record: LogEntry,
         /// The author's token subject (authentication on).
         subject: Option<Arc<str>>,
     },
@@ -76,7 +75,7 @@ pub enum Write {
         /// Document id.
         doc: Arc<str>,
         /// The snapshot.
-        snapshot: DocumentSnapshot,
+        snapshot: SnapshotEntry,
         /// Compact at or before this revision.
         compact_at: Option<u64>,
     },
@@ -122,18 +121,28 @@ pub fn apply_batch(
                 record,
                 subject,
             } => {
-                store.append(&doc, std::slice::from_ref(&record))?;
+                match &record {
+                    LogEntry::Text(r) => store.append(&doc, std::slice::from_ref(r))?,
+                    LogEntry::Yjs(r) => store.append_y(&doc, std::slice::from_ref(r))?,
+                }
                 m.crypto("seal_record", sealed);
                 if let Some(c) = chain.as_deref_mut() {
                     m.crypto("audit_hash", 1);
-                    let op = rmp_serde::to_vec(&record.op)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    // A text op is hashed as its MessagePack, a Yjs update as its bytes.
+                    let (rev, client, seq, op_sm3) = match record {
+                        LogEntry::Text(r) => {
+                            let op = rmp_serde::to_vec(&r.op)
+                                .map_err(|e| StoreError::Backend(e.to_string()))?;
+                            (r.rev, r.client, r.seq, sm3(&op))
+                        }
+                        LogEntry::Yjs(r) => (r.rev, r.client, 0, sm3(&r.update)),
+                    };
                     let event = AuditEvent::Op {
                         doc: doc.to_string(),
-                        rev: record.rev,
-                        client: record.client,
-                        seq: record.seq,
-                        op_sm3: hex::encode(sm3(&op)),
+                        rev,
+                        client,
+                        seq,
+                        op_sm3: hex::encode(op_sm3),
                         subject: subject.map(|s| s.to_string()),
                     };
                     c.append(store, event)?;
@@ -144,7 +153,10 @@ pub fn apply_batch(
                 snapshot,
                 compact_at,
             } => {
-                store.put_snapshot(&doc, &snapshot)?;
+                match &snapshot {
+                    SnapshotEntry::Text(s) => store.put_snapshot(&doc, s)?,
+                    SnapshotEntry::Yjs(s) => store.put_y_state(&doc, s)?,
+                }
                 m.crypto("seal_record", sealed);
                 if let Some(rev) = compact_at {
                     store.compact(&doc, rev)?;

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     OpTooLarge = 2003,
     /// The presence selection lies outside the document.
     InvalidSelection = 2004,
+    /// The Yjs update (or awareness update) is malformed, or Yjs refuses to integrate it.
+    InvalidUpdate = 2005,
     /// The op's base revision is newer than the document.
     FutureRevision = 3001,
     /// The op's base revision is older than the retained history: resync from a snapshot.
@@ -48,6 +50,9 @@ pub enum ErrorCode {
     StaleSeq = 3004,
     /// Applying the op would make the document larger than the server allows.
     DocumentTooLarge = 3005,
+    /// The document exists as the other kind (plain text or Yjs): a document's kind is fixed
+    /// when it is created.
+    WrongKind = 3006,
     /// Too many ops in too short a time: the op was not applied.
     RateLimited = 4001,
     /// The server could not complete the request; the op was not applied.
@@ -80,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadMessage,
         ErrorCode::FrameTooLarge,
         ErrorCode::UnsupportedVersion,
@@ -92,11 +97,13 @@ impl ErrorCode {
         ErrorCode::OpDoesNotFit,
         ErrorCode::OpTooLarge,
         ErrorCode::InvalidSelection,
+        ErrorCode::InvalidUpdate,
         ErrorCode::FutureRevision,
         ErrorCode::RevisionTooOld,
         ErrorCode::SeqReused,
         ErrorCode::StaleSeq,
         ErrorCode::DocumentTooLarge,
+        ErrorCode::WrongKind,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::Unavailable,

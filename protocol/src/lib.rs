@@ -9,6 +9,8 @@
 //! - [`access`]: roles, the access a join's answer reports, presence display metadata.
 //! - [`wire`]: the messages between clients and the server and their encodings.
 //! - [`error`]: one error enum per concern and the stable wire error codes.
+//! - [`yjs`]: the Yjs document kind: the y-websocket and Hocuspocus framings, the server-side
+//!   Yjs document (on `yrs`), awareness relaying.
 //! - `fuzzing` (feature `fuzzing`): the fuzz harnesses shared by `fuzz/` and the regression
 //!   tests.
 //!
@@ -24,6 +26,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod op;
 pub mod wire;
+pub mod yjs;
 
 pub use access::{Access, DocRole, PeerUser, Role};
 pub use client::{ClientStatus, OtClient, Outgoing, ServerOpOutcome};
@@ -33,3 +36,4 @@ pub use document::{
 pub use error::{ClientError, DocError, ErrorCode, OtError, ProtocolError};
 pub use op::{transform_position, transform_selection, Component, Op, OpBuilder, Selection, Side};
 pub use wire::{ClientMsg, OpMsg, PeerPresence, RemoteOp, ServerMsg, PROTOCOL_VERSION};
+pub use yjs::DocKind;

@@ -124,7 +124,8 @@ impl DocActor {
                     client: m.client.to_string(),
                     seq: m.seq,
                     op: op.clone(),
-                },
+                }
+                .into(),
                 subject: m.subject,
                 notify: ctx.address().recipient(),
             });

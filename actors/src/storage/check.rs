@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-/// Verifies a whole document offline: every record decodes, revisions are contiguous from the
+/// Verifies a whole document offline (a Yjs document: see [`ystore::check_yjs_document`]): every record decodes, revisions are contiguous from the
 /// oldest retained point, every op replays, and every snapshot equals the replay at its
 /// revision. Returns the number of ops and snapshots checked.
 pub fn check_document<K: Kv>(
     store: &RecordStore<K>,
     doc: &str,
 ) -> Result<(usize, usize), StoreError> {
+    if store.stored_kind(doc)? == Some(DocKind::Yjs) {
+        return ystore::check_yjs_document(store, doc);
+    }
     let (p, end) = (prefix(doc), RecordStore::<K>::end(doc));
     let snapshots = store
         .kv

@@ -39,6 +39,7 @@
 //! - [`manifest`]: the record, outside sled, of every acknowledged revision and the audit
 //!   chain's length.
 //! - [`disk`]: free disk space and whether edits are accepted.
+//! - [`ystore`]: Yjs documents: their two record kinds, load, history, the offline check.
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,7 +47,8 @@ use std::time::Duration;
 use crate::security::crypto::{CryptoError, MasterKeyring, SEAL_OVERHEAD};
 use crate::storage::keys::DataKeys;
 
-use coedit_protocol::{ClientId, Document, DocumentConfig, DocumentSnapshot, Op};
+use coedit_protocol::yjs::YDocument;
+use coedit_protocol::{ClientId, DocKind, Document, DocumentConfig, DocumentSnapshot, Op};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -62,6 +64,7 @@ pub mod records;
 pub mod sled_kv;
 #[cfg(test)]
 mod tests;
+pub mod ystore;
 
 pub use check::check_document;
 pub use codec::encode_record;
@@ -69,6 +72,7 @@ pub use kv::{Kv, Pair, Tree};
 pub use mem_kv::MemKv;
 pub use records::{MemoryStore, RecordStore, SledStore};
 pub use sled_kv::{SledKv, LOCK_WAIT, SLED_CACHE_BYTES};
+pub use ystore::{StoredY, YStateRecord, YUpdateRecord};
 
 /// Version of the store layout written by this build (stored in `meta`).
 pub const RECORD_FORMAT: u8 = 1;
@@ -185,6 +189,46 @@ pub struct LogRecord {
     pub op: Op,
 }
 
+/// One record for a document's log, of either kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A text op.
+    Text(LogRecord),
+    /// A Yjs update.
+    Yjs(YUpdateRecord),
+}
+
+impl LogEntry {
+    /// The revision it produced.
+    pub fn rev(&self) -> u64 {
+        match self {
+            LogEntry::Text(r) => r.rev,
+            LogEntry::Yjs(r) => r.rev,
+        }
+    }
+}
+
+impl From<LogRecord> for LogEntry {
+    fn from(r: LogRecord) -> Self {
+        LogEntry::Text(r)
+    }
+}
+
+/// A snapshot of either kind of document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotEntry {
+    /// A text snapshot.
+    Text(DocumentSnapshot),
+    /// A Yjs state.
+    Yjs(YStateRecord),
+}
+
+impl From<DocumentSnapshot> for SnapshotEntry {
+    fn from(s: DocumentSnapshot) -> Self {
+        SnapshotEntry::Text(s)
+    }
+}
+
 /// What `load` finds for a document.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoredDoc {
@@ -295,6 +339,17 @@ pub trait Store: Send + Sync + 'static {
     fn manifest_id(&self) -> Result<Option<String>, StoreError>;
     /// Records the manifest's id (buffered).
     fn set_manifest_id(&self, id: &str) -> Result<(), StoreError>;
+    /// The kind of `doc`'s stored records, `None` if nothing is stored.
+    fn kind(&self, doc: &str) -> Result<Option<DocKind>, StoreError>;
+    /// Yjs: the latest snapshot of `doc` and the updates after it, verified.
+    fn load_y(&self, doc: &str) -> Result<StoredY, StoreError>;
+    /// Yjs: buffers updates for the log.
+    fn append_y(&self, doc: &str, records: &[YUpdateRecord]) -> Result<(), StoreError>;
+    /// Yjs: buffers a state snapshot.
+    fn put_y_state(&self, doc: &str, state: &YStateRecord) -> Result<(), StoreError>;
+    /// Yjs: the document at revision `rev`, rebuilt from the newest snapshot at or before it and
+    /// the log; `None` if that revision is not retained.
+    fn y_at(&self, doc: &str, rev: u64) -> Result<Option<YDocument>, StoreError>;
 }
 
 fn corrupt(doc: &str, rev: u64, reason: impl Into<String>) -> StoreError {

@@ -121,6 +121,36 @@ impl<K: Kv> RecordStore<K> {
 }
 
 impl<K: Kv> Store for RecordStore<K> {
+    fn kind(&self, doc: &str) -> Result<Option<DocKind>, StoreError> {
+        self.stored_kind(doc)
+    }
+
+    fn load_y(&self, doc: &str) -> Result<StoredY, StoreError> {
+        self.load_yjs(doc)
+    }
+
+    fn append_y(&self, doc: &str, records: &[YUpdateRecord]) -> Result<(), StoreError> {
+        for r in records {
+            let k = key(doc, r.rev);
+            self.kv.put(
+                Tree::Ops,
+                &k,
+                &self.encode(doc, &k, ystore::KIND_YUPDATE, r)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn put_y_state(&self, doc: &str, state: &YStateRecord) -> Result<(), StoreError> {
+        let k = key(doc, state.rev);
+        let v = self.encode(doc, &k, ystore::KIND_YSTATE, state)?;
+        self.kv.put(Tree::Snapshots, &k, &v)
+    }
+
+    fn y_at(&self, doc: &str, rev: u64) -> Result<Option<YDocument>, StoreError> {
+        self.yjs_at(doc, rev)
+    }
+
     fn load(&self, doc: &str) -> Result<StoredDoc, StoreError> {
         let snapshot = self.latest_snapshot(doc, u64::MAX)?;
         let after = snapshot.as_ref().map_or(0, |s| s.rev);
@@ -144,13 +174,19 @@ impl<K: Kv> Store for RecordStore<K> {
     }
 
     fn compact(&self, doc: &str, rev: u64) -> Result<(), StoreError> {
-        let Some(keep) = self.latest_snapshot(doc, rev)? else {
+        // By key alone: the same for both kinds of document.
+        let to = key(doc, rev.saturating_add(1));
+        let Some(keep) = self
+            .kv
+            .last_in(Tree::Snapshots, &prefix(doc), &to)?
+            .and_then(|(k, _)| key_rev(doc, &k))
+        else {
             return Ok(());
         };
         self.kv
-            .delete_range(Tree::Snapshots, &prefix(doc), &key(doc, keep.rev))?;
+            .delete_range(Tree::Snapshots, &prefix(doc), &key(doc, keep))?;
         self.kv
-            .delete_range(Tree::Ops, &prefix(doc), &key(doc, keep.rev.min(rev) + 1))
+            .delete_range(Tree::Ops, &prefix(doc), &key(doc, keep.min(rev) + 1))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -477,6 +477,7 @@ async fn idle_document_saves_stops_and_tells_the_registry() {
         ..RigOptions::default()
     });
     let open = OpenDoc {
+        kind: coedit_protocol::DocKind::Text,
         id: "d".into(),
         name: "d".into(),
         create: true,
@@ -487,6 +488,8 @@ async fn idle_document_saves_stops_and_tells_the_registry() {
         .await
         .expect("registry runs")
         .expect("document opens");
+    let doc = <crate::document::DocActor as crate::registry::KindActor>::addr_of(doc)
+        .expect("a text document");
     let open_count = || async { rig.registry.send(OpenCount).await.expect("registry runs") };
     assert_eq!(open_count().await, 1);
     let a = Peer::new(1, "alice");

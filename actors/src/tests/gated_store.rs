@@ -320,4 +320,43 @@ impl Store for GatedStore {
     fn set_manifest_id(&self, id: &str) -> Result<(), StoreError> {
         self.inner.set_manifest_id(id)
     }
+
+    fn kind(&self, doc: &str) -> Result<Option<coedit_protocol::DocKind>, StoreError> {
+        self.inner.kind(doc)
+    }
+
+    fn load_y(&self, doc: &str) -> Result<crate::storage::StoredY, StoreError> {
+        self.inner.load_y(doc)
+    }
+
+    fn append_y(
+        &self,
+        doc: &str,
+        records: &[crate::storage::YUpdateRecord],
+    ) -> Result<(), StoreError> {
+        self.inner.append_y(doc, records)?;
+        for r in records {
+            self.log(StoreEvent::Op {
+                doc: doc.to_string(),
+                rev: r.rev,
+            });
+        }
+        Ok(())
+    }
+
+    fn put_y_state(
+        &self,
+        doc: &str,
+        state: &crate::storage::YStateRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.put_y_state(doc, state)
+    }
+
+    fn y_at(
+        &self,
+        doc: &str,
+        rev: u64,
+    ) -> Result<Option<coedit_protocol::yjs::YDocument>, StoreError> {
+        self.inner.y_at(doc, rev)
+    }
 }

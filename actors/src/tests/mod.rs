@@ -27,6 +27,7 @@ mod guard;
 mod recorder;
 mod registry;
 mod store_actor;
+mod ydoc;
 
 use std::future::Future;
 use std::sync::mpsc;

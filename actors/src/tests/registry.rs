@@ -7,9 +7,9 @@ use std::time::Duration;
 use coedit_protocol::Op;
 
 use super::{join, submit, test_config, wait_until, Peer, Rig, RigOptions};
-use crate::document::{DocActorConfig, Join, Leave};
+use crate::document::{DocActor, DocActorConfig, Join, Leave};
 use crate::errors::ActorError;
-use crate::registry::{call_doc, OpenCount, OpenDoc};
+use crate::registry::{call_doc, KindActor, OpenCount, OpenDoc};
 
 /// Idle timeout of the unload test.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -18,6 +18,7 @@ const AT_ONCE: usize = 20;
 
 fn open(id: &str, create: bool) -> OpenDoc {
     OpenDoc {
+        kind: coedit_protocol::DocKind::Text,
         id: id.into(),
         name: id.into(),
         create,
@@ -123,6 +124,7 @@ async fn a_join_during_an_unload_waits_for_it_and_gets_the_saved_document() {
         .await
         .expect("registry")
         .expect("opens");
+    let old = DocActor::addr_of(old).expect("a text document");
     let a = Peer::new(1, "alice");
     join(&old, &a, None).await;
     for seq in 1..=2 {

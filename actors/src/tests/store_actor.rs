@@ -91,7 +91,8 @@ fn append(doc: &str, rev: u64, subject: Option<&str>, to: &Addr<DurableLog>) -> 
             client: "c1".into(),
             seq: rev,
             op: op_at(rev),
-        },
+        }
+        .into(),
         subject: subject.map(Arc::from),
         notify: to.clone().recipient(),
     }
@@ -316,7 +317,7 @@ async fn snapshot_is_written_in_order_and_compacts_the_log() {
     }
     rig.writer.do_send(PutSnapshot {
         doc: Arc::from("a"),
-        snapshot: snapshot_at(3),
+        snapshot: snapshot_at(3).into(),
         compact_at: Some(3),
     });
     rig.writer.send(FlushNow).await.expect("store actor");
@@ -367,7 +368,7 @@ async fn snapshot_is_skipped_below_the_disk_reserve_but_ops_are_written() {
     rig.writer.do_send(append("a", 1, None, &a));
     rig.writer.do_send(PutSnapshot {
         doc: Arc::from("a"),
-        snapshot: snapshot_at(1),
+        snapshot: snapshot_at(1).into(),
         compact_at: None,
     });
     rig.writer.send(FlushNow).await.expect("store actor");
@@ -457,7 +458,8 @@ async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
             client: "c1".into(),
             seq: rev,
             op: op_at(rev),
-        },
+        }
+        .into(),
         subject: None,
     };
     let writes = vec![
@@ -465,7 +467,7 @@ async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
         op("b", 1),
         Write::Snapshot {
             doc: Arc::from("a"),
-            snapshot: snapshot_at(1),
+            snapshot: snapshot_at(1).into(),
             compact_at: None,
         },
         op("a", 2),

@@ -9,13 +9,13 @@
  * document. An access token never stays in the address: `#token=…` (a token) or
  * `#token_url=…` (an endpoint of the application's backend that returns a fresh token, asked
  * with the browser's cookies before each connection and before expiry) is read once, kept in
- * this tab's sessionStorage, and removed from the address with `history.replaceState`.
+ * this tab's sessionStorage, and removed from the address (`credentials.ts`).
  */
 import { CoeditClient } from '../src/client.js';
 import type { ClientError } from '../src/events.js';
 import { bindTextarea, type Binding } from '../src/textarea.js';
-import type { TokenProvider } from '../src/token.js';
 import { uniToUtf16 } from '../src/unicode.js';
+import { params, store, stored, takeCredentialsFromAddress, tokenSource, TOKEN_KEY, TOKEN_URL_KEY } from './credentials.js';
 import { assignColors, nameFor } from './people.js';
 
 /** Document opened when the address names none. */
@@ -23,9 +23,6 @@ const DEFAULT_DOC = 'welcome';
 /** Length of the random part of a new document id. */
 const NEW_DOC_ID_LEN = 8;
 const DOC_ID = /^[A-Za-z0-9._~-]{1,128}$/;
-/** sessionStorage keys of the credentials taken from the address. */
-const TOKEN_KEY = 'coedit.token';
-const TOKEN_URL_KEY = 'coedit.tokenUrl';
 /** Errors shown at once. */
 const MAX_ERRORS = 3;
 
@@ -63,62 +60,6 @@ readOnlyBadge.id = 'readonly';
 readOnlyBadge.textContent = 'read-only';
 readOnlyBadge.hidden = true;
 status.before(readOnlyBadge);
-
-function params(): URLSearchParams {
-  return new URLSearchParams(location.hash.slice(1));
-}
-
-function stored(key: string): string | null {
-  try {
-    return sessionStorage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-
-function store(key: string, value: string | null): void {
-  try {
-    if (value === null) sessionStorage.removeItem(key);
-    else sessionStorage.setItem(key, value);
-  } catch {
-    // storage disabled: the credential lasts as long as the page
-  }
-}
-
-/** Moves `token`/`token_url` from the address into sessionStorage (the address is what people
- * share: it must never carry a credential). */
-function takeCredentialsFromAddress(): void {
-  const p = params();
-  const token = p.get('token');
-  const tokenUrl = p.get('token_url');
-  if (token === null && tokenUrl === null) return;
-  if (token !== null) {
-    store(TOKEN_KEY, token);
-    store(TOKEN_URL_KEY, null);
-  }
-  if (tokenUrl !== null) {
-    store(TOKEN_URL_KEY, tokenUrl);
-    store(TOKEN_KEY, null);
-  }
-  p.delete('token');
-  p.delete('token_url');
-  const rest = p.toString();
-  history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
-}
-
-/** The token source: the backend endpoint (asked with the browser's cookies), or a token. */
-function tokenSource(): string | TokenProvider | undefined {
-  const url = stored(TOKEN_URL_KEY);
-  if (url) {
-    return async () => {
-      const r = await fetch(url, { credentials: 'include', cache: 'no-store' });
-      if (!r.ok) throw new Error(`token endpoint answered ${r.status}`);
-      const body = (await r.text()).trim();
-      return body.startsWith('{') ? (JSON.parse(body) as { token: string }).token : body;
-    };
-  }
-  return stored(TOKEN_KEY) ?? undefined;
-}
 
 let client: CoeditClient | null = null;
 let binding: Binding | null = null;

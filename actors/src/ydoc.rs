@@ -1,0 +1,685 @@
+//! The Yjs document actor: owns one [`YDocument`], everyone subscribed to it (over
+//! y-websocket or Hocuspocus) and their awareness states. REST reads and writes are in
+//! `ydoc/rest.rs`.
+//!
+//! Invariants:
+//! - Updates are serialized by the mailbox; each is checked and applied at once (`YDocument`
+//!   refuses before changing anything) and sent to the store actor with the next revision.
+//! - An accepted update reaches the other subscribers, and its author hears `SyncStatus(true)`
+//!   (Hocuspocus), only after the store reports it flushed (strict mode); in relaxed mode at
+//!   once. A refused update is answered `SyncStatus(false)` / permission denied and changes
+//!   nothing.
+//! - A join's answer (sync step 1 and the awareness states), a sync step 2 and a REST read
+//!   wait until every update accepted before them is durable, so nothing the store could
+//!   still lose is served to someone who did not write it... except updates accepted after
+//!   the request while it waited (a sync step 2 is computed when it is sent): those are valid,
+//!   already being flushed, and their authors keep them until acknowledged.
+//! - A viewer (read-only) subscriber syncs and sees awareness; an update from it that would
+//!   change the document is refused, never applied nor broadcast.
+//! - If yrs fails half-way through an update, the actor closes its subscribers (1011) and
+//!   unloads without a snapshot; the next open loads the last stored state.
+//! - Snapshots (the encoded state) every `snapshot_every` updates, after `snapshot_interval`
+//!   of activity, and on unload; idle unload as for text documents.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use ahash::AHashMap;
+use bytes::Bytes;
+use coedit_protocol::yjs::{AwarenessTable, Framing, YApplied, YDocConfig, YDocument};
+use tokio::sync::oneshot;
+use tracing::{debug, info_span, warn};
+use yrs::StateVector;
+
+use crate::document::{DocActorConfig, DocDeps, Durable, Shutdown};
+use crate::errors::{ActorError, CLOSE_INTERNAL, CLOSE_RESTART, CLOSE_TRY_AGAIN};
+use crate::frame::Frame;
+use crate::metrics::metrics;
+use crate::outbox::{Outbox, Refused};
+use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
+use crate::security::auth::{AuthError, Role};
+use crate::storage::disk::DiskSpace;
+use crate::storage::{Durability, LogEntry, SnapshotEntry, Store, YStateRecord, YUpdateRecord};
+use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor};
+use crate::SessionId;
+
+mod rest;
+pub use rest::{YHistory, YPost, YRead, YReadWhat, YState};
+
+/// The author of updates posted over REST (no session has this id).
+const REST_AUTHOR: SessionId = 0;
+
+/// One subscribed session.
+struct YSub {
+    out: Outbox,
+    framing: Framing,
+    readonly: bool,
+}
+
+/// Someone waiting for a revision to become durable.
+enum Waiter {
+    /// A session's update: `SyncStatus(true)`.
+    Applied(SessionId),
+    /// A session's sync step 1: answered with step 2.
+    Sync(SessionId, StateVector),
+    /// A session's join: sync step 1 and the awareness states.
+    Joined(SessionId),
+    /// A REST request.
+    Rest(oneshot::Sender<()>),
+}
+
+/// The actor owning one Yjs document. See the module documentation.
+pub struct YDocActor {
+    id: Arc<str>,
+    name: Arc<str>,
+    new: bool,
+    doc: YDocument,
+    durable_rev: u64,
+    subs: AHashMap<SessionId, YSub>,
+    awareness: AwarenessTable<SessionId>,
+    /// Accepted updates waiting for durability: revision, author, update.
+    undurable: VecDeque<(u64, SessionId, Bytes)>,
+    /// Waiting for a revision to become durable, in revision order.
+    waiters: VecDeque<(u64, Waiter)>,
+    snapshot_rev: u64,
+    idle_generation: u64,
+    closing: bool,
+    config: DocActorConfig,
+    store: Arc<dyn Store>,
+    writer: Addr<StoreActor>,
+    registry: Addr<Registry>,
+    disk: Arc<DiskSpace>,
+    span: tracing::Span,
+}
+
+impl YDocActor {
+    /// Whether nothing was stored for the document when it was loaded.
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
+
+    /// The id clients use for the document.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Loads Yjs document `id` from the store (its latest snapshot, then the updates after
+    /// it), refusing one that holds fewer revisions than the manifest says were acknowledged,
+    /// or that is a text document.
+    pub fn load(
+        id: Arc<str>,
+        name: Arc<str>,
+        config: DocActorConfig,
+        yconfig: YDocConfig,
+        deps: DocDeps,
+    ) -> Result<Self, ActorError> {
+        let DocDeps {
+            store,
+            writer,
+            registry,
+            manifest,
+            disk,
+        } = deps;
+        if let Some(kind @ coedit_protocol::DocKind::Text) = store.kind(&id)? {
+            return Err(ActorError::WrongKind {
+                doc: name.to_string(),
+                kind,
+            });
+        }
+        let stored = store.load_y(&id)?;
+        let new = stored.is_empty();
+        let snapshot_rev = stored.snapshot.as_ref().map_or(0, |s| s.rev);
+        let doc = stored.into_document(&id, yconfig)?;
+        manifest.check_loaded(&id, doc.rev())?;
+        let span = info_span!("ydoc", id = %id);
+        Ok(YDocActor {
+            id,
+            name,
+            new,
+            durable_rev: doc.rev(),
+            doc,
+            subs: AHashMap::new(),
+            awareness: AwarenessTable::new(),
+            undurable: VecDeque::new(),
+            waiters: VecDeque::new(),
+            snapshot_rev,
+            idle_generation: 0,
+            closing: false,
+            config,
+            store,
+            writer,
+            registry,
+            disk,
+            span,
+        })
+    }
+
+    fn check_open(&self) -> Result<(), ActorError> {
+        if self.closing {
+            return Err(ActorError::Closing(self.name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn strict(&self) -> bool {
+        self.config.durability == Durability::Strict
+    }
+
+    /// Sends frames to one subscriber as one message; a full queue disconnects it (1013).
+    fn send(&mut self, session: SessionId, frames: Vec<Vec<u8>>) {
+        self.send_frames(
+            session,
+            frames
+                .into_iter()
+                .map(|f| Frame::Binary(Bytes::from(f)))
+                .collect(),
+        );
+    }
+
+    fn send_frames(&mut self, session: SessionId, frames: Vec<Frame>) {
+        let Some(sub) = self.subs.get(&session) else {
+            return;
+        };
+        let (count, bytes) = (
+            frames.len() as u64,
+            frames.iter().map(|f| f.len() as u64).sum::<u64>(),
+        );
+        match sub.out.try_send_all(frames) {
+            Ok(()) => {
+                let m = metrics();
+                m.fanout_frames.inc_by(count);
+                m.fanout_bytes.inc_by(bytes);
+            }
+            Err(refused) => {
+                if refused == Refused::Full {
+                    warn!(parent: &self.span, session, "slow consumer disconnected");
+                    metrics().slow_consumers.inc();
+                }
+                if let Some(sub) = self.subs.remove(&session) {
+                    if refused == Refused::Full {
+                        sub.out.force(Frame::Close(
+                            CLOSE_TRY_AGAIN,
+                            "slow consumer: reconnect and sync again".into(),
+                        ));
+                    }
+                }
+                self.unsubscribed(session);
+            }
+        }
+    }
+
+    /// Relays an awareness update to every subscriber but `from`.
+    fn relay_awareness(&mut self, from: SessionId, update: &[u8]) {
+        let mut encoded: HashMap<Framing, Bytes> = HashMap::new();
+        let targets: Vec<(SessionId, Framing)> = self
+            .subs
+            .iter()
+            .filter(|(id, _)| **id != from)
+            .map(|(id, s)| (*id, s.framing.clone()))
+            .collect();
+        for (id, framing) in targets {
+            let frame = encoded
+                .entry(framing)
+                .or_insert_with_key(|f| Bytes::from(f.awareness(update)))
+                .clone();
+            self.send_frames(id, vec![Frame::Binary(frame)]);
+        }
+    }
+
+    /// Bookkeeping after a subscriber is gone: its awareness states are cleared for the
+    /// others; the idle check starts when it was the last.
+    fn unsubscribed(&mut self, session: SessionId) {
+        if let Some(gone) = self.awareness.remove_owner(session) {
+            self.relay_awareness(session, &gone);
+        }
+        if self.subs.is_empty() {
+            self.idle_generation += 1;
+        }
+    }
+
+    /// Sends newly durable updates to every subscriber but their authors: one message per
+    /// subscriber, each update framed once per framing.
+    fn broadcast(&mut self, ready: &[(u64, SessionId, Bytes)]) {
+        let mut encoded: HashMap<Framing, Vec<Bytes>> = HashMap::new();
+        let targets: Vec<(SessionId, Framing)> = self
+            .subs
+            .iter()
+            .map(|(id, s)| (*id, s.framing.clone()))
+            .collect();
+        for (id, framing) in targets {
+            let frames = encoded
+                .entry(framing)
+                .or_insert_with_key(|f| {
+                    ready
+                        .iter()
+                        .map(|(_, _, u)| Bytes::from(f.update(u)))
+                        .collect()
+                })
+                .iter()
+                .zip(ready)
+                .filter(|(_, (_, author, _))| *author != id)
+                .map(|(b, _)| Frame::Binary(b.clone()))
+                .collect::<Vec<_>>();
+            if !frames.is_empty() {
+                self.send_frames(id, frames);
+            }
+        }
+    }
+
+    /// Answers a waiter whose revision is durable.
+    fn release(&mut self, waiter: Waiter) {
+        match waiter {
+            Waiter::Applied(session) => {
+                let frame = self
+                    .subs
+                    .get(&session)
+                    .and_then(|s| s.framing.sync_status(true));
+                if let Some(f) = frame {
+                    self.send(session, vec![f]);
+                }
+            }
+            Waiter::Sync(session, sv) => {
+                if let Some(framing) = self.subs.get(&session).map(|s| s.framing.clone()) {
+                    let step2 = framing.sync_step2(&self.doc.diff(&sv));
+                    self.send(session, vec![step2]);
+                }
+            }
+            Waiter::Joined(session) => {
+                if let Some(framing) = self.subs.get(&session).map(|s| s.framing.clone()) {
+                    let mut frames = vec![framing.sync_step1(&self.doc.state_vector())];
+                    if let Some(all) = self.awareness.encode_all() {
+                        frames.push(framing.awareness(&all));
+                    }
+                    self.send(session, frames);
+                }
+            }
+            Waiter::Rest(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Queues `waiter` until everything accepted so far is durable (answers at once if it is).
+    fn when_durable(&mut self, waiter: Waiter) {
+        let rev = self.doc.rev();
+        if rev <= self.durable_rev {
+            self.release(waiter);
+        } else {
+            self.waiters.push_back((rev, waiter));
+        }
+    }
+
+    /// Marks everything up to `rev` durable: broadcasts those updates, then answers every
+    /// waiter whose revision is durable.
+    fn made_durable(&mut self, rev: u64) {
+        let rev = rev.min(self.doc.rev());
+        self.durable_rev = self.durable_rev.max(rev);
+        let mut ready = Vec::new();
+        while self
+            .undurable
+            .front()
+            .is_some_and(|(r, _, _)| *r <= self.durable_rev)
+        {
+            ready.extend(self.undurable.pop_front());
+        }
+        if !ready.is_empty() {
+            self.broadcast(&ready);
+        }
+        while self
+            .waiters
+            .front()
+            .is_some_and(|(r, _)| *r <= self.durable_rev)
+        {
+            if let Some((_, w)) = self.waiters.pop_front() {
+                self.release(w);
+            }
+        }
+    }
+
+    /// Applies an update from `author` (see the module invariants); answers the author (and
+    /// a REST waiter) once durable.
+    fn accept(
+        &mut self,
+        author: SessionId,
+        client: &str,
+        update: Bytes,
+        subject: Option<Arc<str>>,
+        waiter: Waiter,
+        ctx: &mut Context<Self>,
+    ) -> Result<u64, ActorError> {
+        if !self.disk.writable() {
+            return Err(ActorError::StorageFull);
+        }
+        let applied = match self.doc.apply(&update) {
+            Ok(a) => a,
+            Err(e) => {
+                metrics().op("refused");
+                if self.doc.is_poisoned() {
+                    self.poisoned(ctx);
+                }
+                return Err(e.into());
+            }
+        };
+        let YApplied::Changed { rev } = applied else {
+            metrics().op("duplicate");
+            self.when_durable(waiter);
+            return Ok(self.doc.rev());
+        };
+        self.writer.do_send(Append {
+            doc: self.id.clone(),
+            record: LogEntry::Yjs(YUpdateRecord {
+                rev,
+                client: client.to_string(),
+                update: update.to_vec(),
+            }),
+            subject,
+            notify: ctx.address().recipient(),
+        });
+        metrics().op("applied");
+        self.undurable.push_back((rev, author, update));
+        self.waiters.push_back((rev, waiter));
+        if rev - self.snapshot_rev >= self.config.snapshot_every {
+            self.snapshot();
+        }
+        if !self.strict() {
+            self.made_durable(rev);
+        }
+        Ok(rev)
+    }
+
+    /// Yrs failed half-way: close the subscribers and unload without a snapshot.
+    fn poisoned(&mut self, ctx: &mut Context<Self>) {
+        warn!(parent: &self.span, "update integration failed; reloading the document");
+        for (_, sub) in self.subs.drain() {
+            sub.out.force(Frame::Close(
+                CLOSE_INTERNAL,
+                "document reloading: reconnect".into(),
+            ));
+        }
+        self.snapshot_rev = self.doc.rev();
+        self.unload(ctx);
+    }
+
+    fn schedule_idle_check(&mut self, ctx: &mut Context<Self>) {
+        let generation = self.idle_generation;
+        ctx.run_later(self.config.idle_timeout, move |a, ctx| {
+            if a.subs.is_empty() && a.idle_generation == generation && !a.closing {
+                a.unload(ctx);
+            }
+        });
+    }
+
+    /// Writes a snapshot if there are updates since the last one (not of a poisoned
+    /// document).
+    fn snapshot(&mut self) {
+        let rev = self.doc.rev();
+        if rev == self.snapshot_rev || self.doc.is_poisoned() {
+            return;
+        }
+        self.snapshot_rev = rev;
+        let compact_at = self.config.retain_ops.map(|k| rev.saturating_sub(k));
+        self.writer.do_send(PutSnapshot {
+            doc: self.id.clone(),
+            snapshot: SnapshotEntry::Yjs(YStateRecord {
+                rev,
+                state: self.doc.encode_state(),
+            }),
+            compact_at,
+        });
+    }
+
+    /// Snapshots, waits for the store to flush, sends what became durable, runs `then`, stops.
+    fn save_and_stop(
+        &mut self,
+        then: impl FnOnce(&mut Self) + 'static,
+    ) -> impl ActorFuture<Self, Output = ()> + 'static {
+        self.closing = true;
+        self.snapshot();
+        self.writer
+            .send(FlushNow)
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                if res.is_ok() {
+                    act.made_durable(act.doc.rev());
+                }
+                then(act);
+                ctx.stop();
+            })
+    }
+
+    /// Saves the document and stops; the registry hears `DocClosing` first.
+    fn unload(&mut self, ctx: &mut Context<Self>) {
+        debug!(parent: &self.span, rev = self.doc.rev(), "unloading Yjs document");
+        let (id, name, addr) = (self.id.clone(), self.name.clone(), ctx.address());
+        self.registry.do_send(DocClosing {
+            id: id.clone(),
+            addr: DocAddr::Yjs(addr.clone()),
+        });
+        let fut = self.save_and_stop(move |act| {
+            act.registry.do_send(DocClosed {
+                id,
+                name,
+                addr: DocAddr::Yjs(addr),
+            });
+        });
+        ctx.wait(fut);
+    }
+}
+
+impl Actor for YDocActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        debug!(parent: &self.span, rev = self.doc.rev(), "Yjs document loaded");
+        self.schedule_idle_check(ctx);
+        ctx.run_interval(self.config.snapshot_interval, |a, _| {
+            if !a.closing {
+                a.snapshot();
+            }
+        });
+    }
+}
+
+impl Handler<Durable> for YDocActor {
+    type Result = ();
+
+    /// Sends the newly durable updates and answers their waiters.
+    fn handle(&mut self, m: Durable, _: &mut Context<Self>) {
+        self.made_durable(m.rev);
+    }
+}
+
+/// Subscribe a session. Once everything accepted before is durable it gets sync step 1 (the
+/// server's state vector) and the awareness states.
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct YJoin {
+    /// The joining session.
+    pub session: SessionId,
+    /// How its messages are framed.
+    pub framing: Framing,
+    /// Whether its updates are refused (viewer).
+    pub readonly: bool,
+    /// Where its frames go.
+    pub out: Outbox,
+}
+
+impl Handler<YJoin> for YDocActor {
+    type Result = Result<(), ActorError>;
+
+    fn handle(&mut self, m: YJoin, _: &mut Context<Self>) -> Self::Result {
+        self.check_open()?;
+        self.subs.insert(
+            m.session,
+            YSub {
+                out: m.out,
+                framing: m.framing,
+                readonly: m.readonly,
+            },
+        );
+        self.when_durable(Waiter::Joined(m.session));
+        Ok(())
+    }
+}
+
+/// A session's sync step 1: answered with step 2 (what it lacks).
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct YSyncStep1 {
+    /// The session.
+    pub session: SessionId,
+    /// Its state vector.
+    pub sv: StateVector,
+}
+
+impl Handler<YSyncStep1> for YDocActor {
+    type Result = Result<(), ActorError>;
+
+    fn handle(&mut self, m: YSyncStep1, _: &mut Context<Self>) -> Self::Result {
+        self.check_open()?;
+        if !self.subs.contains_key(&m.session) {
+            return Err(ActorError::NotSubscribed(self.name.to_string()));
+        }
+        self.when_durable(Waiter::Sync(m.session, m.sv));
+        Ok(())
+    }
+}
+
+/// A session's update (sync step 2 or update). Refused for a viewer when it would change the
+/// document.
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct YUpdate {
+    /// The session.
+    pub session: SessionId,
+    /// Its client id (stored with the update).
+    pub client: Arc<str>,
+    /// The update.
+    pub update: Bytes,
+    /// The author's token subject (authentication on), for the audit record.
+    pub subject: Option<Arc<str>>,
+}
+
+impl Handler<YUpdate> for YDocActor {
+    type Result = Result<(), ActorError>;
+
+    fn handle(&mut self, m: YUpdate, ctx: &mut Context<Self>) -> Self::Result {
+        self.check_open()?;
+        let Some(readonly) = self.subs.get(&m.session).map(|s| s.readonly) else {
+            return Err(ActorError::NotSubscribed(self.name.to_string()));
+        };
+        if readonly {
+            // A viewer's sync step 2 usually adds nothing: acknowledge that; refuse the rest.
+            let mut scratch = YDocument::from_snapshot(
+                &self.doc.encode_state(),
+                self.doc.rev(),
+                YDocConfig::default(),
+            )?;
+            if scratch.apply(&m.update)? == YApplied::Unchanged {
+                self.when_durable(Waiter::Applied(m.session));
+                return Ok(());
+            }
+            return Err(AuthError::ReadOnly {
+                doc: self.name.to_string(),
+                role: Role::Viewer,
+            }
+            .into());
+        }
+        self.accept(
+            m.session,
+            &m.client,
+            m.update,
+            m.subject,
+            Waiter::Applied(m.session),
+            ctx,
+        )
+        .map(|_| ())
+    }
+}
+
+/// A session's awareness update: relayed to the others (not stored).
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct YAwareness {
+    /// The session.
+    pub session: SessionId,
+    /// The awareness update.
+    pub update: Bytes,
+}
+
+impl Handler<YAwareness> for YDocActor {
+    type Result = Result<(), ActorError>;
+
+    fn handle(&mut self, m: YAwareness, _: &mut Context<Self>) -> Self::Result {
+        self.check_open()?;
+        if !self.subs.contains_key(&m.session) {
+            return Err(ActorError::NotSubscribed(self.name.to_string()));
+        }
+        if let Some(relay) = self.awareness.apply(m.session, &m.update)? {
+            self.relay_awareness(m.session, &relay);
+        }
+        Ok(())
+    }
+}
+
+/// A session asks for every awareness state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct YQueryAwareness {
+    /// The session.
+    pub session: SessionId,
+}
+
+impl Handler<YQueryAwareness> for YDocActor {
+    type Result = ();
+
+    fn handle(&mut self, m: YQueryAwareness, _: &mut Context<Self>) {
+        let frame = match (self.subs.get(&m.session), self.awareness.encode_all()) {
+            (Some(s), Some(all)) => s.framing.awareness(&all),
+            _ => return,
+        };
+        self.send(m.session, vec![frame]);
+    }
+}
+
+/// Unsubscribe a session; its awareness states are cleared for the others.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct YLeave {
+    /// The session.
+    pub session: SessionId,
+}
+
+impl Handler<YLeave> for YDocActor {
+    type Result = ();
+
+    fn handle(&mut self, m: YLeave, ctx: &mut Context<Self>) {
+        if self.subs.remove(&m.session).is_some() {
+            self.unsubscribed(m.session);
+        }
+        if self.subs.is_empty() {
+            self.schedule_idle_check(ctx);
+        }
+    }
+}
+
+impl Handler<Shutdown> for YDocActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Snapshots and flushes; once durable, sends every update, closes every subscriber with
+    /// 1012, answers and stops.
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Box::pin(actix::fut::ready(()));
+        }
+        Box::pin(self.save_and_stop(|act| {
+            for (_, sub) in act.subs.drain() {
+                sub.out.force(Frame::Close(
+                    CLOSE_RESTART,
+                    "server restarting: reconnect".into(),
+                ));
+            }
+        }))
+    }
+}
