@@ -4,7 +4,7 @@
 //! quietly at the first damaged log entry, so what it returns is checked against the manifest
 //! and the audit anchors, which live outside sled.
 //!
-//! The store is written by the real server in two runs (a restart in between, so part of the
+//! The store (three text documents and a Yjs one) is written by the real server in two runs (a restart in between, so part of the
 //! data was written "since the last start"; the second run ends with SIGKILL once every edit
 //! was acknowledged, so its writes are only in sled's log); then each case copies it, flips one byte of one
 //! file (any file: sled's log and config, the manifest, the anchor file) at a seeded offset,
@@ -25,6 +25,7 @@ use coedit_actors::security::audit::{self, AuditChain, Expectations};
 use coedit_actors::security::crypto::{sm3, Sm2Verifier};
 use coedit_actors::storage::manifest::Manifest;
 use coedit_actors::{SledStore, Store};
+use coedit_protocol::yjs::YDocConfig;
 use coedit_protocol::DocumentConfig;
 use common::{env_or, http, run_check, seed, start_server_at};
 use rand::rngs::SmallRng;
@@ -32,12 +33,16 @@ use rand::{Rng, SeedableRng};
 
 const DEFAULT_FLIPS: usize = 400;
 const DOCS: [&str; 3] = ["alpha", "beta", "gamma"];
+/// A Yjs document written beside the text ones (its updates posted over REST).
+const YDOC: &str = "delta";
 /// Ops per document per server run.
 const OPS_PER_RUN: u64 = 60;
 
 /// What the store holds when intact.
 struct Expected {
     docs: BTreeMap<String, (String, u64)>,
+    /// The Yjs document's revision and content.
+    ydoc: (u64, serde_json::Value),
     audit_len: u64,
     audit_head: [u8; 32],
     /// Offsets of sled's log (`db`) written since the last start.
@@ -71,6 +76,30 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Posts `OPS_PER_RUN` Yjs updates (one client typing into a `Y.Text`) to [`YDOC`].
+fn type_yjs(addr: std::net::SocketAddr, client: &yrs::Doc) {
+    use std::io::{Read, Write};
+    use yrs::{ReadTxn, Text, Transact};
+    let text = client.get_or_insert_text("text");
+    for i in 0..OPS_PER_RUN {
+        let sv = client.transact().state_vector();
+        let len = text.len(&client.transact());
+        text.insert(&mut client.transact_mut(), len, &format!("y{i} "));
+        let update = client.transact().encode_state_as_update_v1(&sv);
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /api/docs/{YDOC}/updates HTTP/1.1\r\nHost: x\r\nContent-Type: \
+             application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            update.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&update).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
 fn type_ops(addr: std::net::SocketAddr, doc: &str, from_rev: u64) {
     for rev in from_rev..from_rev + OPS_PER_RUN {
         let body = format!(r#"{{"base_rev":{rev},"op":["{doc}{rev} "]}}"#);
@@ -84,15 +113,25 @@ fn type_ops(addr: std::net::SocketAddr, doc: &str, from_rev: u64) {
 /// tail), and reads back what it holds from `data`.
 fn build(data: &Path, pristine: &Path, config: &str) -> Expected {
     let mut srv = start_server_at(data, config);
+    let yclient = yrs::Doc::with_client_id(7);
     for doc in DOCS {
         type_ops(srv.addr, doc, 0);
     }
+    type_yjs(srv.addr, &yclient);
     assert!(srv.terminate().unwrap().success());
     let before = std::fs::read(data.join("db")).unwrap();
     let mut srv = start_server_at(data, config);
     for doc in DOCS {
         type_ops(srv.addr, doc, OPS_PER_RUN);
     }
+    type_yjs(srv.addr, &yclient);
+    let (status, v) = http(srv.addr, "GET", &format!("/api/docs/{YDOC}"), None).unwrap();
+    assert_eq!(
+        (status, v["rev"].as_u64()),
+        (200, Some(2 * OPS_PER_RUN)),
+        "{v}"
+    );
+    let ydoc = (2 * OPS_PER_RUN, v["content"].clone());
     let mut docs = BTreeMap::new();
     for doc in DOCS {
         let (status, v) = http(srv.addr, "GET", &format!("/api/docs/{doc}"), None).unwrap();
@@ -112,6 +151,7 @@ fn build(data: &Path, pristine: &Path, config: &str) -> Expected {
     let chain = store.audit_all().unwrap();
     Expected {
         docs,
+        ydoc,
         audit_len: chain.len() as u64,
         audit_head: sm3(&chain.last().unwrap().1),
         fresh,
@@ -191,6 +231,21 @@ fn open_and_compare(dir: &Path, want: &Expected, pubkey: &Sm2Verifier) -> Outcom
                     text.chars().count()
                 ))
             }
+        }
+    }
+    let (rev, content) = &want.ydoc;
+    let loaded = store
+        .load_y(YDOC)
+        .and_then(|s| s.into_document(YDOC, YDocConfig::default()))
+        .and_then(|d| manifest.check_loaded(YDOC, d.rev()).map(|()| d));
+    match loaded {
+        Err(e) => detected.push(format!("{YDOC}: {e}")),
+        Ok(d) if d.rev() == *rev && d.content() == *content => {}
+        Ok(d) => {
+            return Outcome::Silent(format!(
+                "{YDOC} served at revision {}, acknowledged {rev}",
+                d.rev()
+            ))
         }
     }
     if detected.is_empty() {

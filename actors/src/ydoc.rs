@@ -209,13 +209,14 @@ impl YDocActor {
         }
     }
 
-    /// Relays an awareness update to every subscriber but `from`.
-    fn relay_awareness(&mut self, from: SessionId, update: &[u8]) {
+    /// Relays an awareness update to every subscriber, its sender included (as the Hocuspocus
+    /// and y-websocket servers do: a provider alone on a document hears its own awareness
+    /// renewals, which keep its connection check satisfied).
+    fn relay_awareness(&mut self, update: &[u8]) {
         let mut encoded: HashMap<Framing, Bytes> = HashMap::new();
         let targets: Vec<(SessionId, Framing)> = self
             .subs
             .iter()
-            .filter(|(id, _)| **id != from)
             .map(|(id, s)| (*id, s.framing.clone()))
             .collect();
         for (id, framing) in targets {
@@ -231,7 +232,7 @@ impl YDocActor {
     /// others; the idle check starts when it was the last.
     fn unsubscribed(&mut self, session: SessionId) {
         if let Some(gone) = self.awareness.remove_owner(session) {
-            self.relay_awareness(session, &gone);
+            self.relay_awareness(&gone);
         }
         if self.subs.is_empty() {
             self.idle_generation += 1;
@@ -598,7 +599,7 @@ impl Handler<YUpdate> for YDocActor {
     }
 }
 
-/// A session's awareness update: relayed to the others (not stored).
+/// A session's awareness update: relayed to every subscriber (not stored).
 #[derive(Message)]
 #[rtype(result = "Result<(), ActorError>")]
 pub struct YAwareness {
@@ -617,7 +618,7 @@ impl Handler<YAwareness> for YDocActor {
             return Err(ActorError::NotSubscribed(self.name.to_string()));
         }
         if let Some(relay) = self.awareness.apply(m.session, &m.update)? {
-            self.relay_awareness(m.session, &relay);
+            self.relay_awareness(&relay);
         }
         Ok(())
     }

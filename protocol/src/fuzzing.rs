@@ -15,6 +15,9 @@
 //!   revision) and a replica fed through [`Document::apply_committed`] as the store replay does.
 //!   A refused submit changes nothing.
 //!
+//! - [`yjs_update`] (in `fuzzing/yjs.rs`): the Yjs boundary: frames of both Yjs protocols,
+//!   updates and awareness updates.
+//!
 //! [`seed_inputs`] gives a starting corpus for each target.
 
 use arbitrary::{Result as ArbResult, Unstructured};
@@ -27,8 +30,16 @@ use crate::wire::{
     ServerMsg, PROTOCOL_VERSION,
 };
 
+mod yjs;
+pub use yjs::yjs_update;
+
 /// The fuzz targets, by the name of their file in `fuzz/fuzz_targets/`.
-pub const TARGETS: [&str; 3] = ["decode_message", "op_apply", "document_submit"];
+pub const TARGETS: [&str; 4] = [
+    "decode_message",
+    "op_apply",
+    "document_submit",
+    "yjs_update",
+];
 
 /// Runs the harness of `target` (one of [`TARGETS`]) on `data`.
 ///
@@ -39,6 +50,7 @@ pub fn run(target: &str, data: &[u8]) {
         "decode_message" => decode_message(data),
         "op_apply" => op_apply(data),
         "document_submit" => document_submit(data),
+        "yjs_update" => yjs_update(data),
         other => panic!("unknown fuzz target {other:?}"),
     }
 }
@@ -667,6 +679,7 @@ pub fn seed_inputs(target: &str) -> Vec<Vec<u8>> {
     match target {
         "decode_message" => message_seeds(),
         "op_apply" => op_seeds(),
+        "yjs_update" => yjs_seeds(),
         _ => (0u8..16)
             .map(|i| {
                 (0..512u32)
@@ -675,6 +688,45 @@ pub fn seed_inputs(target: &str) -> Vec<Vec<u8>> {
             })
             .collect(),
     }
+}
+
+/// Updates of a client typing into a `Y.Text`, a `Y.Map` and a `Y.XmlFragment`.
+fn yjs_seed_updates() -> Vec<Vec<u8>> {
+    use yrs::{Map, ReadTxn, Text, Transact, WriteTxn, XmlElementPrelim, XmlFragment};
+    let doc = yrs::Doc::with_client_id(42);
+    let mut out = Vec::new();
+    for i in 0..4u32 {
+        let sv = doc.transact().state_vector();
+        {
+            let mut txn = doc.transact_mut();
+            let t = txn.get_or_insert_text("text");
+            t.insert(&mut txn, 0, &format!("é{i}😅"));
+            txn.get_or_insert_map("map")
+                .insert(&mut txn, format!("k{i}"), i);
+            let x = txn.get_or_insert_xml_fragment("prosemirror");
+            x.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
+            if i == 2 {
+                t.remove_range(&mut txn, 0, 2);
+            }
+        }
+        out.push(doc.transact().encode_state_as_update_v1(&sv));
+    }
+    out
+}
+
+fn yjs_seeds() -> Vec<Vec<u8>> {
+    use crate::yjs::Framing;
+    let updates = yjs_seed_updates();
+    let mut out = updates.clone();
+    for (i, u) in updates.iter().enumerate() {
+        out.push(Framing::YWebsocket.update(u));
+        out.push(Framing::YWebsocket.sync_step2(u));
+        out.push(Framing::Hocuspocus(format!("doc{i}").into()).update(u));
+    }
+    out.push(Framing::YWebsocket.sync_step1(&[1, 42, 3]));
+    out.push(Framing::YWebsocket.awareness(&[1, 7, 1, 2, b'{', b'}']));
+    out.push(vec![1, 7, 1, 2, b'{', b'}']);
+    out
 }
 
 fn message_seeds() -> Vec<Vec<u8>> {

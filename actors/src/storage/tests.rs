@@ -373,3 +373,107 @@ fn master_key_rotation_rewraps_without_rewriting_data() {
         .rotate_master_key(MasterKeyring::generate().unwrap())
         .is_err());
 }
+
+/// Updates of a client typing "y0", "y1", … into a `Y.Text`.
+fn yjs_updates(n: u64) -> Vec<YUpdateRecord> {
+    use yrs::{ReadTxn, Text, Transact};
+    let doc = yrs::Doc::with_client_id(11);
+    let t = doc.get_or_insert_text("text");
+    (1..=n)
+        .map(|rev| {
+            let sv = doc.transact().state_vector();
+            let len = t.len(&doc.transact());
+            t.insert(&mut doc.transact_mut(), len, &format!("y{rev}"));
+            YUpdateRecord {
+                rev,
+                client: "c".into(),
+                update: doc.transact().encode_state_as_update_v1(&sv),
+            }
+        })
+        .collect()
+}
+
+/// Yjs records in plaintext and sealed stores: the kind of a document is its records', a
+/// snapshot plus the updates after it load, history rebuilds old revisions, compaction and the
+/// offline check work, and a damaged record is named, never served.
+fn yjs_records<K: Kv>(s: RecordStore<K>) {
+    use coedit_protocol::yjs::YDocConfig;
+    let ups = yjs_updates(4);
+    s.append_y("y", &ups[..2]).unwrap();
+    s.append("t", &[rec(1, Op::insert_at(0, "x"))]).unwrap();
+    assert_eq!(s.kind("y").unwrap(), Some(DocKind::Yjs));
+    assert_eq!(s.kind("t").unwrap(), Some(DocKind::Text));
+    assert_eq!(s.kind("none").unwrap(), None);
+    let two = s
+        .load_y("y")
+        .unwrap()
+        .into_document("y", YDocConfig::default())
+        .unwrap();
+    s.put_y_state(
+        "y",
+        &YStateRecord {
+            rev: 2,
+            state: two.encode_state(),
+        },
+    )
+    .unwrap();
+    s.append_y("y", &ups[2..]).unwrap();
+    let loaded = s.load_y("y").unwrap();
+    assert_eq!(loaded.snapshot.as_ref().map(|s| s.rev), Some(2));
+    assert_eq!(loaded.updates.len(), 2);
+    let doc = loaded.into_document("y", YDocConfig::default()).unwrap();
+    assert_eq!(
+        (doc.rev(), doc.content()["text"].as_str()),
+        (4, Some("y1y2y3y4"))
+    );
+    let at1 = s.y_at("y", 1).unwrap().unwrap();
+    assert_eq!(at1.content()["text"], "y1");
+    assert_eq!(check::check_document(&s, "y").unwrap(), (4, 1));
+    // Read as the other kind: corruption naming the kind, never a document.
+    match s.load("y") {
+        Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("kind"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    s.compact("y", 2).unwrap();
+    assert_eq!(s.versions("y").unwrap().first_op, Some(3));
+    assert!(s.y_at("y", 1).unwrap().is_none());
+    assert_eq!(check::check_document(&s, "y").unwrap(), (2, 1));
+    // A damaged update is named with its revision.
+    let good = s.kv().get(Tree::Ops, &key("y", 4)).unwrap().unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 2] ^= 0x40;
+    s.kv().put(Tree::Ops, &key("y", 4), &bad).unwrap();
+    match s.load_y("y") {
+        Err(StoreError::Corrupt { doc, rev, .. }) => assert_eq!((doc.as_str(), rev), ("y", 4)),
+        other => panic!("a flipped byte was served: {other:?}"),
+    }
+    assert!(check::check_document(&s, "y").is_err());
+    s.kv().put(Tree::Ops, &key("y", 4), &good).unwrap();
+    // A snapshot that differs from the replay of the log is found by the check.
+    s.put_y_state(
+        "y",
+        &YStateRecord {
+            rev: 4,
+            state: two.encode_state(),
+        },
+    )
+    .unwrap();
+    assert!(check::check_document(&s, "y").is_err());
+}
+
+#[test]
+fn yjs_records_plain_and_sealed() {
+    yjs_records(MemoryStore::new());
+    yjs_records(MemoryStore::encrypted(MasterKeyring::generate().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    yjs_records(
+        SledStore::open_with(dir.path(), Some(MasterKeyring::generate().unwrap())).unwrap(),
+    );
+    // Sealed: the update's text is not in the clear.
+    let s = MemoryStore::encrypted(MasterKeyring::generate().unwrap());
+    s.append_y("z", &yjs_updates(1)).unwrap();
+    let raw = s.kv().get(Tree::Ops, &key("z", 1)).unwrap().unwrap();
+    assert_eq!((raw[0], raw[1]), (FORMAT_SEALED, ystore::KIND_YUPDATE));
+    assert!(!raw.windows(2).any(|w| w == b"y1"));
+}

@@ -290,8 +290,9 @@ async fn an_invalid_update_changes_nothing() {
     assert_eq!(content(&doc).await, (1, serde_json::json!({"text": "ok"})));
 }
 
-/// Invariant (awareness): an awareness update is relayed to the others; when its session
-/// leaves, its state is cleared for them; a malformed one is refused.
+/// Invariant (awareness): an awareness update is relayed to every subscriber (its sender
+/// too); when its session leaves, its state is cleared for the others; a malformed one is
+/// refused.
 #[actix::test]
 async fn awareness_is_relayed_and_cleared_when_its_session_leaves() {
     let rig = Rig::new();
@@ -331,6 +332,13 @@ async fn awareness_is_relayed_and_cleared_when_its_session_leaves() {
     assert_eq!(aw[0], update);
     // The clearing: client 77, clock 2, "null".
     assert_eq!(aw[1], [1, 77, 2, 4, b'n', b'u', b'l', b'l']);
+    // The sender heard its own update (once: nothing after it left).
+    let echoed = a
+        .messages()
+        .into_iter()
+        .filter(|m| matches!(m, Received::Awareness(_)))
+        .count();
+    assert_eq!(echoed, 1);
 }
 
 /// Invariant (one namespace): a text document is refused as Yjs and a Yjs document as text,

@@ -76,7 +76,11 @@ impl std::fmt::Debug for YDocument {
     }
 }
 
+/// Bytes each client entry of an update takes at least (struct count, client, clock).
+const UPDATE_CLIENT_MIN_BYTES: usize = 3;
+
 fn decode_update(update: &[u8]) -> Result<Update, YjsError> {
+    super::check_leading_count(update, UPDATE_CLIENT_MIN_BYTES).map_err(YjsError::InvalidUpdate)?;
     guarded(|| Update::decode_v1(update))
         .ok_or_else(|| YjsError::InvalidUpdate("the update does not decode".into()))?
         .map_err(|e| YjsError::InvalidUpdate(e.to_string()))

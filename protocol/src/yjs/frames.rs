@@ -148,6 +148,9 @@ fn read_sync<'a>(c: &mut Cursor<'a>) -> Result<SyncMsg<'a>, YjsError> {
     match read_u64(c)? {
         SYNC_STEP1 => {
             let buf = read_buf(c)?;
+            // Each entry: client and clock, a byte each at least.
+            super::check_leading_count(buf, 2)
+                .map_err(|e| malformed(format!("state vector: {e}")))?;
             let sv = guarded(|| StateVector::decode_v1(buf))
                 .ok_or_else(|| malformed("state vector"))?
                 .map_err(|e| malformed(format!("state vector: {e}")))?;
