@@ -72,6 +72,29 @@ async fn authors_addresses_and_the_log_of_a_running_server() -> Result<()> {
     let mut ws = TestClient::join_as(&server.ws_url(), "notes-1", None, true, Some(&alice)).await?;
     ws.edit(Op::insert_at(5, "ws")).await?;
     ws.settle().await?;
+    // A Yjs update over REST: an `op` record with seq 0 and the SM3 of the update's bytes.
+    let update = {
+        use yrs::{ReadTxn, StateVector, Text, Transact};
+        let d = yrs::Doc::with_client_id(3);
+        d.get_or_insert_text("text")
+            .push(&mut d.transact_mut(), "yjs");
+        let u = d
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        u
+    };
+    let mut conn = TcpStream::connect(server.addr)?;
+    write!(
+        conn,
+        "POST /api/docs/notes-2/updates HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {alice}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        update.len()
+    )?;
+    conn.write_all(&update)?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // A refusal through the trusted proxy (127.0.0.1 here), naming the client behind it.
     let forwarded = |ip: &str| format!("X-Forwarded-For: {ip}");
     let (status, _) = request(
@@ -121,7 +144,29 @@ async fn authors_addresses_and_the_log_of_a_running_server() -> Result<()> {
     assert!(ok, "{out}");
     let evs = events(&std::fs::read_to_string(&export)?);
     let ops: Vec<&serde_json::Value> = evs.iter().filter(|e| e["kind"] == "op").collect();
-    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(ops.len(), 3, "{ops:?}");
+    let yjs = ops
+        .iter()
+        .find(|e| e["doc"] == "acme:notes-2")
+        .expect("the Yjs update");
+    assert_eq!(
+        (&yjs["seq"], &yjs["rev"], &yjs["subject"]),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(1),
+            &serde_json::json!("alice")
+        ),
+        "{yjs}"
+    );
+    assert_eq!(
+        yjs["op_sm3"],
+        hex::encode(coedit_actors::security::crypto::sm3(&update)),
+        "{yjs}"
+    );
+    let ops: Vec<&serde_json::Value> = ops
+        .into_iter()
+        .filter(|e| e["doc"] != "acme:notes-2")
+        .collect();
     for op in &ops {
         assert_eq!(op["subject"], "alice", "{op}");
     }

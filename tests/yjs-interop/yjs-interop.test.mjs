@@ -22,7 +22,7 @@
 //    which it takes as final); tenants are separate namespaces; REST honours
 //    the same roles.
 // 5. Kinds: a plain-text document's id is refused on both Yjs endpoints and keeps its kind;
-//    a Yjs document refuses text ops.
+//    a Yjs document refuses text ops; a deleted Yjs document frees its id.
 //
 // Owns every server it starts (127.0.0.1, port 0, data under one temp dir; stopped in the
 // after hook, killed at exit or on a signal) and every client (destroyed after each test).
@@ -889,5 +889,28 @@ describe('document kinds (no authentication)', () => {
     assert.equal(op.json?.error?.code, 3006, op.text);
     const after = await assertRestContent(fx.plain, name, y.doc);
     assert.equal(after.kind, 'yjs');
+  });
+
+  test('deleting a Yjs document closes its clients and frees its id, even for the other kind', async (t) => {
+    const own = clientsOf(t);
+    const name = docName('deleted');
+    const y = own(yws(fx.plain, name));
+    await allSynced([y]);
+    y.doc.getText('text').insert(0, 'to be deleted');
+    await assertRestContent(fx.plain, name, y.doc);
+    const del = await api(fx.plain, 'DELETE', `/api/docs/${name}`);
+    assert.equal(del.status, 200, del.text);
+    // The subscriber is told to reconnect (1012); until then the id holds nothing.
+    await until(() => y.log.closes.some((x) => x !== 'local' && x.code === 1012), 'the client closed with 1012', {
+      detail: y.describe,
+    });
+    y.provider.disconnect();
+    const gone = await api(fx.plain, 'GET', `/api/docs/${name}`);
+    assert.equal(gone.status, 404, gone.text);
+    // The id is free: it can now be created as a text document.
+    const created = await api(fx.plain, 'POST', `/api/docs/${name}/ops`, { body: { base_rev: 0, op: ['plain'] } });
+    assert.equal(created.status, 200, created.text);
+    const text = await api(fx.plain, 'GET', `/api/docs/${name}`);
+    assert.equal(text.json?.kind, 'text', text.text);
   });
 });

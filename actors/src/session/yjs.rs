@@ -141,13 +141,12 @@ pub fn start_yjs_session(
     let gate = GateControl::new(max);
     let stream = GatedPayload::new(stream, gate.clone());
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let authorized = matches!(endpoint, YEndpoint::YWebsocket { .. });
     let session = YSession {
         id,
         client: Arc::from(Alphanumeric.sample_string(&mut rand::rng(), CLIENT_ID_LEN)),
         endpoint,
         channels: HashMap::new(),
-        authorized,
+        authorized: false,
         preauth_bytes: 0,
         last_seen: Instant::now(),
         update_tokens: config.op_burst.max(1.0),
@@ -371,7 +370,23 @@ impl YSession {
                         let readonly = act.channels[&address].readonly;
                         ctx.binary(Bytes::from(framing.authenticated(readonly)));
                     }
-                    act.authorized = true;
+                    let claims = act.channels[&address].claims.clone();
+                    if !act.authorized {
+                        act.authorized = true;
+                        metrics().session_state(Some(STATE_CONNECTED), Some(STATE_READY));
+                        act.guard.audit(AuditEvent::SessionOpen {
+                            session: act.id,
+                            client: act.client.to_string(),
+                            subject: claims.as_ref().map(|c| c.sub.clone()),
+                            tenant: claims.as_ref().map(|c| c.tenant.clone()),
+                            source: act.peer.map(|p| p.to_string()),
+                        });
+                    }
+                    act.guard.audit(AuditEvent::Join {
+                        session: act.id,
+                        doc: r.id.clone(),
+                        role: claims.as_ref().map(|_| r.role.to_string()),
+                    });
                     let queued = act.channels.get_mut(&address).map(|c| {
                         c.addr = Some(addr);
                         std::mem::take(&mut c.queued)
