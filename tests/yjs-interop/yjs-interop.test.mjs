@@ -21,7 +21,8 @@
 //    forged, expired and missing tokens get nothing (a y-websocket client is closed with 4401,
 //    which it takes as final); tenants are separate namespaces; REST honours
 //    the same roles.
-// 5. Kinds: a plain-text document's id is refused on both Yjs endpoints and keeps its kind;
+// 5. Older providers: @hocuspocus/provider 2.x and 3.x beside 4.x on one document.
+// 6. Kinds: a plain-text document's id is refused on both Yjs endpoints and keeps its kind;
 //    a Yjs document refuses text ops; a deleted Yjs document frees its id.
 //
 // Owns every server it starts (127.0.0.1, port 0, data under one temp dir; stopped in the
@@ -836,6 +837,53 @@ for (const mode of ['hmac', 'sm2']) {
 }
 
 // ---- 5. kinds ------------------------------------------------------------------------------------
+
+describe('older Hocuspocus providers (no authentication)', () => {
+  test('@hocuspocus/provider 2.x, 3.x and 4.x on one document converge, and reach unsyncedChanges 0', async (t) => {
+    const WebSocket = (await import('ws')).default;
+    // 2.x reads the global WebSocket when it builds its socket.
+    const hadGlobal = globalThis.WebSocket;
+    globalThis.WebSocket = WebSocket;
+    t.after(() => {
+      globalThis.WebSocket = hadGlobal;
+    });
+    const own = clientsOf(t);
+    const name = docName('providers');
+    const providers = [];
+    for (const [version, mod] of [
+      ['2.x', await import('hocuspocus-provider-2')],
+      ['3.x', await import('hocuspocus-provider-3')],
+    ]) {
+      const doc = new Y.Doc();
+      const provider = new mod.HocuspocusProvider({
+        url: `${fx.plain.ws}/hocuspocus`,
+        name,
+        document: doc,
+        token: 'none',
+        WebSocketPolyfill: WebSocket,
+      });
+      t.after(() => provider.destroy());
+      providers.push({ version, doc, provider });
+    }
+    const four = own(hocus(fx.plain, name));
+    providers.push({ version: '4.x', doc: four.doc, provider: four.provider });
+    const describeAll = () =>
+      providers
+        .map((p) => `${p.version}: synced=${p.provider.synced} unsynced=${p.provider.unsyncedChanges} text=${JSON.stringify(p.doc.getText('text').toString())}`)
+        .join('\n');
+    await until(() => providers.every((p) => p.provider.synced && p.provider.isAuthenticated), 'every provider synced', {
+      detail: describeAll,
+    });
+    for (const p of providers) p.doc.getText('text').insert(0, `[${p.version}]`);
+    await until(() => providers.every((p) => p.provider.unsyncedChanges === 0), 'every provider durable', {
+      detail: describeAll,
+    });
+    await converge(providers.map((p) => p.doc), 'providers 2.x, 3.x, 4.x');
+    const text = providers[0].doc.getText('text').toString();
+    for (const v of ['2.x', '3.x', '4.x']) assert.ok(text.includes(`[${v}]`), describeAll());
+    await assertRestContent(fx.plain, name, providers[0].doc);
+  });
+});
 
 describe('document kinds (no authentication)', () => {
   test('a plain-text document is refused on /yjs and /hocuspocus and stays text', async (t) => {
