@@ -46,6 +46,39 @@ async fn smoke_run_converges_without_errors() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Yjs clients over Hocuspocus: every update acknowledged once durable, every client's
+/// `Y.Text` equal to the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_yjs_run_converges_without_errors() -> anyhow::Result<()> {
+    let srv = start_server();
+    let seed = seed();
+    println!("SEED={seed}");
+    let report = coedit_loadtest::yjs_run::run(RunConfig {
+        url: format!("ws://{}/hocuspocus", srv.addr),
+        clients: env_or("COEDIT_SMOKE_CLIENTS", 30),
+        docs: 3,
+        hot: false,
+        rate: 5.0,
+        presence_rate: 1.0,
+        ramp: Duration::from_secs(1),
+        duration: Duration::from_secs(env_or("COEDIT_SMOKE_SECONDS", 4)),
+        full: None,
+        server_pid: None,
+        doc_prefix: "ysmoke-".into(),
+        seed,
+        baseline: false,
+        token: None,
+    })
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    assert!(report.converged, "SEED={seed}: clients diverged");
+    assert_eq!(report.errors, 0, "SEED={seed}: {:?}", report.errors_by_code);
+    assert!(report.edits_typed > 100, "{}", report.edits_typed);
+    assert_eq!(report.ops_acked, report.edits_typed, "SEED={seed}");
+    assert!(report.visible_ms.p50 > 0.0 && report.ack_ms.p50 > 0.0);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_trace_typed_over_the_network() -> anyhow::Result<()> {
     // Strict durability; one client sends an op per round trip, faster than the default

@@ -7,7 +7,10 @@
 //!   refuses before changing anything) and sent to the store actor with the next revision.
 //! - An accepted update reaches the other subscribers, and its author hears `SyncStatus(true)`
 //!   (Hocuspocus), only after the store reports it flushed (strict mode); in relaxed mode at
-//!   once. A refused update is answered `SyncStatus(false)` / permission denied and changes
+//!   once. What a subscriber is sent goes out in rounds, as for text documents: at most one
+//!   message per subscriber per fan-out tick (`max(fanout_tick, subscribers ×
+//!   fanout_tick_per_subscriber)`, at once when the last round is a tick old), holding its own
+//!   answers in order, the updates relayed to it, then the awareness updates. A refused update is answered `SyncStatus(false)` / permission denied and changes
 //!   nothing.
 //! - A join's answer (sync step 1 and the awareness states), a sync step 2 and a REST read
 //!   wait until every update accepted before them is durable, so nothing the store could
@@ -23,15 +26,19 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use ahash::AHashMap;
 use bytes::Bytes;
 use coedit_protocol::yjs::{AwarenessTable, Framing, YApplied, YDocConfig, YDocument};
+use coedit_protocol::ErrorCode;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{debug, info_span, warn};
 use yrs::StateVector;
 
+use crate::document::MAX_FANOUT_TICK;
 use crate::document::{DocActorConfig, DocDeps, Durable, Shutdown};
 use crate::errors::{ActorError, CLOSE_INTERNAL, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::Frame;
@@ -46,6 +53,11 @@ use crate::SessionId;
 
 mod rest;
 pub use rest::{YHistory, YPost, YRead, YReadWhat, YState};
+
+/// The JSON error told to a client whose update was refused.
+pub fn refusal_json(code: ErrorCode, msg: &str) -> String {
+    serde_json::json!({"error": {"code": code, "msg": msg}}).to_string()
+}
 
 /// The author of updates posted over REST (no session has this id).
 const REST_AUTHOR: SessionId = 0;
@@ -67,6 +79,8 @@ enum Waiter {
     Joined(SessionId),
     /// A REST request.
     Rest(oneshot::Sender<()>),
+    /// A session's refused update: its refusal, after the statuses of its earlier updates.
+    Refused(SessionId, ErrorCode, String),
 }
 
 /// The actor owning one Yjs document. See the module documentation.
@@ -82,6 +96,16 @@ pub struct YDocActor {
     undurable: VecDeque<(u64, SessionId, Bytes)>,
     /// Waiting for a revision to become durable, in revision order.
     waiters: VecDeque<(u64, Waiter)>,
+    /// This round: durable updates to relay (revision, author, update).
+    round: Vec<(u64, SessionId, Bytes)>,
+    /// This round: awareness updates to relay to everyone, in order.
+    round_awareness: Vec<Bytes>,
+    /// This round: answers to single sessions, in order per session.
+    answers: AHashMap<SessionId, Vec<Frame>>,
+    /// A round is scheduled.
+    flush_scheduled: bool,
+    /// When the last round was sent.
+    last_flush: Instant,
     snapshot_rev: u64,
     idle_generation: u64,
     closing: bool,
@@ -143,6 +167,11 @@ impl YDocActor {
             awareness: AwarenessTable::new(),
             undurable: VecDeque::new(),
             waiters: VecDeque::new(),
+            round: Vec::new(),
+            round_awareness: Vec::new(),
+            answers: AHashMap::new(),
+            flush_scheduled: false,
+            last_flush: Instant::now(),
             snapshot_rev,
             idle_generation: 0,
             closing: false,
@@ -166,15 +195,87 @@ impl YDocActor {
         self.config.durability == Durability::Strict
     }
 
-    /// Sends frames to one subscriber as one message; a full queue disconnects it (1013).
+    /// Queues frames for one subscriber in this round (after this round's relays).
     fn send(&mut self, session: SessionId, frames: Vec<Vec<u8>>) {
-        self.send_frames(
-            session,
-            frames
-                .into_iter()
-                .map(|f| Frame::Binary(Bytes::from(f)))
-                .collect(),
-        );
+        if !self.subs.contains_key(&session) {
+            return;
+        }
+        self.answers
+            .entry(session)
+            .or_default()
+            .extend(frames.into_iter().map(|f| Frame::Binary(Bytes::from(f))));
+    }
+
+    /// Whether the round holds anything to send.
+    fn round_pending(&self) -> bool {
+        !self.round.is_empty() || !self.round_awareness.is_empty() || !self.answers.is_empty()
+    }
+
+    /// The fan-out tick now (as for text documents): the configured tick, stretched by the
+    /// subscribers; zero stays zero.
+    fn fanout_tick(&self) -> Duration {
+        let tick = self.config.fanout_tick;
+        if tick.is_zero() {
+            return tick;
+        }
+        let crowd = self.config.fanout_tick_per_subscriber * self.subs.len() as u32;
+        tick.max(crowd).min(MAX_FANOUT_TICK)
+    }
+
+    /// Sends the round at most once per fan-out tick: at once if the last one is a tick old,
+    /// else at the end of the tick. Called at the end of every handler that may add to it.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_scheduled || !self.round_pending() {
+            return;
+        }
+        let since = self.last_flush.elapsed();
+        let tick = self.fanout_tick();
+        if since >= tick {
+            self.flush();
+        } else {
+            self.flush_scheduled = true;
+            ctx.run_later(tick - since, |a, _| a.flush());
+        }
+    }
+
+    /// Sends the round: one message per subscriber holding its answers, the relayed updates
+    /// (not its own), then the awareness updates; each update framed once per framing.
+    fn flush(&mut self) {
+        self.flush_scheduled = false;
+        self.last_flush = Instant::now();
+        // A subscriber cut as a slow consumer clears its awareness: send that too (each pass
+        // can only cut more subscribers, so this ends).
+        while self.round_pending() {
+            let round = std::mem::take(&mut self.round);
+            let aw = std::mem::take(&mut self.round_awareness);
+            let mut answers = std::mem::take(&mut self.answers);
+            let mut encoded: HashMap<Framing, (Vec<Bytes>, Vec<Bytes>)> = HashMap::new();
+            let targets: Vec<(SessionId, Framing)> = self
+                .subs
+                .iter()
+                .map(|(id, s)| (*id, s.framing.clone()))
+                .collect();
+            for (id, framing) in targets {
+                let (updates, awareness) = encoded.entry(framing).or_insert_with_key(|f| {
+                    let u = round.iter().map(|(_, _, u)| Bytes::from(f.update(u)));
+                    let a = aw.iter().map(|a| Bytes::from(f.awareness(a)));
+                    (u.collect(), a.collect())
+                });
+                // Its answers first: a join's sync step 1 then precedes every relay.
+                let mut frames = answers.remove(&id).unwrap_or_default();
+                frames.extend(
+                    updates
+                        .iter()
+                        .zip(&round)
+                        .filter(|(_, (_, author, _))| *author != id)
+                        .map(|(b, _)| Frame::Binary(b.clone())),
+                );
+                frames.extend(awareness.iter().map(|b| Frame::Binary(b.clone())));
+                if !frames.is_empty() {
+                    self.send_frames(id, frames);
+                }
+            }
+        }
     }
 
     fn send_frames(&mut self, session: SessionId, frames: Vec<Frame>) {
@@ -213,19 +314,7 @@ impl YDocActor {
     /// and y-websocket servers do: a provider alone on a document hears its own awareness
     /// renewals, which keep its connection check satisfied).
     fn relay_awareness(&mut self, update: &[u8]) {
-        let mut encoded: HashMap<Framing, Bytes> = HashMap::new();
-        let targets: Vec<(SessionId, Framing)> = self
-            .subs
-            .iter()
-            .map(|(id, s)| (*id, s.framing.clone()))
-            .collect();
-        for (id, framing) in targets {
-            let frame = encoded
-                .entry(framing)
-                .or_insert_with_key(|f| Bytes::from(f.awareness(update)))
-                .clone();
-            self.send_frames(id, vec![Frame::Binary(frame)]);
-        }
+        self.round_awareness.push(Bytes::copy_from_slice(update));
     }
 
     /// Bookkeeping after a subscriber is gone: its awareness states are cleared for the
@@ -236,35 +325,6 @@ impl YDocActor {
         }
         if self.subs.is_empty() {
             self.idle_generation += 1;
-        }
-    }
-
-    /// Sends newly durable updates to every subscriber but their authors: one message per
-    /// subscriber, each update framed once per framing.
-    fn broadcast(&mut self, ready: &[(u64, SessionId, Bytes)]) {
-        let mut encoded: HashMap<Framing, Vec<Bytes>> = HashMap::new();
-        let targets: Vec<(SessionId, Framing)> = self
-            .subs
-            .iter()
-            .map(|(id, s)| (*id, s.framing.clone()))
-            .collect();
-        for (id, framing) in targets {
-            let frames = encoded
-                .entry(framing)
-                .or_insert_with_key(|f| {
-                    ready
-                        .iter()
-                        .map(|(_, _, u)| Bytes::from(f.update(u)))
-                        .collect()
-                })
-                .iter()
-                .zip(ready)
-                .filter(|(_, (_, author, _))| *author != id)
-                .map(|(b, _)| Frame::Binary(b.clone()))
-                .collect::<Vec<_>>();
-            if !frames.is_empty() {
-                self.send_frames(id, frames);
-            }
         }
     }
 
@@ -298,6 +358,16 @@ impl YDocActor {
             Waiter::Rest(tx) => {
                 let _ = tx.send(());
             }
+            Waiter::Refused(session, code, msg) => {
+                let error = refusal_json(code, &msg);
+                let frames = self
+                    .subs
+                    .get(&session)
+                    .map(|s| s.framing.refusal(&error, true));
+                if let Some(frames) = frames {
+                    self.send(session, frames);
+                }
+            }
         }
     }
 
@@ -324,9 +394,7 @@ impl YDocActor {
         {
             ready.extend(self.undurable.pop_front());
         }
-        if !ready.is_empty() {
-            self.broadcast(&ready);
-        }
+        self.round.extend(ready);
         while self
             .waiters
             .front()
@@ -444,6 +512,7 @@ impl YDocActor {
                 if res.is_ok() {
                     act.made_durable(act.doc.rev());
                 }
+                act.flush();
                 then(act);
                 ctx.stop();
             })
@@ -486,8 +555,9 @@ impl Handler<Durable> for YDocActor {
     type Result = ();
 
     /// Sends the newly durable updates and answers their waiters.
-    fn handle(&mut self, m: Durable, _: &mut Context<Self>) {
+    fn handle(&mut self, m: Durable, ctx: &mut Context<Self>) {
         self.made_durable(m.rev);
+        self.schedule_flush(ctx);
     }
 }
 
@@ -509,8 +579,13 @@ pub struct YJoin {
 impl Handler<YJoin> for YDocActor {
     type Result = Result<(), ActorError>;
 
-    fn handle(&mut self, m: YJoin, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: YJoin, ctx: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
+        // What became durable before the join goes to the others now: the newcomer's sync
+        // answer covers it.
+        if self.round_pending() {
+            self.flush();
+        }
         self.subs.insert(
             m.session,
             YSub {
@@ -520,6 +595,7 @@ impl Handler<YJoin> for YDocActor {
             },
         );
         self.when_durable(Waiter::Joined(m.session));
+        self.schedule_flush(ctx);
         Ok(())
     }
 }
@@ -537,12 +613,13 @@ pub struct YSyncStep1 {
 impl Handler<YSyncStep1> for YDocActor {
     type Result = Result<(), ActorError>;
 
-    fn handle(&mut self, m: YSyncStep1, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: YSyncStep1, ctx: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         if !self.subs.contains_key(&m.session) {
             return Err(ActorError::NotSubscribed(self.name.to_string()));
         }
         self.when_durable(Waiter::Sync(m.session, m.sv));
+        self.schedule_flush(ctx);
         Ok(())
     }
 }
@@ -565,7 +642,49 @@ pub struct YUpdate {
 impl Handler<YUpdate> for YDocActor {
     type Result = Result<(), ActorError>;
 
+    /// Applies the update, or refuses it: the refusal is answered to the session after the
+    /// statuses of its earlier updates (so a client matches statuses to updates in order), and
+    /// returned (for the session's audit and resync).
     fn handle(&mut self, m: YUpdate, ctx: &mut Context<Self>) -> Self::Result {
+        let session = m.session;
+        let res = self.update(m, ctx);
+        if let Err(e) = &res {
+            if self.subs.contains_key(&session) {
+                self.when_durable(Waiter::Refused(session, e.code(), e.to_string()));
+            }
+        }
+        self.schedule_flush(ctx);
+        res
+    }
+}
+
+/// A session refused an update itself (rate limit): answered like a refusal by the document,
+/// after the statuses of the session's earlier updates.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct YRefuse {
+    /// The session.
+    pub session: SessionId,
+    /// Why.
+    pub code: ErrorCode,
+    /// What to tell it.
+    pub msg: String,
+}
+
+impl Handler<YRefuse> for YDocActor {
+    type Result = ();
+
+    fn handle(&mut self, m: YRefuse, ctx: &mut Context<Self>) {
+        if self.subs.contains_key(&m.session) {
+            self.when_durable(Waiter::Refused(m.session, m.code, m.msg));
+        }
+        self.schedule_flush(ctx);
+    }
+}
+
+impl YDocActor {
+    /// Applies a session's update, or says why not.
+    fn update(&mut self, m: YUpdate, ctx: &mut Context<Self>) -> Result<(), ActorError> {
         self.check_open()?;
         let Some(readonly) = self.subs.get(&m.session).map(|s| s.readonly) else {
             return Err(ActorError::NotSubscribed(self.name.to_string()));
@@ -612,7 +731,7 @@ pub struct YAwareness {
 impl Handler<YAwareness> for YDocActor {
     type Result = Result<(), ActorError>;
 
-    fn handle(&mut self, m: YAwareness, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: YAwareness, ctx: &mut Context<Self>) -> Self::Result {
         self.check_open()?;
         if !self.subs.contains_key(&m.session) {
             return Err(ActorError::NotSubscribed(self.name.to_string()));
@@ -620,6 +739,7 @@ impl Handler<YAwareness> for YDocActor {
         if let Some(relay) = self.awareness.apply(m.session, &m.update)? {
             self.relay_awareness(&relay);
         }
+        self.schedule_flush(ctx);
         Ok(())
     }
 }
@@ -635,12 +755,13 @@ pub struct YQueryAwareness {
 impl Handler<YQueryAwareness> for YDocActor {
     type Result = ();
 
-    fn handle(&mut self, m: YQueryAwareness, _: &mut Context<Self>) {
+    fn handle(&mut self, m: YQueryAwareness, ctx: &mut Context<Self>) {
         let frame = match (self.subs.get(&m.session), self.awareness.encode_all()) {
             (Some(s), Some(all)) => s.framing.awareness(&all),
             _ => return,
         };
         self.send(m.session, vec![frame]);
+        self.schedule_flush(ctx);
     }
 }
 
@@ -657,11 +778,13 @@ impl Handler<YLeave> for YDocActor {
 
     fn handle(&mut self, m: YLeave, ctx: &mut Context<Self>) {
         if self.subs.remove(&m.session).is_some() {
+            self.answers.remove(&m.session);
             self.unsubscribed(m.session);
         }
         if self.subs.is_empty() {
             self.schedule_idle_check(ctx);
         }
+        self.schedule_flush(ctx);
     }
 }
 

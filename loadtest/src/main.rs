@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use coedit_loadtest::{baseline, engine, net_replay, open_storm, run, trace};
+use coedit_loadtest::{baseline, engine, net_replay, open_storm, run, trace, yjs_run};
 
 /// Default number of timed runs per trace; the median is reported.
 const DEFAULT_RUNS: usize = 5;
@@ -70,9 +70,22 @@ enum Command {
     },
 }
 
+/// The kind of document `run` edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    /// Plain text with OT (`/ws`).
+    Text,
+    /// Yjs documents over the Hocuspocus protocol (`/hocuspocus`), typing into `Y.Text`
+    /// "text".
+    Yjs,
+}
+
 /// Flags of `run`.
 #[derive(clap::Args)]
 struct RunArgs {
+    /// Document kind: `text` (give the `/ws` URL) or `yjs` (give the `/hocuspocus` URL).
+    #[arg(long, value_enum, default_value_t = Kind::Text, env = "COEDIT_LOADTEST_KIND")]
+    kind: Kind,
     /// Server WebSocket URL.
     #[arg(
         long,
@@ -113,16 +126,18 @@ struct RunArgs {
     /// Hard bound on the whole run, seconds (default: ramp + duration + 120).
     #[arg(long, env = "COEDIT_LOADTEST_TIMEOUT")]
     timeout: Option<f64>,
-    /// Prefix of document ids.
-    #[arg(long, default_value = "load-", env = "COEDIT_LOADTEST_DOC_PREFIX")]
-    doc_prefix: String,
+    /// Prefix of document ids (default `load-` for text, `yload-` for Yjs: a document's kind
+    /// is fixed when it is created).
+    #[arg(long, env = "COEDIT_LOADTEST_DOC_PREFIX")]
+    doc_prefix: Option<String>,
     /// Seed of the clients' random choices (printed; random when absent).
     #[arg(long, env = "SEED")]
     seed: Option<u64>,
     /// The server is `baseline-server`: do not apply remote ops or check convergence.
     #[arg(long, env = "COEDIT_LOADTEST_BASELINE")]
     baseline: bool,
-    /// Access token for servers with authentication on (sent in `hello` and on REST reads).
+    /// Access token for servers with authentication on (text: sent in `hello`; Yjs: in each
+    /// channel's `Auth`; and on REST reads).
     #[arg(long, env = "COEDIT_LOADTEST_TOKEN")]
     token: Option<String>,
     /// Write the JSON report here.
@@ -220,7 +235,13 @@ fn run_load(a: RunArgs) -> Result<bool> {
         duration: Duration::from_secs_f64(a.duration),
         full: a.full,
         server_pid: a.server_pid,
-        doc_prefix: a.doc_prefix,
+        doc_prefix: a.doc_prefix.unwrap_or_else(|| {
+            match a.kind {
+                Kind::Text => "load-",
+                Kind::Yjs => "yload-",
+            }
+            .to_string()
+        }),
         seed,
         baseline: a.baseline,
         token: a.token,
@@ -230,7 +251,13 @@ fn run_load(a: RunArgs) -> Result<bool> {
         .enable_all()
         .build()?;
     let report = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs_f64(limit), run::run(cfg)).await
+        let load = async {
+            match a.kind {
+                Kind::Text => run::run(cfg).await,
+                Kind::Yjs => yjs_run::run(cfg).await,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs_f64(limit), load).await
     });
     let report = match report {
         Ok(r) => r?,
@@ -238,12 +265,14 @@ fn run_load(a: RunArgs) -> Result<bool> {
     };
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
     println!(
-        "{} clients, {} docs, {:.0} s: {} edits typed, {} ops acked ({:.0}/s), errors {}, reconnects {}, converged {}",
+        "{} clients, {} {} docs, {:.0} s: {} edits typed, {} {} acked ({:.0}/s), errors {}, reconnects {}, converged {}",
         report.clients,
         report.docs,
+        report.kind,
         report.duration_s,
         report.edits_typed,
         report.ops_acked,
+        if report.kind == "yjs" { "updates" } else { "ops" },
         report.ops_per_s,
         report.errors,
         report.reconnects,

@@ -63,6 +63,22 @@ impl Server {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
+    /// Peak resident memory of the process in KiB (Linux `/proc`, `VmHWM`).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
+    /// Resets the peak resident memory to the current one (Linux `clear_refs`); false if the
+    /// kernel refused.
+    pub fn reset_peak_rss(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+    }
+
     /// Kills the process with SIGKILL (a crash) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -635,4 +651,159 @@ impl TestClient {
         }
         bail!("client {} did not settle", self.id())
     }
+}
+
+/// One HTTP/1.1 exchange with a raw body (e.g. a Yjs update); returns the status and the raw
+/// response body.
+pub fn http_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("no head in {:?}", String::from_utf8_lossy(&resp)))?;
+    let head = String::from_utf8_lossy(&resp[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow!("no status in {head:?}"))?
+        .parse()?;
+    Ok((status, resp[split + 4..].to_vec()))
+}
+
+/// What a raw read on a binary-protocol WebSocket (Yjs) produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawIncoming {
+    /// A binary frame.
+    Binary(Vec<u8>),
+    /// A text frame.
+    Text(String),
+    /// The connection ended: the close frame's code and reason, if one came.
+    Closed(Option<(u16, String)>),
+    /// Nothing within the timeout.
+    Timeout,
+}
+
+/// Reads the next data frame or the close (WebSocket pings and pongs are skipped).
+pub async fn read_raw(ws: &mut Ws, timeout: Duration) -> RawIncoming {
+    loop {
+        let next = match tokio::time::timeout(timeout, ws.next()).await {
+            Err(_) => return RawIncoming::Timeout,
+            Ok(None) | Ok(Some(Err(_))) => return RawIncoming::Closed(None),
+            Ok(Some(Ok(m))) => m,
+        };
+        return match next {
+            Message::Binary(b) => RawIncoming::Binary(b.to_vec()),
+            Message::Text(t) => RawIncoming::Text(t.to_string()),
+            Message::Close(f) => {
+                RawIncoming::Closed(f.map(|f| (u16::from(f.code), f.reason.as_str().to_string())))
+            }
+            _ => continue,
+        };
+    }
+}
+
+/// A message the server sends on a Yjs connection (y-websocket or Hocuspocus), decoded
+/// strictly (one message per frame, no trailing bytes) for assertions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum YServerMsg {
+    /// Sync step 1 with the server's state vector (encoded v1).
+    SyncStep1(Vec<u8>),
+    /// Sync step 2: what the client lacks (an update, v1).
+    SyncStep2(Vec<u8>),
+    /// An update from someone else.
+    Update(Vec<u8>),
+    /// An awareness update.
+    Awareness(Vec<u8>),
+    /// Auth: permission denied, with the reason (coedit: JSON `{"error":{"code",…}}`).
+    PermissionDenied(String),
+    /// Hocuspocus auth: authenticated, with the scope.
+    Authenticated(String),
+    /// Hocuspocus: sync status (1 applied and durable, 0 refused).
+    SyncStatus(u64),
+    /// Hocuspocus: a stateless message.
+    Stateless(String),
+    /// Hocuspocus: the server closes the channel, with a reason.
+    Close(String),
+    /// Hocuspocus: connection-level pong.
+    Pong,
+}
+
+/// Decodes a frame from the server: `(address, message)`, the address `None` for y-websocket
+/// and for connection-level Hocuspocus messages.
+pub fn decode_yjs_server(frame: &[u8], hocuspocus: bool) -> Result<(Option<String>, YServerMsg)> {
+    use yrs::encoding::read::{Cursor, Read};
+    if hocuspocus && frame == [10] {
+        return Ok((None, YServerMsg::Pong));
+    }
+    let mut c = Cursor::new(frame);
+    let e = |e: yrs::encoding::read::Error| anyhow!("frame {frame:?}: {e}");
+    let address = if hocuspocus {
+        Some(c.read_string().map_err(e)?.to_string())
+    } else {
+        None
+    };
+    let t: u64 = c.read_var().map_err(e)?;
+    let msg = match (t, hocuspocus) {
+        (0, _) | (4, true) => {
+            let step: u64 = c.read_var().map_err(e)?;
+            let buf = c.read_buf().map_err(e)?.to_vec();
+            match step {
+                0 => YServerMsg::SyncStep1(buf),
+                1 => YServerMsg::SyncStep2(buf),
+                2 => YServerMsg::Update(buf),
+                s => bail!("unknown sync step {s} in {frame:?}"),
+            }
+        }
+        (1, _) => YServerMsg::Awareness(c.read_buf().map_err(e)?.to_vec()),
+        (2, _) => {
+            let sub: u64 = c.read_var().map_err(e)?;
+            let s = c.read_string().map_err(e)?.to_string();
+            match (sub, hocuspocus) {
+                (0, false) | (1, true) => YServerMsg::PermissionDenied(s),
+                (2, true) => YServerMsg::Authenticated(s),
+                _ => bail!("unknown auth message {sub} in {frame:?}"),
+            }
+        }
+        (5, true) => YServerMsg::Stateless(c.read_string().map_err(e)?.to_string()),
+        (7, true) => YServerMsg::Close(c.read_string().map_err(e)?.to_string()),
+        (8, true) => YServerMsg::SyncStatus(c.read_var().map_err(e)?),
+        _ => bail!("unknown message type {t} in {frame:?}"),
+    };
+    if c.has_content() {
+        bail!("trailing bytes in {frame:?}");
+    }
+    Ok((address, msg))
+}
+
+/// The code of a coedit error told in a Yjs message (`{"error":{"code":N,"msg":…}}`).
+pub fn yjs_error_code(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["error"]["code"].as_u64()
+}
+
+/// A Hocuspocus `Auth` message (a token, possibly empty) for channel `address`.
+pub fn hp_auth(address: &str, token: &str) -> Vec<u8> {
+    use yrs::encoding::write::Write;
+    let mut v = Vec::new();
+    v.write_string(address);
+    v.write_var(2u64);
+    v.write_var(0u64);
+    v.write_string(token);
+    v
 }

@@ -52,7 +52,9 @@ use crate::security::audit::AuditEvent;
 use crate::security::auth::{now_s, Action, AuthError, Claims, Resolved};
 use crate::security::guard::{Guard, Refusal};
 use crate::ws_gate::{GateControl, GateVerdict, GatedPayload};
-use crate::ydoc::{YAwareness, YDocActor, YJoin, YLeave, YQueryAwareness, YSyncStep1, YUpdate};
+use crate::ydoc::{
+    YAwareness, YDocActor, YJoin, YLeave, YQueryAwareness, YRefuse, YSyncStep1, YUpdate,
+};
 use crate::SessionId;
 
 /// Frames kept for a channel while its token is checked and its document opens.
@@ -170,10 +172,7 @@ pub fn start_yjs_session(
     res
 }
 
-/// The JSON body of an error told to a client in a Yjs message.
-fn error_json(code: ErrorCode, msg: &str) -> String {
-    serde_json::json!({"error": {"code": code, "msg": msg}}).to_string()
-}
+use crate::ydoc::refusal_json as error_json;
 
 impl YSession {
     fn close(ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: impl Into<String>) {
@@ -212,26 +211,23 @@ impl YSession {
     }
 
     /// Tells a channel that its update was refused (see the module invariants).
-    fn refused_update(
+    /// After an update was refused (the document actor told the client, in order): audits an
+    /// authorization refusal, and after a transient one (rate limit, disk full, unloading)
+    /// asks the client to sync again, so its edit is delayed, not left behind.
+    fn update_refused(
         &mut self,
         address: Arc<str>,
         code: ErrorCode,
-        msg: &str,
+        auth: Option<&AuthError>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let Some(ch) = self.channels.get(&address) else {
-            return;
-        };
-        let body = error_json(code, msg);
-        let mut frames = Vec::new();
-        if let Some(status) = ch.framing.sync_status(false) {
-            frames.push(status);
-            frames.push(hp_stateless(&ch.framing, &body));
-        } else {
-            frames.push(ch.framing.permission_denied(&body));
-        }
-        for f in frames {
-            ctx.binary(Bytes::from(f));
+        if let Some(a) = auth {
+            let doc = self
+                .channels
+                .get(&address)
+                .map(|c| c.doc.clone())
+                .unwrap_or_default();
+            self.audit_refusal(a, "update", &doc);
         }
         let transient = matches!(
             code,
@@ -239,6 +235,25 @@ impl YSession {
         );
         if transient {
             ctx.run_later(RESYNC_DELAY, move |act, _| act.resync(&address));
+        }
+    }
+
+    /// Tells a channel at once that its awareness update (or an update that never reached the
+    /// document) was refused.
+    fn tell_refusal(
+        &self,
+        address: &Arc<str>,
+        e: &ActorError,
+        update: bool,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if let Some(ch) = self.channels.get(address) {
+            for f in ch
+                .framing
+                .refusal(&error_json(e.code(), &e.to_string()), update)
+            {
+                ctx.binary(Bytes::from(f));
+            }
         }
     }
 
@@ -277,7 +292,12 @@ impl YSession {
             YMessage::Sync(SyncMsg::Step2(u)) | YMessage::Sync(SyncMsg::Update(u)) => {
                 if !self.take_update_token() {
                     let msg = "more updates than the session's rate limit allows; not applied";
-                    return self.refused_update(address.clone(), ErrorCode::RateLimited, msg, ctx);
+                    addr.do_send(YRefuse {
+                        session,
+                        code: ErrorCode::RateLimited,
+                        msg: msg.into(),
+                    });
+                    return self.update_refused(address.clone(), ErrorCode::RateLimited, None, ctx);
                 }
                 let m = YUpdate {
                     session,
@@ -287,15 +307,22 @@ impl YSession {
                 };
                 let address = address.clone();
                 ctx.spawn(addr.send(m).into_actor(self).map(move |r, act, ctx| {
-                    let e = match r {
-                        Ok(Ok(())) => return,
-                        Ok(Err(e)) => e,
-                        Err(e) => ActorError::Mailbox(e),
-                    };
-                    if let ActorError::Auth(a) = &e {
-                        act.audit_refusal(a, "update", &address);
+                    match r {
+                        Ok(Ok(())) => {}
+                        // Told by the document actor, in order.
+                        Ok(Err(e)) => {
+                            let auth = match &e {
+                                ActorError::Auth(a) => Some(a),
+                                _ => None,
+                            };
+                            act.update_refused(address, e.code(), auth, ctx);
+                        }
+                        Err(e) => {
+                            let e = ActorError::Mailbox(e);
+                            act.tell_refusal(&address, &e, true, ctx);
+                            act.update_refused(address, e.code(), None, ctx);
+                        }
                     }
-                    act.refused_update(address, e.code(), &e.to_string(), ctx);
                 }));
             }
             YMessage::Awareness(u) => {
@@ -306,7 +333,7 @@ impl YSession {
                 let address = address.clone();
                 ctx.spawn(addr.send(m).into_actor(self).map(move |r, act, ctx| {
                     if let Ok(Err(e)) = r {
-                        act.refused_update(address, e.code(), &e.to_string(), ctx);
+                        act.tell_refusal(&address, &e, false, ctx);
                     }
                 }));
             }
@@ -552,18 +579,6 @@ impl YSession {
             debug!(parent: &self.span, doc = %ch.doc, "token expired");
         }
     }
-}
-
-/// A Hocuspocus stateless message (type 5) carrying `payload`.
-fn hp_stateless(framing: &Framing, payload: &str) -> Vec<u8> {
-    use yrs::encoding::write::Write;
-    let mut v = Vec::new();
-    if let Framing::Hocuspocus(a) = framing {
-        v.write_string(a);
-    }
-    v.write_var(coedit_protocol::yjs::frames::HP_STATELESS);
-    v.write_string(payload);
-    v
 }
 
 impl Actor for YSession {

@@ -91,6 +91,7 @@ impl Handler<YPost> for YDocActor {
             ctx,
         );
         let name = self.name.to_string();
+        self.schedule_flush(ctx);
         match res {
             Err(e) => Box::pin(actix::fut::ready(Err(e))),
             Ok(rev) => Box::pin(rx.into_actor(self).map(move |r, _, _| match r {

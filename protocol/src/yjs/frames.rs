@@ -305,6 +305,33 @@ impl Framing {
         v
     }
 
+    /// Hocuspocus only: a stateless message (type 5) carrying `payload`. `None` for
+    /// y-websocket.
+    pub fn stateless(&self, payload: &str) -> Option<Vec<u8>> {
+        match self {
+            Framing::YWebsocket => None,
+            Framing::Hocuspocus(_) => {
+                let mut v = self.start(HP_STATELESS, payload.len() + 4);
+                v.write_string(payload);
+                Some(v)
+            }
+        }
+    }
+
+    /// The answer to a refused update (`update`) or awareness update, `error` being the JSON
+    /// error `{"error": {"code", "msg"}}`: Hocuspocus `SyncStatus(0)` (for an update only, so
+    /// statuses stay one per update) then a stateless message with the error; y-websocket a
+    /// permission-denied message with the error (its only message that carries a reason).
+    pub fn refusal(&self, error: &str, update: bool) -> Vec<Vec<u8>> {
+        match self {
+            Framing::YWebsocket => vec![self.permission_denied(error)],
+            Framing::Hocuspocus(_) => {
+                let status = self.sync_status(false).filter(|_| update);
+                status.into_iter().chain(self.stateless(error)).collect()
+            }
+        }
+    }
+
     /// Hocuspocus only: the server closes this document's channel with a reason.
     pub fn close(&self, reason: &str) -> Option<Vec<u8>> {
         match self {
@@ -374,6 +401,15 @@ mod tests {
         assert_eq!(address_doc("d\0s1"), "d");
         let f = Framing::Hocuspocus("d".into());
         assert_eq!(f.sync_status(true).unwrap(), vec![1, b'd', 8, 1]);
+        assert_eq!(
+            f.refusal("e", true),
+            vec![vec![1, b'd', 8, 0], vec![1, b'd', 5, 1, b'e']]
+        );
+        assert_eq!(f.refusal("e", false), vec![vec![1, b'd', 5, 1, b'e']]);
+        assert_eq!(
+            Framing::YWebsocket.refusal("e", true),
+            vec![vec![2, 0, 1, b'e']]
+        );
         assert_eq!(f.authenticated(true)[..4], [1, b'd', 2, 2]);
         // What the server sends decodes as what a client would send (same shapes).
         let frame = f.update(b"u");
