@@ -195,7 +195,7 @@ impl YDocActor {
         self.config.durability == Durability::Strict
     }
 
-    /// Queues frames for one subscriber in this round (after this round's relays).
+    /// Queues frames for one subscriber in this round (before this round's relays).
     fn send(&mut self, session: SessionId, frames: Vec<Vec<u8>>) {
         if !self.subs.contains_key(&session) {
             return;
@@ -691,12 +691,7 @@ impl YDocActor {
         };
         if readonly {
             // A viewer's sync step 2 usually adds nothing: acknowledge that; refuse the rest.
-            let mut scratch = YDocument::from_snapshot(
-                &self.doc.encode_state(),
-                self.doc.rev(),
-                YDocConfig::default(),
-            )?;
-            if scratch.apply(&m.update)? == YApplied::Unchanged {
+            if !self.doc.would_change(&m.update)? {
                 self.when_durable(Waiter::Applied(m.session));
                 return Ok(());
             }

@@ -32,6 +32,15 @@ fn apply_checked(base: &YDocument, update: &[u8]) {
     let mut d = YDocument::from_snapshot(&base.encode_state(), base.rev(), config())
         .expect("a snapshot of a valid document loads");
     let before = (d.encode_state(), d.rev());
+    let would = d.would_change(update);
+    match d.apply(update) {
+        Ok(applied) if would.is_ok() => {
+            let changed = applied != YApplied::Unchanged;
+            assert_eq!(would, Ok(changed), "would_change disagrees with apply");
+        }
+        _ => {}
+    }
+    let mut d = YDocument::from_snapshot(&before.0, before.1, config()).expect("reloads");
     match d.apply(update) {
         Ok(YApplied::Changed { rev }) => {
             assert_eq!(rev, before.1 + 1, "one revision per change");

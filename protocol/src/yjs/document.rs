@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_UPDATE_BYTES: usize = 1024 * 1024;
 /// Default largest document, in bytes of its encoded state.
 pub const DEFAULT_MAX_DOC_BYTES: usize = 32 * 1024 * 1024;
 
+/// Largest document whose copy [`YDocument::would_change`] makes to check a deletion.
+pub const SCRATCH_CHECK_MAX_BYTES: usize = 1024 * 1024;
+
 /// Limits of a Yjs document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct YDocConfig {
@@ -158,6 +161,34 @@ impl YDocument {
         self.rev += 1;
         self.size_bound += update.len();
         Ok(YApplied::Changed { rev: self.rev })
+    }
+
+    /// Whether `update` would change the document, without changing it (a viewer's update is
+    /// acknowledged when it adds nothing, refused otherwise). New insertions are found from
+    /// the update's state vector; deletions by applying it to a copy, which costs the size of
+    /// the document: up to [`SCRATCH_CHECK_MAX_BYTES`]; a larger document counts any deletion
+    /// as a change.
+    pub fn would_change(&self, update: &[u8]) -> Result<bool, YjsError> {
+        let decoded = decode_update(update)?;
+        if decoded.is_empty() {
+            return Ok(false);
+        }
+        let known = self.doc.transact().state_vector();
+        // Any inserted block ending past what the document has from its client adds
+        // something (it applies, or waits as pending for what comes before it).
+        let adds = decoded
+            .insertions(true)
+            .iter()
+            .any(|(client, ranges)| ranges.iter().any(|r| r.end > known.get(client)));
+        if adds || decoded.delete_set().is_empty() {
+            return Ok(adds);
+        }
+        if self.size_bound > SCRATCH_CHECK_MAX_BYTES {
+            return Ok(true);
+        }
+        let mut copy =
+            YDocument::from_snapshot(&self.encode_state(), self.rev, self.config.clone())?;
+        Ok(copy.apply(update)? != YApplied::Unchanged)
     }
 
     /// Replays stored update `rev` (the next revision) while loading, without the limits: what
@@ -336,6 +367,33 @@ mod tests {
             let mut d = YDocument::new(YDocConfig::default());
             let _ = d.apply(&u[..n]);
         }
+    }
+
+    #[test]
+    fn would_change_says_what_apply_would() {
+        let c = client();
+        let mut d = YDocument::new(YDocConfig::default());
+        let all = full(&c);
+        assert!(d.would_change(&all).unwrap());
+        d.apply(&all).unwrap();
+        assert!(!d.would_change(&all).unwrap());
+        // A deletion of known content changes the document; repeating a known one does not.
+        let sv = c.transact().state_vector();
+        let t = c.get_or_insert_text("text");
+        t.remove_range(&mut c.transact_mut(), 0, 2);
+        let del = c.transact().encode_state_as_update_v1(&sv);
+        assert!(d.would_change(&del).unwrap());
+        d.apply(&del).unwrap();
+        assert!(!d.would_change(&full(&c)).unwrap());
+        assert_eq!(d.rev(), 2);
+        assert!(d.would_change(&[3, 1, 2]).is_err());
+        // An update that does not start at the client's clock 0 (the second of a client whose
+        // first never arrived) adds something too.
+        let sv = c.transact().state_vector();
+        t.insert(&mut c.transact_mut(), 0, "more");
+        let later = c.transact().encode_state_as_update_v1(&sv);
+        let fresh = YDocument::new(YDocConfig::default());
+        assert!(fresh.would_change(&later).unwrap());
     }
 
     #[test]
