@@ -23,7 +23,8 @@
 //    the same roles.
 // 5. Older providers: @hocuspocus/provider 2.x and 3.x beside 4.x on one document.
 // 6. Kinds: a plain-text document's id is refused on both Yjs endpoints and keeps its kind;
-//    a Yjs document refuses text ops; a deleted Yjs document frees its id.
+//    a Yjs document refuses text ops; history (/versions, ?rev=N); a deleted Yjs document
+//    frees its id.
 //
 // Owns every server it starts (127.0.0.1, port 0, data under one temp dir; stopped in the
 // after hook, killed at exit or on a signal) and every client (destroyed after each test).
@@ -937,6 +938,34 @@ describe('document kinds (no authentication)', () => {
     assert.equal(op.json?.error?.code, 3006, op.text);
     const after = await assertRestContent(fx.plain, name, y.doc);
     assert.equal(after.kind, 'yjs');
+  });
+
+  test('history: /versions and ?rev=N rebuild a Yjs document at any retained revision', async () => {
+    const name = docName('history');
+    const writer = new Y.Doc();
+    const text = writer.getText('text');
+    const texts = [];
+    for (const piece of ['one ', 'two ', 'three']) {
+      const before = Y.encodeStateVector(writer);
+      text.insert(text.length, piece);
+      const posted = await api(fx.plain, 'POST', `/api/docs/${name}/updates`, {
+        body: Y.encodeStateAsUpdate(writer, before),
+      });
+      assert.equal(posted.status, 200, posted.text);
+      texts.push(text.toString());
+      assert.equal(posted.json.rev, texts.length, posted.text);
+    }
+    const versions = await api(fx.plain, 'GET', `/api/docs/${name}/versions`);
+    assert.equal(versions.status, 200, versions.text);
+    assert.equal(versions.json.last_rev, 3, versions.text);
+    assert.equal(versions.json.first_op, 1, versions.text);
+    for (const [i, want] of texts.entries()) {
+      const at = await api(fx.plain, 'GET', `/api/docs/${name}?rev=${i + 1}`);
+      assert.equal(at.status, 200, at.text);
+      assert.deepEqual([at.json.kind, at.json.rev, at.json.content.text], ['yjs', i + 1, want], at.text);
+    }
+    const future = await api(fx.plain, 'GET', `/api/docs/${name}?rev=4`);
+    assert.equal(future.status, 409, future.text);
   });
 
   test('deleting a Yjs document closes its clients and frees its id, even for the other kind', async (t) => {

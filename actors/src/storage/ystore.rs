@@ -204,7 +204,8 @@ impl<K: Kv> RecordStore<K> {
 
 /// Verifies a whole Yjs document offline (`coedit check`): every record decodes, revisions are
 /// contiguous from the oldest retained point, every update replays, and every snapshot equals
-/// the replay at its revision (state vector and content). Returns the number of updates and
+/// the replay at its revision (state vector and content; not compared while an update waits
+/// for a missing one). Returns the number of updates and
 /// snapshots checked.
 pub fn check_yjs_document<K: Kv>(
     store: &RecordStore<K>,
@@ -257,7 +258,11 @@ pub fn check_yjs_document<K: Kv>(
                 use yrs::updates::decoder::Decode;
                 yrs::StateVector::decode_v1(&d.state_vector()).ok()
             };
-            if sv(&s) != sv(&d) || s.content() != d.content() {
+            // Comparable only when no update waits for a missing one: the snapshot then holds
+            // those unintegrated (found by fuzzing), which must not make an intact store
+            // "corrupt".
+            let comparable = !s.has_pending() && !d.has_pending();
+            if comparable && (sv(&s) != sv(&d) || s.content() != d.content()) {
                 return Err(corrupt(
                     doc,
                     r.rev,

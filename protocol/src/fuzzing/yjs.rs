@@ -1,7 +1,8 @@
 //! Fuzz harness of the Yjs boundary ([`yjs_update`]): arbitrary bytes as a y-websocket frame,
 //! a Hocuspocus frame, a Yjs update and an awareness update. Nothing may panic; a frame that
 //! decodes re-encodes to the same messages; a refused update or awareness update changes
-//! nothing; an accepted update survives a snapshot round trip with the same content.
+//! nothing; an accepted update survives a snapshot round trip with the same content (when no
+//! update waits for a missing one).
 
 use crate::yjs::frames::{decode_hocuspocus, decode_ywebsocket, HpInbound, SyncMsg};
 use crate::yjs::{AwarenessTable, Framing, YApplied, YDocConfig, YDocument, YMessage};
@@ -44,13 +45,18 @@ fn apply_checked(base: &YDocument, update: &[u8]) {
     match d.apply(update) {
         Ok(YApplied::Changed { rev }) => {
             assert_eq!(rev, before.1 + 1, "one revision per change");
+            // The content survives a snapshot round trip, unless an update waits for a
+            // missing one (the snapshot then carries it unintegrated, and it may integrate
+            // when loaded: see `YDocument::has_pending`).
             let again = YDocument::from_snapshot(&d.encode_state(), rev, config())
                 .expect("the state of an accepted update loads");
-            assert_eq!(
-                again.content(),
-                d.content(),
-                "content after a snapshot round trip"
-            );
+            if !d.has_pending() && !again.has_pending() {
+                assert_eq!(
+                    again.content(),
+                    d.content(),
+                    "content after a snapshot round trip"
+                );
+            }
         }
         Ok(YApplied::Unchanged) => assert_eq!(d.rev(), before.1),
         Err(_) if d.is_poisoned() => {}

@@ -211,6 +211,13 @@ impl YDocument {
         self.rev
     }
 
+    /// Whether the document holds updates waiting for what comes before them (an update that
+    /// arrived before one it depends on). Its encoded state then carries them unintegrated,
+    /// and may load into a different state than this one until the missing update arrives.
+    pub fn has_pending(&self) -> bool {
+        self.doc.transact().has_missing_updates()
+    }
+
     /// Whether an integration failed half-way: reload the document from the store.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
