@@ -8,7 +8,8 @@
 //!   that does not decode closes the connection (1002) with the error code in the reason.
 //! - A document channel is joined only after its token is checked and the document
 //!   authorized; frames for it that arrive meanwhile wait in order (bounded by
-//!   [`MAX_QUEUED_FRAMES`] and the pre-auth byte budget) and are handled after the join.
+//!   [`MAX_QUEUED_FRAMES`] per channel, [`MAX_QUEUED_BYTES`] per connection and the pre-auth
+//!   byte budget) and are handled after the join.
 //! - A refused update changes nothing and is answered: Hocuspocus `SyncStatus(false)` plus a
 //!   stateless message with the error as JSON; y-websocket a permission-denied message with the
 //!   error as JSON. After a transient refusal (rate limit, disk full, unloading) the server
@@ -59,6 +60,9 @@ use crate::SessionId;
 
 /// Frames kept for a channel while its token is checked and its document opens.
 pub const MAX_QUEUED_FRAMES: usize = 64;
+/// Bytes of such frames kept per connection, all channels together (a connection that is
+/// authorized for one document could otherwise hold 64 frames for each of the others).
+pub const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 /// Wait before asking a client whose update was refused for a transient reason to sync again.
 pub const RESYNC_DELAY: Duration = Duration::from_secs(1);
 /// Length of the session's client id (stored with its updates).
@@ -105,6 +109,8 @@ pub struct YSession {
     client: Arc<str>,
     endpoint: YEndpoint,
     channels: HashMap<Arc<str>, Channel>,
+    /// Bytes of the frames waiting in channels that are not joined yet.
+    queued_bytes: usize,
     authorized: bool,
     preauth_bytes: usize,
     last_seen: Instant,
@@ -148,6 +154,7 @@ pub fn start_yjs_session(
         client: Arc::from(Alphanumeric.sample_string(&mut rand::rng(), CLIENT_ID_LEN)),
         endpoint,
         channels: HashMap::new(),
+        queued_bytes: 0,
         authorized: false,
         preauth_bytes: 0,
         last_seen: Instant::now(),
@@ -340,7 +347,7 @@ impl YSession {
             YMessage::QueryAwareness => addr.do_send(YQueryAwareness { session }),
             YMessage::Close => {
                 addr.do_send(YLeave { session });
-                self.channels.remove(address);
+                self.drop_channel(address);
             }
             // A token refresh is not needed (each channel keeps the token it joined with);
             // stateless messages are not relayed (documented in PROTOCOL.md).
@@ -418,13 +425,15 @@ impl YSession {
                         c.addr = Some(addr);
                         std::mem::take(&mut c.queued)
                     });
+                    let bytes: usize = queued.iter().flatten().map(Bytes::len).sum();
+                    act.queued_bytes = act.queued_bytes.saturating_sub(bytes);
                     for frame in queued.unwrap_or_default() {
                         act.on_frame(&frame, ctx);
                     }
                 }
                 Err(e) => {
                     debug!(parent: &act.span, error = %e, "Yjs join refused");
-                    act.channels.remove(&address);
+                    act.drop_channel(&address);
                     if let ActorError::Auth(a) = &e {
                         act.audit_refusal(a, "join", &r.name);
                     }
@@ -485,7 +494,7 @@ impl YSession {
             Err(e) => {
                 let doc = address_doc(&address).to_string();
                 act.audit_refusal(&e, "auth", &doc);
-                act.channels.remove(&address);
+                act.drop_channel(&address);
                 let f = Framing::Hocuspocus(address);
                 let body = error_json(e.code(), &e.to_string());
                 ctx.binary(Bytes::from(f.permission_denied(&body)));
@@ -493,19 +502,44 @@ impl YSession {
         }));
     }
 
+    /// Forgets a channel (and the bytes of the frames it kept).
+    fn drop_channel(&mut self, address: &Arc<str>) -> Option<Channel> {
+        let ch = self.channels.remove(address)?;
+        let bytes: usize = ch.queued.iter().map(Bytes::len).sum();
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        Some(ch)
+    }
+
+    /// Keeps a frame for a channel that is not joined yet (bounded per channel in frames and
+    /// per connection in bytes; beyond, the connection is closed with 1008).
+    fn queue(&mut self, address: &Arc<str>, frame: &Bytes, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(ch) = self.channels.get_mut(address) else {
+            return;
+        };
+        if ch.queued.len() >= MAX_QUEUED_FRAMES
+            || self.queued_bytes + frame.len() > MAX_QUEUED_BYTES
+        {
+            let msg = format!(
+                "more than {MAX_QUEUED_FRAMES} frames or {MAX_QUEUED_BYTES} bytes before the \
+                 document opened"
+            );
+            return Self::close(ctx, CLOSE_POLICY, msg);
+        }
+        self.queued_bytes += frame.len();
+        ch.queued.push(frame.clone());
+    }
+
     /// Handles one binary frame.
     fn on_frame(&mut self, frame: &Bytes, ctx: &mut ws::WebsocketContext<Self>) {
         match self.endpoint.clone() {
             YEndpoint::YWebsocket { .. } => {
                 let address: Arc<str> = Arc::from("");
-                if let Some(ch) = self.channels.get_mut(&address) {
-                    if ch.addr.is_none() {
-                        if ch.queued.len() >= MAX_QUEUED_FRAMES {
-                            return Self::close(ctx, CLOSE_POLICY, "too many frames before sync");
-                        }
-                        ch.queued.push(frame.clone());
-                        return;
-                    }
+                if self
+                    .channels
+                    .get(&address)
+                    .is_some_and(|c| c.addr.is_none())
+                {
+                    return self.queue(&address, frame, ctx);
                 }
                 match decode_ywebsocket(frame) {
                     Ok(msgs) => {
@@ -534,16 +568,7 @@ impl YSession {
                             );
                             ctx.binary(Bytes::from(f.permission_denied(&body)));
                         }
-                        (Some(ch), _) if ch.addr.is_none() => {
-                            if ch.queued.len() >= MAX_QUEUED_FRAMES {
-                                return Self::close(
-                                    ctx,
-                                    CLOSE_POLICY,
-                                    "too many frames before the document opened",
-                                );
-                            }
-                            ch.queued.push(frame.clone());
-                        }
+                        (Some(ch), _) if ch.addr.is_none() => self.queue(&key, frame, ctx),
                         (Some(_), msg) => self.on_message(&key, msg, ctx),
                     }
                 }
@@ -562,7 +587,7 @@ impl YSession {
             .map(|(a, _)| a.clone())
             .collect();
         for address in expired {
-            let Some(ch) = self.channels.remove(&address) else {
+            let Some(ch) = self.drop_channel(&address) else {
                 continue;
             };
             if let Some(addr) = &ch.addr {

@@ -479,7 +479,7 @@ class _ServerCase:
         self.assertEqual(status, 200, text)
         status, body, text = api(self.server, "GET", f"/api/docs/{doc}", editor)
         self.assertEqual(status, 200, text)
-        self.assertEqual(body, {"id": doc, "rev": 2, "text": "hi there"})
+        self.assertEqual(body, {"id": doc, "kind": "text", "rev": 2, "text": "hi there"})
         status, body, _ = api(self.server, "GET", f"/api/docs/acme:{doc}", editor)
         self.assertEqual((status, body["text"]), (200, "hi there"))
         self.assert_refused(api(self.server, "GET", f"/api/docs/globex:{doc}", editor),

@@ -548,7 +548,7 @@ for (const mode of ['sm2', 'hmac']) {
       assert.equal(w.json.duplicate, false);
       const r = await api(server, 'GET', `/api/docs/${doc}`, editor);
       assert.equal(r.status, 200, r.text);
-      assert.deepEqual(r.json, { id: doc, rev: 1, text: 'hello from node' });
+      assert.deepEqual(r.json, { id: doc, kind: 'text', rev: 1, text: 'hello from node' });
       // Tenant-qualified references resolve in the token's tenant only.
       assert.equal(
         (await api(server, 'GET', `/api/docs/acme:${doc}`, editor)).json?.text,
