@@ -165,6 +165,22 @@ pub struct CloseAllSender {
 }
 
 impl CloseAll {
+    /// Resolves with the code and reason once every session is to close (`None` if the sender
+    /// is gone without saying so).
+    pub(crate) fn signalled(&self) -> impl std::future::Future<Output = Option<(u16, String)>> {
+        let mut rx = self.rx.clone();
+        async move {
+            loop {
+                if let Some(why) = rx.borrow_and_update().clone() {
+                    return Some(why);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+
     /// A new signal and its sender.
     pub fn channel() -> (CloseAllSender, CloseAll) {
         let (tx, rx) = tokio::sync::watch::channel(None);
@@ -679,17 +695,7 @@ impl Actor for WsSession {
                 Self::close(ctx, CLOSE_POLICY, msg);
             }
         });
-        if let Some(mut rx) = self.close_all.as_ref().map(|c| c.rx.clone()) {
-            let wait = async move {
-                loop {
-                    if let Some(why) = rx.borrow_and_update().clone() {
-                        return Some(why);
-                    }
-                    if rx.changed().await.is_err() {
-                        return None;
-                    }
-                }
-            };
+        if let Some(wait) = self.close_all.as_ref().map(CloseAll::signalled) {
             ctx.spawn(wait.into_actor(self).map(|why, _, ctx| {
                 if let Some((code, reason)) = why {
                     Self::close(ctx, code, reason);

@@ -643,22 +643,16 @@ impl Actor for YSession {
                 Self::close(ctx, CLOSE_POLICY, msg);
             }
         });
-        let mut rx = self.close_all.rx.clone();
-        let wait = async move {
-            loop {
-                if let Some(why) = rx.borrow_and_update().clone() {
-                    return Some(why);
-                }
-                if rx.changed().await.is_err() {
-                    return None;
-                }
-            }
-        };
-        ctx.spawn(wait.into_actor(self).map(|why, _, ctx| {
-            if let Some((code, reason)) = why {
-                Self::close(ctx, code, reason);
-            }
-        }));
+        ctx.spawn(
+            self.close_all
+                .signalled()
+                .into_actor(self)
+                .map(|why, _, ctx| {
+                    if let Some((code, reason)) = why {
+                        Self::close(ctx, code, reason);
+                    }
+                }),
+        );
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| {
             if act.last_seen.elapsed() > act.config.client_timeout {
                 Self::close(ctx, CLOSE_POLICY, "heartbeat timeout");

@@ -143,18 +143,47 @@ impl<K: Kv> RecordStore<K> {
             .map_err(|e| corrupt(doc, rev, format!("undecodable record: {e}")))
     }
 
+    /// Decodes the record under `key` (a log record if `log`, else a snapshot) of kind `kind`,
+    /// checking the revision it says it holds (`rev_of`) against its key's.
+    pub(super) fn decode_keyed<T: for<'de> Deserialize<'de>>(
+        &self,
+        doc: &str,
+        key: &[u8],
+        value: &[u8],
+        kind: u8,
+        log: bool,
+        rev_of: impl Fn(&T) -> u64,
+    ) -> Result<T, StoreError> {
+        let what = if log { "record" } else { "snapshot" };
+        let rev = key_rev(doc, key).ok_or_else(|| {
+            corrupt(
+                doc,
+                0,
+                if log {
+                    "malformed op key"
+                } else {
+                    "malformed snapshot key"
+                },
+            )
+        })?;
+        let r: T = self.decode(doc, rev, key, kind, value)?;
+        if rev_of(&r) != rev {
+            return Err(corrupt(
+                doc,
+                rev,
+                format!("{what} says revision {}", rev_of(&r)),
+            ));
+        }
+        Ok(r)
+    }
+
     pub(super) fn decode_op(
         &self,
         doc: &str,
         key: &[u8],
         value: &[u8],
     ) -> Result<LogRecord, StoreError> {
-        let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed op key"))?;
-        let r: LogRecord = self.decode(doc, rev, key, KIND_OP, value)?;
-        if r.rev != rev {
-            return Err(corrupt(doc, rev, format!("record says revision {}", r.rev)));
-        }
-        Ok(r)
+        self.decode_keyed(doc, key, value, KIND_OP, true, |r: &LogRecord| r.rev)
     }
 
     pub(super) fn decode_snapshot(
@@ -163,16 +192,14 @@ impl<K: Kv> RecordStore<K> {
         key: &[u8],
         value: &[u8],
     ) -> Result<DocumentSnapshot, StoreError> {
-        let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed snapshot key"))?;
-        let s: DocumentSnapshot = self.decode(doc, rev, key, KIND_SNAPSHOT, value)?;
-        if s.rev != rev {
-            return Err(corrupt(
-                doc,
-                rev,
-                format!("snapshot says revision {}", s.rev),
-            ));
-        }
-        Ok(s)
+        self.decode_keyed(
+            doc,
+            key,
+            value,
+            KIND_SNAPSHOT,
+            false,
+            |s: &DocumentSnapshot| s.rev,
+        )
     }
 }
 

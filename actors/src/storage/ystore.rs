@@ -102,12 +102,9 @@ impl<K: Kv> RecordStore<K> {
         key: &[u8],
         value: &[u8],
     ) -> Result<YUpdateRecord, StoreError> {
-        let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed op key"))?;
-        let r: YUpdateRecord = self.decode(doc, rev, key, KIND_YUPDATE, value)?;
-        if r.rev != rev {
-            return Err(corrupt(doc, rev, format!("record says revision {}", r.rev)));
-        }
-        Ok(r)
+        self.decode_keyed(doc, key, value, KIND_YUPDATE, true, |r: &YUpdateRecord| {
+            r.rev
+        })
     }
 
     pub(super) fn decode_y_state(
@@ -116,16 +113,9 @@ impl<K: Kv> RecordStore<K> {
         key: &[u8],
         value: &[u8],
     ) -> Result<YStateRecord, StoreError> {
-        let rev = key_rev(doc, key).ok_or_else(|| corrupt(doc, 0, "malformed snapshot key"))?;
-        let s: YStateRecord = self.decode(doc, rev, key, KIND_YSTATE, value)?;
-        if s.rev != rev {
-            return Err(corrupt(
-                doc,
-                rev,
-                format!("snapshot says revision {}", s.rev),
-            ));
-        }
-        Ok(s)
+        self.decode_keyed(doc, key, value, KIND_YSTATE, false, |s: &YStateRecord| {
+            s.rev
+        })
     }
 
     /// The newest Yjs snapshot at or before `at_most`.
