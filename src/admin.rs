@@ -33,7 +33,11 @@ pub struct AuditCheck {
 
 /// Authenticates the caller and requires the admin claim (anyone when authentication is off);
 /// returns the subject for the audit log. Refusals are audited.
-async fn admin(state: &AppState, req: &HttpRequest, what: &str) -> Result<String, ApiError> {
+pub(crate) async fn admin(
+    state: &AppState,
+    req: &HttpRequest,
+    what: &str,
+) -> Result<String, ApiError> {
     let claims = authenticate(state, req, None).await?;
     if claims.as_ref().is_some_and(|c| !c.admin) {
         let e = AuthError::NotPermitted(format!("{what} needs an admin token"));

@@ -115,6 +115,56 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Change events of a running server: sinks, dead letters, replays (docs/EVENTS.md).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+/// A running server and an admin token for it (needed with authentication on).
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "COEDIT_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An admin token.
+    #[arg(long, env = "COEDIT_TOKEN")]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Every sink's state (pending, in flight, disabled); with --dead, the dead letters.
+    List {
+        /// List dead letters instead.
+        #[arg(long, env = "COEDIT_EVENTS_DEAD")]
+        dead: bool,
+        /// Only this sink's dead letters.
+        #[arg(long, env = "COEDIT_EVENTS_SINK")]
+        sink: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Deliver events again: to the sinks that dead-lettered them, else to every sink that
+    /// takes them.
+    Replay {
+        /// Event ids (`evt_…`, as `list --dead` prints them).
+        #[arg(required = true, env = "COEDIT_EVENTS_IDS", value_delimiter = ',')]
+        ids: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Enable a sink that was disabled because it answered 410 Gone.
+    Enable {
+        /// The sink's name.
+        #[arg(env = "COEDIT_EVENTS_SINK")]
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a fresh webhook signing secret (`whsec_` + base64 of 32 random bytes).
+    Secret,
 }
 
 #[derive(Subcommand, Debug)]

@@ -244,6 +244,9 @@ pub struct FileConfig {
     /// `[yjs]`.
     #[serde(default)]
     pub yjs: YjsSection,
+    /// `[events]` and its `[[events.webhook]]` sinks.
+    #[serde(default)]
+    pub events: events::EventsSection,
 }
 
 impl FileConfig {
@@ -308,6 +311,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// Where signed checkpoints are anchored (`None`: in the data directory).
     pub anchor_file: Option<PathBuf>,
+    /// Change events and their sinks.
+    pub events: events::EventsConfig,
 }
 
 /// Bounds of every number in the configuration: `(lowest, highest)` accepted values. A value
@@ -642,9 +647,11 @@ impl Config {
                 CHECKPOINT_INTERVAL_S,
             )?),
             anchor_file: f.audit.anchor_file,
+            events: f.events.resolve()?,
         })
     }
 }
 
+pub mod events;
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,8 @@ pub struct AppState {
     pub history_reads: std::sync::Arc<tokio::sync::Semaphore>,
     /// What the audit chain is checked against (online `audit verify`).
     pub audit_check: crate::admin::AuditCheck,
+    /// The change-event dispatcher, when a sink is configured.
+    pub dispatcher: Option<Addr<coedit_actors::dispatcher::Dispatcher>>,
 }
 
 /// An error response.
@@ -148,6 +150,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/admin/audit/export",
             web::get().to(crate::admin::audit_export),
         )
+        .configure(crate::events_http::routes)
         .default_service(web::to(not_found));
 }
 
@@ -616,7 +619,10 @@ async fn delete_doc(
     let (claims, r) = check(&state, &req, &id, Action::Manage).await?;
     let res = state
         .registry
-        .send(DeleteDocument { id: r.id.clone() })
+        .send(DeleteDocument {
+            id: r.id.clone(),
+            subject: claims.as_ref().map(|c| c.sub.clone()),
+        })
         .await
         .map_err(ActorError::from)?;
     state.guard.audit(AuditEvent::Admin {

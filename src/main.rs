@@ -7,6 +7,8 @@
 //! - `http.rs`: health, WebSocket and REST routes, and the JSON error mapping.
 //! - `yjs_http.rs`: the Yjs routes (y-websocket and Hocuspocus endpoints, state and updates).
 //! - `admin.rs`: administrative routes (key rotation, the audit log of a running server).
+//! - `events_http.rs`: the change-event admin routes (sinks, dead letters, replay, enable).
+//! - `events_cli.rs`: `coedit events …`, the same calls from the command line.
 //! - `security.rs`: keys from the configuration; `keygen`, `token`, `rotate-master-key`,
 //!   `audit` subcommands.
 //! - `recovery.rs`: `check` and `recover`, the offline store tools.
@@ -16,6 +18,8 @@ mod admin;
 mod cli;
 mod config;
 mod doc_list;
+mod events_cli;
+mod events_http;
 mod http;
 mod proxy;
 mod query;
@@ -29,7 +33,9 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use clap::Parser;
+use coedit_actors::dispatcher::{Dispatcher, UseWriter};
 use coedit_actors::errors::CLOSE_RESTART;
+use coedit_actors::events::{outbox, sinks, EventType};
 use coedit_actors::registry::ShutdownAll;
 use coedit_actors::security::anchor::{self, AnchorLog};
 use coedit_actors::security::audit::AuditEvent;
@@ -38,12 +44,13 @@ use coedit_actors::security::verifier::TokenVerifier;
 use coedit_actors::session::CloseAll;
 use coedit_actors::storage::disk::DiskSpace;
 use coedit_actors::storage::manifest::Manifest;
-use coedit_actors::store_actor::{AppendAudit, Ledger};
+use coedit_actors::store_actor::{AppendAudit, EventsSetup, Ledger};
 use coedit_actors::write_pool::WritePool;
 use coedit_actors::{MemoryStore, Registry, SledStore, Store, StoreActor};
 use tracing::{info, warn};
 
 use crate::cli::{AuditCommand, Cli, Command, LogFormat, ServeArgs, TokenCommand};
+use crate::config::events::EventsConfig;
 use crate::config::{Backend, Config};
 use crate::http::AppState;
 
@@ -139,6 +146,7 @@ fn main() -> Result<()> {
                 )
             }
         },
+        Command::Events { command } => events_cli::run(command),
         Command::Audit {
             command: AuditCommand::Export { out, online, store },
         } => {
@@ -209,6 +217,7 @@ fn serve(config: Config) -> Result<()> {
         if config.audit && signer.is_none() {
             warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
         }
+        let events = start_events(&config.events, &store)?;
         let crypto = WritePool::start(store.clone(), manifest.clone(), signer.clone());
         let verifier = TokenVerifier::start(config.verifier_threads, tokens);
         let checkpoints = signer.as_ref().map(|_| config.checkpoint_interval);
@@ -229,8 +238,15 @@ fn serve(config: Config) -> Result<()> {
         )
         .context("continuing the audit log")?
         .with_group_commit(config.group_commit);
+        let (writer_actor, dispatcher) = match events {
+            Some((dispatcher, setup)) => (writer_actor.with_events(setup), Some(dispatcher)),
+            None => (writer_actor, None),
+        };
         let writer_thread = Arbiter::new();
         let writer = StoreActor::start_in_arbiter(&writer_thread.handle(), move |_| writer_actor);
+        if let Some(d) = &dispatcher {
+            d.do_send(UseWriter(writer.clone()));
+        }
         writer.do_send(AppendAudit(AuditEvent::ServerStart {
             version: env!("CARGO_PKG_VERSION").into(),
             encrypted: store.encrypted(),
@@ -261,6 +277,7 @@ fn serve(config: Config) -> Result<()> {
             max_body: config.session.max_frame_bytes,
             max_update: config.yjs.max_update_bytes,
             history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS_AT_ONCE)),
+            dispatcher,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -323,6 +340,42 @@ fn serve(config: Config) -> Result<()> {
         writer_thread.stop();
         Ok(())
     })
+}
+
+/// Opens the change-events outbox (telling what a crash left untold) and starts the
+/// dispatcher, when a sink is configured; the store writer gets the returned setup.
+fn start_events(
+    config: &EventsConfig,
+    store: &Arc<dyn Store>,
+) -> Result<Option<(Addr<Dispatcher>, EventsSetup)>> {
+    if config.sinks.is_empty() {
+        return Ok(None);
+    }
+    let wanted = sinks::wanted(&config.sinks);
+    let tell = wanted.contains(&EventType::Created) || wanted.contains(&EventType::Changed);
+    let caught = outbox::catch_up(&**store, coedit_actors::security::audit::now_ms(), tell)
+        .context("opening the change-events outbox")?;
+    if !caught.recovered.is_empty() {
+        info!(
+            events = caught.recovered.len(),
+            "document changes that were durable but not yet told at the last stop are told now"
+        );
+    }
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        config.sinks.clone(),
+        caught.state.last_seq,
+        config.retain_events,
+    )
+    .context("reading what the event sinks have pending")?
+    .start();
+    let setup = EventsSetup {
+        changed_interval: config.changed_interval,
+        wanted,
+        state: caught.state,
+        dispatcher: dispatcher.clone().recipient(),
+    };
+    Ok(Some((dispatcher, setup)))
 }
 
 /// Whether standard error is a terminal. Asked only of character devices: pipes and files

@@ -348,7 +348,7 @@ pub fn audit_verify(data_dir: &Path, pubkey: Option<&PathBuf>, anchor_path: &Pat
 }
 
 /// An HTTP agent for the admin calls, bounded in time, that reads error statuses as answers.
-fn admin_agent() -> ureq::Agent {
+pub(crate) fn admin_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(ROTATE_TIMEOUT))
         .http_status_as_error(false)

@@ -137,7 +137,7 @@ pub fn http_status_for(code: ErrorCode) -> u16 {
         ErrorCode::StorageFull => 507,
         ErrorCode::AuthRequired | ErrorCode::InvalidToken | ErrorCode::TokenExpired => 401,
         ErrorCode::WrongTenant | ErrorCode::ReadOnly | ErrorCode::NotPermitted => 403,
-        ErrorCode::UnknownDocument => 404,
+        ErrorCode::UnknownDocument | ErrorCode::UnknownSink => 404,
         _ => 500,
     }
 }

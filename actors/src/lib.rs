@@ -20,6 +20,9 @@
 //!   actor's batches in order (`apply_batch`: encodes and seals records, extends and signs the
 //!   audit chain, writes into the store's buffers), then flushes and records what the flush
 //!   made durable in the manifest and the audit anchors (`FlushAfter`).
+//! - [`dispatcher`]: the `Dispatcher` (one, on the system arbiter): delivers durable change
+//!   events to webhooks in order per document, with retries, dead letters and disabling; the
+//!   HTTP calls run on blocking threads.
 //! - `security::verifier`: the `TokenVerifier` (a `SyncArbiter` of `[crypto] threads`):
 //!   checks token signatures, apart from the writes.
 //!
@@ -41,6 +44,8 @@
 //! - [`storage`]: the `Store` trait and `StoreError`, the record codec, the `Kv` backends
 //!   (memory, sled), the offline checker, data keys, the manifest, free disk space, the
 //!   durability policy. See its `//!` layout.
+//! - [`events`]: change events: their JSON, the coalescer, the outbox in the store, Standard
+//!   Webhooks signatures, the retry schedule, the sinks. See its `//!` layout.
 //! - [`security`]: SM2/SM3/SM4 primitives, tokens and roles, the audit chain and its anchors,
 //!   the auth + audit guard, refusal aggregation. See its `//!` layout.
 //!
@@ -50,8 +55,10 @@
 //! flush) and `write_pool.rs` (what each write does); the format on disk →
 //! `storage/codec.rs` and `docs/STORAGE.md`.
 
+pub mod dispatcher;
 pub mod document;
 pub mod errors;
+pub mod events;
 pub mod frame;
 pub mod history;
 pub mod metrics;

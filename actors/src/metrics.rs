@@ -45,6 +45,13 @@ pub struct CodeLabel {
     pub code: u16,
 }
 
+/// Label `sink` of the change-event metrics (a name from the configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// The sink's configured name.
+    pub sink: String,
+}
+
 /// Label `version` of the build info.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -179,6 +186,20 @@ pub struct Metrics {
     pub damaged_documents: Gauge,
     /// 1, labelled with the build's version.
     pub build_info: Family<BuildLabel, Gauge>,
+    /// Change events taken by a sink and not yet settled.
+    pub events_pending: Family<SinkLabel, Gauge>,
+    /// Change events delivered, per sink.
+    pub events_delivered: Family<SinkLabel, Counter>,
+    /// Failed delivery attempts (each retry counts), per sink.
+    pub events_failed: Family<SinkLabel, Counter>,
+    /// Change events dead-lettered, per sink.
+    pub events_dead: Family<SinkLabel, Counter>,
+    /// 1 while a sink is disabled (it answered 410).
+    pub events_disabled: Family<SinkLabel, Gauge>,
+    /// Time from an event being durable to its delivery (every sink).
+    pub events_latency: Histogram,
+    /// Change events written to the outbox.
+    pub events_written: Counter,
 }
 
 impl Metrics {
@@ -212,6 +233,13 @@ impl Metrics {
             storage_writable: Gauge::default(),
             damaged_documents: Gauge::default(),
             build_info: Family::default(),
+            events_pending: Family::default(),
+            events_delivered: Family::default(),
+            events_failed: Family::default(),
+            events_dead: Family::default(),
+            events_disabled: Family::default(),
+            events_latency: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
+            events_written: Counter::default(),
             registry: Registry::default(),
         };
         m.storage_writable.set(1);
@@ -336,6 +364,41 @@ impl Metrics {
             "damaged_documents",
             "Documents that lost acknowledged revisions",
             m.damaged_documents.clone(),
+        );
+        registry.register(
+            "events_pending",
+            "Change events taken by a sink and not yet settled",
+            m.events_pending.clone(),
+        );
+        registry.register(
+            "events_delivered",
+            "Change events delivered, per sink",
+            m.events_delivered.clone(),
+        );
+        registry.register(
+            "events_failed_attempts",
+            "Failed change-event delivery attempts, per sink",
+            m.events_failed.clone(),
+        );
+        registry.register(
+            "events_dead_lettered",
+            "Change events dead-lettered, per sink",
+            m.events_dead.clone(),
+        );
+        registry.register(
+            "events_sink_disabled",
+            "1 while a sink is disabled (it answered 410 Gone)",
+            m.events_disabled.clone(),
+        );
+        registry.register(
+            "events_delivery_seconds",
+            "Time from a change event being durable to its delivery",
+            m.events_latency.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Change events written to the outbox",
+            m.events_written.clone(),
         );
         Metrics {
             registry: root,

@@ -537,6 +537,8 @@ impl Handler<ShutdownAll> for Registry {
 pub struct DeleteDocument {
     /// Storage id.
     pub id: String,
+    /// Who deletes it (token subject), for its change event.
+    pub subject: Option<String>,
 }
 
 impl Handler<DeleteDocument> for Registry {
@@ -562,12 +564,16 @@ impl Handler<DeleteDocument> for Registry {
         metrics().open_documents.set(self.open_count() as i64);
         let writer = self.writer.clone();
         let id = m.id.clone();
+        let subject = m.subject.clone();
         let work = async move {
             if let Some(addr) = open {
                 addr.shutdown().await?;
             }
             writer
-                .send(DeleteDoc { doc: id.clone() })
+                .send(DeleteDoc {
+                    doc: id.clone(),
+                    subject,
+                })
                 .await?
                 .map_err(ActorError::Store)
         };

@@ -17,7 +17,9 @@
 //! `Durable { rev }` (its highest covered revision). So in strict mode all ops arriving, across
 //! all documents, while one flush is in progress go into the next one.
 //!
-//! Its audit messages (`AppendAudit`, `AuditRefusal`, `Checkpoint`) are in `store_actor/audit.rs`.
+//! Its audit messages (`AppendAudit`, `AuditRefusal`, `Checkpoint`) are in `store_actor/audit.rs`;
+//! its part in change events (noting durable ops, writing events, handing them to the
+//! dispatcher once durable, `RecordDelivery`) in `store_actor/events.rs`.
 //!
 //! Invariants:
 //! - Writes are applied in the order this actor received them (one mailbox, one batch in
@@ -75,6 +77,8 @@ pub use crate::storage::Durability;
 
 mod audit;
 pub use audit::{AppendAudit, AuditRefusal, Checkpoint};
+mod events;
+pub use events::{EventsSetup, RecordDelivery, EVENT_TICK};
 
 struct Waiter {
     seq: u64,
@@ -195,6 +199,8 @@ pub struct StoreActor {
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     /// Decides which refusals are recorded one by one and which are only counted.
     refusals: RefusalFilter,
+    /// Change events, when a sink takes any.
+    events: Option<events::EventsWriter>,
 }
 
 impl StoreActor {
@@ -244,6 +250,7 @@ impl StoreActor {
             waiters: Vec::new(),
             flush_waiters: Vec::new(),
             refusals: RefusalFilter::new(crate::security::audit::now_ms()),
+            events: None,
         })
     }
 
@@ -503,6 +510,7 @@ impl StoreActor {
         for (_, (rev, notify)) in highest {
             notify.do_send(Durable { rev });
         }
+        self.events_flushed();
         let mut i = 0;
         while i < self.flush_waiters.len() {
             if self.flush_waiters[i].0 <= flushed {
@@ -532,6 +540,9 @@ impl Actor for StoreActor {
                     act.enqueue(Write::Audit(summary), ctx);
                 }
             });
+        }
+        if self.events.is_some() {
+            ctx.run_interval(EVENT_TICK, |act, ctx| act.emit_due(ctx));
         }
         if let (true, Some(every)) = (self.audit, self.checkpoint_interval) {
             ctx.run_interval(every, |act, ctx| {
@@ -566,6 +577,7 @@ impl Handler<Append> for StoreActor {
         // Marks and waiter first: the write may leave with its flush at once.
         let seq = self.received + 1;
         self.marks.ops.push_back((seq, doc.clone(), rev));
+        self.event_op(seq, &doc, &m.record, m.subject.as_ref());
         if self.strict() {
             self.waiters.push(Waiter {
                 seq,
@@ -626,6 +638,8 @@ impl Handler<PutSnapshot> for StoreActor {
 pub struct DeleteDoc {
     /// Document id.
     pub doc: String,
+    /// Who deletes it (token subject), for its change event.
+    pub subject: Option<String>,
 }
 
 impl Handler<DeleteDoc> for StoreActor {
@@ -634,10 +648,13 @@ impl Handler<DeleteDoc> for StoreActor {
     /// Queues the deletion behind earlier writes of the document, then waits for the flush.
     fn handle(&mut self, m: DeleteDoc, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
+        let wseq = self.received + 1;
+        let events = self.deletion_events(&m.doc, m.subject, wseq);
         let write = Write::Delete {
             doc: m.doc,
-            wseq: self.received + 1,
+            wseq,
             done: tx,
+            events,
         };
         self.enqueue_until_durable(write, rx, ctx)
     }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::events::outbox::{self, TreeWrite};
 use crate::metrics::metrics;
 use crate::security::anchor::{Anchor, AnchorLog};
 use crate::security::audit::AuditChain;
@@ -87,7 +88,11 @@ pub enum Write {
         wseq: u64,
         /// Told whether it was applied.
         done: oneshot::Sender<Result<(), StoreError>>,
+        /// Its change events (and the document's event cursor going), written with it.
+        events: Vec<TreeWrite>,
     },
+    /// Change events, their cursors, delivery marks (the `events` tree).
+    Events(Vec<TreeWrite>),
     /// Re-wrap every data key under a new master key ring.
     Rotate {
         /// The new ring.
@@ -162,13 +167,19 @@ pub fn apply_batch(
                     store.compact(&doc, rev)?;
                 }
             }
-            Write::Delete { doc, wseq, done } => {
+            Write::Delete {
+                doc,
+                wseq,
+                done,
+                events,
+            } => {
                 // The manifest first: a crash between the two leaves a document the manifest
                 // calls deleted and the store still has, never a "lost" one.
                 let r = manifest
                     .record_delete(wseq, &doc)
                     .map_err(|e| StoreError::Backend(e.to_string()))
-                    .and_then(|()| store.delete(&doc));
+                    .and_then(|()| store.delete(&doc))
+                    .and_then(|()| outbox::apply(store, &events));
                 match r {
                     Ok(()) => {
                         let _ = done.send(Ok(()));
@@ -179,6 +190,7 @@ pub fn apply_batch(
                     }
                 }
             }
+            Write::Events(writes) => outbox::apply(store, &writes)?,
             Write::Rotate { ring, done } => {
                 // A rotation that fails (e.g. a key that does not unwrap) is reported, not
                 // fatal: nothing was replaced for the keys it did not reach.

@@ -67,6 +67,8 @@ pub enum ErrorCode {
     /// The server is short of disk space and refuses edits until space is freed; the op was
     /// not applied: keep it and resend it later (reads go on).
     StorageFull = 4006,
+    /// An admin call names a change-event sink that is not configured (or none is).
+    UnknownSink = 4007,
     /// The server requires an access token (in `hello` or the `Authorization` header).
     AuthRequired = 5001,
     /// The access token is malformed, altered, or signed with another key or algorithm.
@@ -85,7 +87,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadMessage,
         ErrorCode::FrameTooLarge,
         ErrorCode::UnsupportedVersion,
@@ -110,6 +112,7 @@ impl ErrorCode {
         ErrorCode::TooManyDocuments,
         ErrorCode::DocumentDamaged,
         ErrorCode::StorageFull,
+        ErrorCode::UnknownSink,
         ErrorCode::AuthRequired,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod secure;
 
 use std::collections::HashMap;

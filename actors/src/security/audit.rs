@@ -107,6 +107,21 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
     },
+    /// A change event's delivery to a sink ended (`delivered`, `dead`), or a sink was
+    /// `disabled` (it answered 410) or `enabled` again.
+    Delivery {
+        /// The sink's name.
+        sink: String,
+        /// The event's id (empty for enabling).
+        event: String,
+        /// What happened.
+        outcome: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The sink's last HTTP status, if it answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+    },
     /// A request was refused by authentication or authorization.
     Refused {
         /// Session id (WebSocket), if any.

@@ -19,10 +19,12 @@ pub enum Tree {
     Keys,
     /// The audit chain.
     Audit,
+    /// The events outbox (see `crate::events::outbox`).
+    Events,
 }
 
 /// Number of key spaces.
-pub(super) const TREES: usize = 5;
+pub(super) const TREES: usize = 6;
 
 /// An ordered key-value backend.
 pub trait Kv: Send + Sync + 'static {
@@ -69,5 +71,6 @@ pub(super) fn tree_index(t: Tree) -> usize {
         Tree::Meta => 2,
         Tree::Keys => 3,
         Tree::Audit => 4,
+        Tree::Events => 5,
     }
 }

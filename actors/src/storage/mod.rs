@@ -1,11 +1,12 @@
 //! Where documents live: the `Store` trait, its record format, and two backends (sled on disk,
 //! an ordered map in memory) that share every line of encoding and verification.
 //!
-//! Layout (see `docs/STORAGE.md`): five key spaces ("trees"): `ops` holds one record per
+//! Layout (see `docs/STORAGE.md`): six key spaces ("trees"): `ops` holds one record per
 //! applied op under `doc \0 rev` (rev big-endian, so a document's ops sort by revision),
 //! `snapshots` holds snapshots under the same key shape, `meta` holds the format version and
 //! the encryption mode, `keys` holds wrapped data keys (see [`crate::storage::keys`]), `audit` holds the
-//! audit chain (see [`crate::security::audit`]). Every op and snapshot value is a versioned record,
+//! audit chain (see [`crate::security::audit`]), `events` the change-events outbox (see
+//! [`crate::events::outbox`]). Every op and snapshot value is a versioned record,
 //! either plaintext with a checksum:
 //! `[format u8 = 1][kind u8][crc32 of body, u32 LE][body: MessagePack]`
 //! or, in an encrypted store, sealed with SM4-GCM under the document's data key:
@@ -350,6 +351,16 @@ pub trait Store: Send + Sync + 'static {
     /// Yjs: the document at revision `rev`, rebuilt from the newest snapshot at or before it and
     /// the log; `None` if that revision is not retained.
     fn y_at(&self, doc: &str, rev: u64) -> Result<Option<YDocument>, StoreError>;
+    /// Events outbox: writes a value in the `events` tree (buffered).
+    fn events_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Events outbox: reads a value.
+    fn events_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Events outbox: at most `max` pairs with keys in `[from, to)`, ascending.
+    fn events_range(&self, from: &[u8], to: &[u8], max: usize) -> Result<Vec<Pair>, StoreError>;
+    /// Events outbox: the last pair with a key in `[from, to)`.
+    fn events_last(&self, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Events outbox: deletes keys in `[from, to)` (buffered).
+    fn events_delete_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
 }
 
 fn corrupt(doc: &str, rev: u64, reason: impl Into<String>) -> StoreError {

@@ -398,6 +398,27 @@ impl<K: Kv> Store for RecordStore<K> {
     fn set_manifest_id(&self, id: &str) -> Result<(), StoreError> {
         self.kv.put(Tree::Meta, META_MANIFEST_KEY, id.as_bytes())
     }
+
+    fn events_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.kv.put(Tree::Events, key, value)
+    }
+
+    fn events_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.kv.get(Tree::Events, key)
+    }
+
+    fn events_range(&self, from: &[u8], to: &[u8], max: usize) -> Result<Vec<Pair>, StoreError> {
+        self.kv
+            .range_bounded(Tree::Events, from, to, max, usize::MAX)
+    }
+
+    fn events_last(&self, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        self.kv.last_in(Tree::Events, from, to)
+    }
+
+    fn events_delete_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        self.kv.delete_range(Tree::Events, from, to)
+    }
 }
 
 /// The sequence number in an audit key (`u64::MAX` for a malformed key, which the verifier

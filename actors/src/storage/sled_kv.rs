@@ -52,6 +52,7 @@ impl SledKv {
             db.open_tree("meta").map_err(backend)?,
             db.open_tree("keys").map_err(backend)?,
             db.open_tree("audit").map_err(backend)?,
+            db.open_tree("events").map_err(backend)?,
         ];
         Ok(SledKv { db, trees })
     }

@@ -15,6 +15,7 @@ impl Handler<AppendAudit> for StoreActor {
     /// Queues the event behind every write received before it. Before the server's stop
     /// record, the refusals counted so far are summarized.
     fn handle(&mut self, m: AppendAudit, ctx: &mut Context<Self>) {
+        self.session_event(&m.0, ctx);
         if !self.audit {
             return;
         }
@@ -59,19 +60,22 @@ impl Handler<AuditRefusal> for StoreActor {
 
     /// Asks the refusal filter; queues the record or only counts it.
     fn handle(&mut self, m: AuditRefusal, ctx: &mut Context<Self>) {
-        if !self.audit {
+        if !self.refusals_wanted() {
             return;
         }
         let key = refusal_key(&m.event);
         let (verdict, summary) =
             self.refusals
                 .admit(&m.source, key, crate::security::audit::now_ms());
-        if let Some(summary) = summary {
+        if let (true, Some(summary)) = (self.audit, summary) {
             self.enqueue(Write::Audit(summary), ctx);
         }
         match verdict {
             Verdict::Record => {
-                self.enqueue(Write::Audit(m.event), ctx);
+                self.refusal_event(&m.event, ctx);
+                if self.audit {
+                    self.enqueue(Write::Audit(m.event), ctx);
+                }
             }
             Verdict::Count => {
                 metrics().audit_refusals_counted.inc();

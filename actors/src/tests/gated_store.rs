@@ -321,6 +321,35 @@ impl Store for GatedStore {
         self.inner.set_manifest_id(id)
     }
 
+    fn events_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.inner.events_put(key, value)
+    }
+
+    fn events_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.events_get(key)
+    }
+
+    fn events_range(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        max: usize,
+    ) -> Result<Vec<crate::storage::Pair>, StoreError> {
+        self.inner.events_range(from, to, max)
+    }
+
+    fn events_last(
+        &self,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<crate::storage::Pair>, StoreError> {
+        self.inner.events_last(from, to)
+    }
+
+    fn events_delete_range(&self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        self.inner.events_delete_range(from, to)
+    }
+
     fn kind(&self, doc: &str) -> Result<Option<coedit_protocol::DocKind>, StoreError> {
         self.inner.kind(doc)
     }

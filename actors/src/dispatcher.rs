@@ -1,0 +1,650 @@
+//! The dispatcher: delivers durable events to every sink whose filter takes them, in order per
+//! document, with retries, dead letters and disabling, and records every outcome through the
+//! store writer (delivery marks in the outbox, a `delivery` record in the audit chain).
+//!
+//! One actor (on the system arbiter); the HTTP calls run on blocking threads, bounded per sink
+//! (`max_in_flight`), so a slow or dead endpoint holds a few threads and never the actors that
+//! serve edits.
+//!
+//! Invariants:
+//! - It only ever hears of events after the flush that made them durable (the store actor
+//!   sends them from its flush notification), or reads them back from the outbox.
+//! - Per sink and document, one event is in flight (or waiting for its retry) at a time, and
+//!   the next starts only once it is settled (delivered or dead-lettered): order per document.
+//!   Events without a document (refusals before any document) form one more such queue.
+//! - An event is settled for a sink once, unless replayed; the settle mark is written before
+//!   the sink's low-water mark passes it. After a crash, everything above the low-water mark
+//!   and not marked is delivered again (at least once; the id is the same, so receivers
+//!   deduplicate).
+//! - Memory per sink is bounded by [`MAX_QUEUED`] events: beyond it new events stay in the
+//!   outbox only ("spilled") and are read back, in order, as the queue drains.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rand::Rng;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::events::outbox::{self, DeadLetter, Settled, TreeWrite};
+use crate::events::retry::{Attempt, Next};
+use crate::events::sinks::{self, Sink, Target};
+use crate::events::{Event, EventsError};
+use crate::metrics::metrics;
+use crate::security::audit::{now_ms, AuditEvent};
+use crate::storage::Store;
+use crate::store_actor::{RecordDelivery, StoreActor};
+
+/// Most events a sink holds in memory; beyond, they are read back from the outbox.
+pub const MAX_QUEUED: usize = 20_000;
+/// How often low-water marks are saved and the outbox trimmed.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
+/// Events kept in the outbox behind every sink's low-water mark (for `events replay`).
+pub const DEFAULT_RETAIN_EVENTS: u64 = 100_000;
+
+/// A queued event and when the dispatcher got it (for the latency metric).
+type Queued = (Arc<Event>, Instant);
+
+/// One sink's delivery state.
+struct SinkRun {
+    sink: Arc<Sink>,
+    agent: ureq::Agent,
+    /// Why it is disabled (a 410), if it is. Its queues stay (bounded) and wait.
+    disabled: Option<String>,
+    /// Pending events per document ("" for events without one), in order.
+    queues: HashMap<Arc<str>, VecDeque<Queued>>,
+    /// Events in `queues`.
+    queued: usize,
+    /// Documents whose head is in flight or waiting for a retry.
+    busy: HashSet<Arc<str>>,
+    /// Documents whose head may start, in the order they became ready.
+    ready: VecDeque<Arc<str>>,
+    in_flight: usize,
+    /// Events in memory (queued or in flight) not settled.
+    unsettled: BTreeSet<u64>,
+    /// Every event at or below it is settled (or replayed, then in `unsettled`).
+    low_water: u64,
+    /// The first event left in the outbox only (`None`: everything is in memory).
+    spilled_from: Option<u64>,
+    /// Events this sink takes that are left in the outbox only, as far as counted.
+    spilled: u64,
+}
+
+impl SinkRun {
+    fn new(sink: Arc<Sink>, low_water: u64, disabled: Option<String>) -> Self {
+        SinkRun {
+            agent: sinks::agent(sink.timeout),
+            sink,
+            disabled,
+            queues: HashMap::new(),
+            queued: 0,
+            busy: HashSet::new(),
+            ready: VecDeque::new(),
+            in_flight: 0,
+            unsettled: BTreeSet::new(),
+            low_water,
+            spilled_from: None,
+            spilled: 0,
+        }
+    }
+
+    /// The low-water mark the settled events allow.
+    fn low_water_now(&self, seen: u64) -> u64 {
+        let mut lw = seen;
+        if let Some(first) = self.unsettled.iter().find(|&&s| s > self.low_water) {
+            lw = lw.min(first - 1);
+        }
+        if let Some(s) = self.spilled_from {
+            lw = lw.min(s - 1);
+        }
+        lw.max(self.low_water)
+    }
+
+    fn push(&mut self, ev: Arc<Event>) {
+        let key: Arc<str> = ev.doc.clone().unwrap_or_else(|| Arc::from(""));
+        if !self.unsettled.insert(ev.seq) {
+            return;
+        }
+        self.queued += 1;
+        let q = self.queues.entry(key.clone()).or_default();
+        q.push_back((ev, Instant::now()));
+        if q.len() == 1 && !self.busy.contains(&key) {
+            self.ready.push_back(key);
+        }
+    }
+
+    /// Takes a durable event (or leaves it in the outbox when spilled or full).
+    fn offer(&mut self, ev: &Arc<Event>) {
+        if !self.sink.matches(ev) {
+            return;
+        }
+        if self.spilled_from.is_none() && self.queued >= MAX_QUEUED {
+            self.spilled_from = Some(ev.seq);
+        }
+        if self.spilled_from.is_some() {
+            self.spilled += 1;
+        } else {
+            self.push(ev.clone());
+        }
+        self.gauge();
+    }
+
+    fn gauge(&self) {
+        metrics()
+            .events_pending
+            .get_or_create(&label(&self.sink.name))
+            .set((self.unsettled.len() as u64 + self.spilled) as i64);
+    }
+
+    /// Reads spilled events back from the outbox, in order, until [`MAX_QUEUED`] are in
+    /// memory; `settled` are skipped (at start-up: those marked in the outbox).
+    fn refill(
+        &mut self,
+        store: &dyn Store,
+        seen: u64,
+        settled: &HashSet<u64>,
+    ) -> Result<(), EventsError> {
+        while let Some(from) = self.spilled_from {
+            if self.queued >= MAX_QUEUED {
+                break;
+            }
+            let evs = outbox::read_after(store, from - 1, outbox::READ_BATCH)?;
+            let mut next = seen + 1;
+            for ev in evs.iter().take_while(|e| e.seq <= seen) {
+                next = ev.seq + 1;
+                if self.sink.matches(ev) && !settled.contains(&ev.seq) {
+                    self.spilled = self.spilled.saturating_sub(1);
+                    self.push(Arc::new(ev.clone()));
+                    if self.queued >= MAX_QUEUED {
+                        break;
+                    }
+                }
+            }
+            if evs.is_empty() {
+                next = seen + 1;
+            }
+            self.spilled_from = (next <= seen).then_some(next);
+        }
+        if self.spilled_from.is_none() {
+            self.spilled = 0;
+        }
+        self.gauge();
+        Ok(())
+    }
+}
+
+fn label(name: &str) -> crate::metrics::SinkLabel {
+    crate::metrics::SinkLabel {
+        sink: name.to_string(),
+    }
+}
+
+/// The dispatcher. See the module documentation.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    writer: Option<Addr<StoreActor>>,
+    sinks: Vec<SinkRun>,
+    /// The last event seen (from the outbox or the store writer).
+    seen: u64,
+    /// Events kept behind every sink's low-water mark.
+    retain: u64,
+    /// Events at or below it were trimmed from the outbox.
+    trimmed: u64,
+    /// Low-water marks last written, per sink.
+    saved: Vec<u64>,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `sinks`, reading what is pending from the outbox (call before the
+    /// store writer starts, so no event is both read here and sent by it). `last_seq` is the
+    /// outbox's last event; `retain` events are kept behind every sink for replays.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sinks: Vec<Arc<Sink>>,
+        last_seq: u64,
+        retain: u64,
+    ) -> Result<Self, EventsError> {
+        let mut runs = Vec::new();
+        let mut first_writes = Vec::new();
+        for sink in sinks {
+            let st = outbox::sink_state(&*store, &sink.name)?;
+            let low_water = st.low_water.unwrap_or_else(|| {
+                // A sink never seen starts at the outbox's end: history is not told.
+                first_writes.extend(outbox::low_water_writes(&sink.name, last_seq));
+                last_seq
+            });
+            let mut run = SinkRun::new(sink, low_water, st.disabled);
+            for seq in st.replays {
+                if let Some(ev) = outbox::find_event(&*store, seq)? {
+                    run.push(Arc::new(ev));
+                }
+            }
+            run.spilled_from = (low_water < last_seq).then_some(low_water + 1);
+            run.refill(&*store, last_seq, &st.settled)?;
+            runs.push(run);
+        }
+        outbox::apply(&*store, &first_writes)?;
+        Ok(Dispatcher {
+            saved: runs.iter().map(|r| r.low_water).collect(),
+            store,
+            writer: None,
+            sinks: runs,
+            seen: last_seq,
+            retain,
+            trimmed: 0,
+        })
+    }
+
+    fn write(&self, writes: Vec<TreeWrite>, audit: Option<AuditEvent>) {
+        if let Some(w) = &self.writer {
+            w.do_send(RecordDelivery { writes, audit });
+        }
+    }
+
+    /// Starts what may start on sink `i`.
+    fn pump(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let seen = self.seen;
+        let run = &mut self.sinks[i];
+        if run.spilled_from.is_some() && run.queued < MAX_QUEUED / 2 {
+            if let Err(e) = run.refill(&*self.store, seen, &HashSet::new()) {
+                warn!(sink = %run.sink.name, error = %e, "cannot read events back from the outbox");
+            }
+        }
+        loop {
+            let run = &mut self.sinks[i];
+            if run.disabled.is_some() || run.in_flight >= run.sink.max_in_flight {
+                return;
+            }
+            let Some(doc) = run.ready.pop_front() else {
+                return;
+            };
+            let Some((ev, _)) = run.queues.get(&doc).and_then(|q| q.front()).cloned() else {
+                continue;
+            };
+            run.busy.insert(doc.clone());
+            self.attempt(i, doc, ev, 1, ctx);
+        }
+    }
+
+    /// Makes attempt number `made` to deliver `ev` (the head of `doc`'s queue) to sink `i`.
+    fn attempt(
+        &mut self,
+        i: usize,
+        doc: Arc<str>,
+        ev: Arc<Event>,
+        made: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        let run = &mut self.sinks[i];
+        if run.disabled.is_some() {
+            // Resumes from the start when the sink is enabled again.
+            run.busy.remove(&doc);
+            run.ready.push_front(doc);
+            return;
+        }
+        run.in_flight += 1;
+        let sink = run.sink.clone();
+        let agent = run.agent.clone();
+        let ev2 = ev.clone();
+        let call = tokio::task::spawn_blocking(move || match &sink.target {
+            Target::Webhook { url, secret } => sinks::post_webhook(&agent, url, secret, &ev2),
+        });
+        ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
+            let attempt = res.unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")));
+            act.attempted(i, doc, ev, made, attempt, ctx);
+        }));
+    }
+
+    fn attempted(
+        &mut self,
+        i: usize,
+        doc: Arc<str>,
+        ev: Arc<Event>,
+        made: u32,
+        attempt: Attempt,
+        ctx: &mut Context<Self>,
+    ) {
+        let run = &mut self.sinks[i];
+        run.in_flight -= 1;
+        let name = run.sink.name.clone();
+        let next = run
+            .sink
+            .retry
+            .next(made, &attempt, rand::rng().random::<f64>());
+        let (status, error) = match &attempt {
+            Attempt::Status { status, .. } => (Some(*status), format!("HTTP {status}")),
+            Attempt::Failed(e) => (None, e.clone()),
+        };
+        let m = metrics();
+        if next != Next::Done {
+            m.events_failed.get_or_create(&label(&name)).inc();
+        }
+        match next {
+            Next::Done => {
+                m.events_delivered.get_or_create(&label(&name)).inc();
+                self.settle(i, &doc, &ev, made, status, None);
+            }
+            Next::Dead => {
+                warn!(sink = %name, event = %ev.id, attempts = made, %error, "event dead-lettered");
+                m.events_dead.get_or_create(&label(&name)).inc();
+                self.settle(i, &doc, &ev, made, status, Some(error));
+            }
+            Next::Retry(delay) => {
+                ctx.run_later(delay, move |act, ctx| {
+                    act.attempt(i, doc, ev, made + 1, ctx)
+                });
+            }
+            Next::Disable => {
+                warn!(sink = %name, event = %ev.id, "the endpoint answered 410 Gone: it is disabled until enabled again");
+                run.busy.remove(&doc);
+                run.ready.push_front(doc);
+                if run.disabled.is_none() {
+                    let why = format!("HTTP 410 at {}", crate::events::rfc3339_ms(now_ms()));
+                    self.set_disabled(i, Some(why), &ev.id);
+                }
+            }
+        }
+        self.pump(i, ctx);
+    }
+
+    /// Settles the head `ev` of `doc`'s queue on sink `i`: delivered, or dead with `error`.
+    fn settle(
+        &mut self,
+        i: usize,
+        doc: &Arc<str>,
+        ev: &Arc<Event>,
+        attempts: u32,
+        status: Option<u16>,
+        error: Option<String>,
+    ) {
+        let run = &mut self.sinks[i];
+        let at_ms = now_ms();
+        if let Some(q) = run.queues.get_mut(doc) {
+            if let Some((_, got)) = q.pop_front() {
+                if error.is_none() {
+                    metrics()
+                        .events_latency
+                        .observe(got.elapsed().as_secs_f64());
+                }
+                run.queued -= 1;
+            }
+            if q.is_empty() {
+                run.queues.remove(doc);
+            } else {
+                run.ready.push_back(doc.clone());
+            }
+        }
+        run.busy.remove(doc);
+        run.unsettled.remove(&ev.seq);
+        run.gauge();
+        let outcome = if error.is_some() { "dead" } else { "delivered" };
+        let settled = Settled {
+            outcome: outcome.into(),
+            attempts,
+            status,
+            at_ms,
+        };
+        let dead = match error {
+            Some(error) => Some(DeadLetter {
+                sink: run.sink.name.clone(),
+                seq: ev.seq,
+                id: ev.id.clone(),
+                kind: ev.kind,
+                attempts,
+                status,
+                error,
+                at_ms,
+                event: serde_json::from_str(&ev.json).unwrap_or_default(),
+            }),
+            None => None,
+        };
+        let writes = outbox::settle_writes(&run.sink.name, ev.seq, &settled, dead.as_ref());
+        let audit = AuditEvent::Delivery {
+            sink: run.sink.name.clone(),
+            event: ev.id.clone(),
+            outcome: outcome.into(),
+            attempts,
+            status,
+        };
+        self.write(writes, Some(audit));
+    }
+
+    /// Disables (`Some(why)`) or enables sink `i`, durably and audited.
+    fn set_disabled(&mut self, i: usize, why: Option<String>, event: &str) {
+        let run = &mut self.sinks[i];
+        run.disabled = why.clone();
+        metrics()
+            .events_disabled
+            .get_or_create(&label(&run.sink.name))
+            .set(i64::from(why.is_some()));
+        let audit = AuditEvent::Delivery {
+            sink: run.sink.name.clone(),
+            event: event.to_string(),
+            outcome: if why.is_some() { "disabled" } else { "enabled" }.into(),
+            attempts: 0,
+            status: why.as_ref().map(|_| 410),
+        };
+        let w = vec![outbox::disabled_write(&run.sink.name, why.as_deref())];
+        self.write(w, Some(audit));
+    }
+
+    /// Saves low-water marks that moved and trims the outbox behind every sink.
+    fn housekeeping(&mut self) {
+        let seen = self.seen;
+        let mut writes = Vec::new();
+        let mut min = seen;
+        for (run, saved) in self.sinks.iter_mut().zip(self.saved.iter_mut()) {
+            let lw = run.low_water_now(seen);
+            run.low_water = lw;
+            if lw > *saved {
+                writes.extend(outbox::low_water_writes(&run.sink.name, lw));
+                *saved = lw;
+            }
+            min = min.min(*saved);
+        }
+        let trim = min.saturating_sub(self.retain);
+        if trim > self.trimmed {
+            writes.extend(outbox::trim_writes(trim));
+            self.trimmed = trim;
+        }
+        if !writes.is_empty() {
+            self.write(writes, None);
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for i in 0..self.sinks.len() {
+            let run = &self.sinks[i];
+            metrics()
+                .events_disabled
+                .get_or_create(&label(&run.sink.name))
+                .set(i64::from(run.disabled.is_some()));
+            run.gauge();
+            info!(sink = %run.sink.name, pending = run.unsettled.len(), low_water = run.low_water, disabled = run.disabled.is_some(), "event sink");
+            self.pump(i, ctx);
+        }
+        ctx.run_interval(HOUSEKEEPING_INTERVAL, |act, _| act.housekeeping());
+    }
+}
+
+/// The store writer to record outcomes through (sent once, right after both start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseWriter(pub Addr<StoreActor>);
+
+impl Handler<UseWriter> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, m: UseWriter, _: &mut Context<Self>) {
+        self.writer = Some(m.0);
+    }
+}
+
+/// Events that just became durable, in sequence order (from the store writer).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EventsDurable(pub Vec<Arc<Event>>);
+
+impl Handler<EventsDurable> for Dispatcher {
+    type Result = ();
+
+    /// Queues each event for every sink that takes it (or leaves it in the outbox for a
+    /// spilled sink).
+    fn handle(&mut self, m: EventsDurable, ctx: &mut Context<Self>) {
+        for ev in m.0 {
+            if ev.seq <= self.seen {
+                continue;
+            }
+            self.seen = ev.seq;
+            for run in &mut self.sinks {
+                run.offer(&ev);
+            }
+        }
+        for i in 0..self.sinks.len() {
+            self.pump(i, ctx);
+        }
+    }
+}
+
+/// One sink's state, for operators.
+#[derive(Clone, Debug, Serialize)]
+pub struct SinkStatus {
+    /// Its name.
+    pub name: String,
+    /// `webhook`.
+    pub kind: &'static str,
+    /// Events taken and not settled.
+    pub pending: usize,
+    /// Deliveries in flight.
+    pub in_flight: usize,
+    /// Why it is disabled, if it is.
+    pub disabled: Option<String>,
+    /// Every event at or below it is settled.
+    pub low_water: u64,
+}
+
+/// The sinks' states.
+#[derive(Message)]
+#[rtype(result = "Vec<SinkStatus>")]
+pub struct ListSinks;
+
+impl Handler<ListSinks> for Dispatcher {
+    type Result = MessageResult<ListSinks>;
+
+    fn handle(&mut self, _: ListSinks, _: &mut Context<Self>) -> Self::Result {
+        let seen = self.seen;
+        MessageResult(
+            self.sinks
+                .iter()
+                .map(|r| SinkStatus {
+                    name: r.sink.name.clone(),
+                    kind: match r.sink.target {
+                        Target::Webhook { .. } => "webhook",
+                    },
+                    pending: r.unsettled.len(),
+                    in_flight: r.in_flight,
+                    disabled: r.disabled.clone(),
+                    low_water: r.low_water_now(seen),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Enable a disabled sink: what waited for it is read back from the outbox and delivered.
+#[derive(Message)]
+#[rtype(result = "Result<(), EventsError>")]
+pub struct EnableSink(pub String);
+
+impl Handler<EnableSink> for Dispatcher {
+    type Result = Result<(), EventsError>;
+
+    /// Enables the sink (audited) and starts its queues again.
+    fn handle(&mut self, m: EnableSink, ctx: &mut Context<Self>) -> Self::Result {
+        let i = self
+            .sinks
+            .iter()
+            .position(|r| r.sink.name == m.0)
+            .ok_or_else(|| EventsError::Config(format!("no sink named {:?}", m.0)))?;
+        if self.sinks[i].disabled.is_some() {
+            info!(sink = %m.0, "event sink enabled");
+            self.set_disabled(i, None, "");
+            self.pump(i, ctx);
+        }
+        Ok(())
+    }
+}
+
+/// What a replay did for one id.
+#[derive(Clone, Debug, Serialize)]
+pub struct Replayed {
+    /// The id asked for.
+    pub id: String,
+    /// The sinks it was queued for again (empty: unknown id, or no sink takes it).
+    pub sinks: Vec<String>,
+}
+
+/// Deliver events again: to the sinks that dead-lettered them, or, if none did, to every sink
+/// that takes them (while they are still in the outbox).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Replayed>, EventsError>")]
+pub struct Replay(pub Vec<String>);
+
+impl Handler<Replay> for Dispatcher {
+    type Result = Result<Vec<Replayed>, EventsError>;
+
+    /// Queues each event again, behind what its document's queue holds; a replay mark keeps
+    /// it pending across a restart.
+    fn handle(&mut self, m: Replay, ctx: &mut Context<Self>) -> Self::Result {
+        let mut out = Vec::new();
+        for id in m.0 {
+            let mut queued = Vec::new();
+            let seq = id
+                .rsplit_once('_')
+                .and_then(|(_, s)| s.parse::<u64>().ok())
+                .filter(|s| *s <= self.seen);
+            let found = match seq {
+                Some(seq) => outbox::find_event(&*self.store, seq)?.filter(|e| e.id == id),
+                None => None,
+            };
+            if let Some(ev) = found {
+                let ev = Arc::new(ev);
+                let dead: Vec<String> = outbox::dead_letters_of(&*self.store, ev.seq)?
+                    .into_iter()
+                    .map(|d| d.sink)
+                    .collect();
+                for i in 0..self.sinks.len() {
+                    let run = &mut self.sinks[i];
+                    let take = if dead.is_empty() {
+                        run.sink.matches(&ev)
+                    } else {
+                        dead.contains(&run.sink.name)
+                    };
+                    if !take || run.unsettled.contains(&ev.seq) {
+                        continue;
+                    }
+                    if run.spilled_from.is_some_and(|s| ev.seq >= s) {
+                        // Still pending in the outbox: it will be delivered anyway.
+                        continue;
+                    }
+                    run.push(ev.clone());
+                    run.gauge();
+                    let name = run.sink.name.clone();
+                    self.write(outbox::replay_writes(&name, ev.seq), None);
+                    queued.push(name);
+                }
+            }
+            out.push(Replayed { id, sinks: queued });
+        }
+        for i in 0..self.sinks.len() {
+            self.pump(i, ctx);
+        }
+        Ok(out)
+    }
+}
