@@ -288,13 +288,26 @@ impl Dispatcher {
         let sink = run.sink.clone();
         let agent = run.agent.clone();
         let ev2 = ev.clone();
-        let call = tokio::task::spawn_blocking(move || match &sink.target {
-            Target::Webhook { url, secret } => sinks::post_webhook(&agent, url, secret, &ev2),
-        });
-        ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
-            let attempt = res.unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")));
-            act.attempted(i, doc, ev, made, attempt, ctx);
-        }));
+        let call: std::pin::Pin<Box<dyn std::future::Future<Output = Attempt>>> =
+            match &sink.target {
+                Target::Webhook { .. } => Box::pin(async move {
+                    tokio::task::spawn_blocking(move || match &sink.target {
+                        Target::Webhook { url, secret } => {
+                            sinks::post_webhook(&agent, url, secret, &ev2)
+                        }
+                        Target::Nats(_) => Attempt::Failed("not a webhook".into()),
+                    })
+                    .await
+                    .unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")))
+                }),
+                Target::Nats(n) => {
+                    let (n, timeout) = (n.clone(), sink.timeout);
+                    Box::pin(async move { n.publish(&ev2, timeout).await })
+                }
+            };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(call).map(
+            move |attempt, act, ctx| act.attempted(i, doc, ev, made, attempt, ctx),
+        ));
     }
 
     fn attempted(
@@ -517,7 +530,7 @@ impl Handler<EventsDurable> for Dispatcher {
 pub struct SinkStatus {
     /// Its name.
     pub name: String,
-    /// `webhook`.
+    /// `webhook` or `jetstream`.
     pub kind: &'static str,
     /// Events taken and not settled.
     pub pending: usize,
@@ -544,9 +557,7 @@ impl Handler<ListSinks> for Dispatcher {
                 .iter()
                 .map(|r| SinkStatus {
                     name: r.sink.name.clone(),
-                    kind: match r.sink.target {
-                        Target::Webhook { .. } => "webhook",
-                    },
+                    kind: r.sink.target.kind(),
                     pending: r.unsettled.len(),
                     in_flight: r.in_flight,
                     disabled: r.disabled.clone(),

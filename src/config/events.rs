@@ -15,7 +15,7 @@ use coedit_actors::events::retry::{
 };
 use coedit_actors::events::sign::Secret;
 use coedit_actors::events::sinks::{Sink, Target, DEFAULT_MAX_IN_FLIGHT, DEFAULT_WEBHOOK_TIMEOUT};
-use coedit_actors::events::EventType;
+use coedit_actors::events::{nats, EventType};
 use serde::Deserialize;
 
 use super::ranged;
@@ -39,6 +39,43 @@ pub mod limits {
     pub const TIMEOUT_MS: (u64, u64) = (100, 120_000);
     /// A webhook's `max_in_flight`.
     pub const MAX_IN_FLIGHT: (usize, usize) = (1, 64);
+    /// `nats_replicas`.
+    pub const NATS_REPLICAS: (usize, usize) = (1, 5);
+    /// `nats_max_age_s` (0: kept until removed by the operator).
+    pub const NATS_MAX_AGE_S: (u64, u64) = (0, 10 * 365 * 86_400);
+}
+
+/// Parses a list of event type names (`None`: the document events).
+fn event_types(key: &str, list: Option<Vec<String>>) -> Result<HashSet<EventType>> {
+    let types = match list {
+        None => EventType::DEFAULT.into_iter().collect(),
+        Some(list) => list
+            .iter()
+            .map(|e| {
+                EventType::parse(e).with_context(|| {
+                    format!(
+                        "configuration: {key}: unknown event type {e:?} (known: {})",
+                        EventType::ALL.map(EventType::name).join(", ")
+                    )
+                })
+            })
+            .collect::<Result<HashSet<_>>>()?,
+    };
+    if types.is_empty() {
+        bail!("configuration: {key}: events lists no type");
+    }
+    Ok(types)
+}
+
+/// A NATS stream name (one token) or subject prefix (dot-separated tokens) of
+/// `[A-Za-z0-9_-]`.
+fn nats_name(s: &str, dots: bool) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    s.len() <= 128 && (dots || !s.contains('.')) && s.split('.').all(token)
 }
 
 /// `[events]` table.
@@ -55,6 +92,26 @@ pub struct EventsSection {
     pub retry_base_ms: Option<u64>,
     /// Longest retry delay, s.
     pub retry_max_s: Option<u64>,
+    /// NATS server URLs: events are also published to a JetStream stream.
+    pub nats: Option<Vec<String>>,
+    /// The stream (created if missing).
+    pub nats_stream: Option<String>,
+    /// Subject prefix (`{prefix}.{tenant}.{document}`).
+    pub nats_subject_prefix: Option<String>,
+    /// Event types published (default: the document events).
+    pub nats_events: Option<Vec<String>>,
+    /// Tenants published (default: all).
+    pub nats_tenants: Option<Vec<String>>,
+    /// Replicas of the stream when coedit creates it.
+    pub nats_replicas: Option<usize>,
+    /// Age after which the stream drops events (when coedit creates it), s.
+    pub nats_max_age_s: Option<u64>,
+    /// Time allowed per publish (connect included), ms.
+    pub nats_timeout_ms: Option<u64>,
+    /// NATS credentials file (`.creds`).
+    pub nats_creds_file: Option<PathBuf>,
+    /// CA certificate (PEM) for TLS to NATS; TLS is required when given.
+    pub nats_tls_ca_file: Option<PathBuf>,
     /// Webhook endpoints.
     #[serde(default)]
     pub webhook: Vec<WebhookSection>,
@@ -130,7 +187,7 @@ impl EventsSection {
             if !valid_sink_name(&w.name) {
                 bail!("configuration: {key}: a name is 1 to 64 of [A-Za-z0-9_-]");
             }
-            if !names.insert(w.name.clone()) {
+            if w.name == nats::SINK_NAME || !names.insert(w.name.clone()) {
                 bail!("configuration: {key}: two sinks have this name");
             }
             let url = w.url.trim().to_string();
@@ -146,23 +203,7 @@ impl EventsSection {
                 _ => bail!("configuration: {key}: give one of secret and secret_file"),
             };
             let secret = Secret::parse(&secret_text).with_context(|| key.clone())?;
-            let events = match w.events {
-                None => EventType::DEFAULT.into_iter().collect(),
-                Some(list) => list
-                    .iter()
-                    .map(|e| {
-                        EventType::parse(e).with_context(|| {
-                            format!(
-                                "configuration: {key}: unknown event type {e:?} (known: {})",
-                                EventType::ALL.map(EventType::name).join(", ")
-                            )
-                        })
-                    })
-                    .collect::<Result<HashSet<_>>>()?,
-            };
-            if events.is_empty() {
-                bail!("configuration: {key}: events lists no type");
-            }
+            let events = event_types(&key, w.events)?;
             let timeout = Duration::from_millis(ranged(
                 &format!("{key} timeout_ms"),
                 w.timeout_ms,
@@ -182,6 +223,61 @@ impl EventsSection {
                 tenants: w.tenants.map(|t| t.into_iter().collect()),
                 timeout,
                 max_in_flight,
+                retry,
+            }));
+        }
+        if let Some(urls) = self.nats {
+            let key = "[events] nats";
+            if urls.is_empty() {
+                bail!("configuration: {key}: list at least one nats:// URL");
+            }
+            for u in &urls {
+                if u.parse::<async_nats::ServerAddr>().is_err() {
+                    bail!("configuration: {key}: {u:?} is not a NATS URL");
+                }
+            }
+            let stream = self
+                .nats_stream
+                .unwrap_or_else(|| nats::DEFAULT_STREAM.into());
+            if !nats_name(&stream, false) {
+                bail!("configuration: [events] nats_stream {stream:?}: one token of [A-Za-z0-9_-]");
+            }
+            let prefix = self
+                .nats_subject_prefix
+                .unwrap_or_else(|| nats::DEFAULT_SUBJECT_PREFIX.into());
+            if !nats_name(&prefix, true) {
+                bail!(
+                    "configuration: [events] nats_subject_prefix {prefix:?}: dot-separated \
+                     tokens of [A-Za-z0-9_-]"
+                );
+            }
+            let mut target = nats::NatsTarget::new(urls, stream, prefix);
+            target.replicas = ranged(
+                "[events] nats_replicas",
+                self.nats_replicas,
+                1,
+                NATS_REPLICAS,
+            )?;
+            target.max_age = Duration::from_secs(ranged(
+                "[events] nats_max_age_s",
+                self.nats_max_age_s,
+                nats::DEFAULT_MAX_AGE.as_secs(),
+                NATS_MAX_AGE_S,
+            )?);
+            target.creds_file = self.nats_creds_file;
+            target.tls_ca_file = self.nats_tls_ca_file;
+            sinks.push(Arc::new(Sink {
+                name: nats::SINK_NAME.into(),
+                target: Target::Nats(Arc::new(target)),
+                events: event_types("[events] nats_events", self.nats_events)?,
+                tenants: self.nats_tenants.map(|t| t.into_iter().collect()),
+                timeout: Duration::from_millis(ranged(
+                    "[events] nats_timeout_ms",
+                    self.nats_timeout_ms,
+                    DEFAULT_WEBHOOK_TIMEOUT.as_millis() as u64,
+                    TIMEOUT_MS,
+                )?),
+                max_in_flight: MAX_IN_FLIGHT.1,
                 retry,
             }));
         }
@@ -260,6 +356,19 @@ mod tests {
                 "not an http",
             ),
             ("[events]\nmax_attempts = 0\n".to_string(), "out of range"),
+            (
+                format!("[[events.webhook]]\nname = \"jetstream\"\nurl = \"http://x/\"\nsecret = \"{secret}\"\n"),
+                "two sinks",
+            ),
+            ("[events]\nnats = []\n".to_string(), "at least one"),
+            (
+                "[events]\nnats = [\"nats://127.0.0.1:4222\"]\nnats_stream = \"a.b\"\n".to_string(),
+                "one token",
+            ),
+            (
+                "[events]\nnats = [\"nats://127.0.0.1:4222\"]\nnats_replicas = 7\n".to_string(),
+                "out of range",
+            ),
         ] {
             let e = format!("{:#}", parse(&text).expect_err(&text));
             assert!(e.contains(want), "{text}: {e}");

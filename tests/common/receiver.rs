@@ -41,6 +41,10 @@ pub struct Delivery {
     pub sig_sm3: bool,
     /// The body.
     pub body: Value,
+    /// The body's bytes, as received.
+    pub raw_body: Vec<u8>,
+    /// `webhook-signature`, as received.
+    pub signature: String,
     /// The status answered.
     pub answered: u16,
     /// When it arrived.
@@ -112,6 +116,8 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         sig_v1: has(&format!("v1,{v1}")),
         sig_sm3: has(&format!("v1sm3,{sm3}")),
         body: value,
+        raw_body: body.to_vec(),
+        signature: sigs.clone(),
         answered,
         at: Instant::now(),
     });

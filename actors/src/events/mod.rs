@@ -22,8 +22,9 @@
 //!   low-water marks, disabled endpoints; start-up catch-up.
 //! - [`sign`]: Standard Webhooks signatures (HMAC-SHA256 `v1`, HMAC-SM3 `v1sm3`).
 //! - [`retry`]: what a delivery attempt's outcome means and when to try again.
-//! - [`sinks`]: the sinks' configuration and the blocking calls that deliver one event (HTTP
-//!   POST, NATS JetStream publish).
+//! - [`sinks`]: the sinks' configuration and the blocking HTTP POST that delivers one event to
+//!   a webhook.
+//! - [`nats`]: the NATS JetStream sink (connection, stream, subjects, publish).
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod coalesce;
+pub mod nats;
 pub mod outbox;
 pub mod retry;
 pub mod sign;

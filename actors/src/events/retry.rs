@@ -16,7 +16,7 @@
 use std::time::{Duration, SystemTime};
 
 /// Default attempts before an event is dead-lettered.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 12;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 18;
 /// Default first retry delay.
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
 /// Default longest retry delay.

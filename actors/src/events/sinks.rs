@@ -1,5 +1,6 @@
 //! Where events go: the sinks' configuration ([`Sink`]) and the blocking call that delivers
-//! one event to a webhook ([`post_webhook`]). Runs on blocking threads, never on an actor's.
+//! one event to a webhook ([`post_webhook`]), run on blocking threads, never on an actor's
+//! (the JetStream sink's publish is asynchronous: `super::nats`).
 //!
 //! A webhook delivery is one HTTP POST of the event's JSON with the Standard Webhooks headers
 //! (`webhook-id`, `webhook-timestamp`, `webhook-signature`), bounded by the sink's timeout
@@ -32,6 +33,18 @@ pub enum Target {
         /// The signing secret.
         secret: Secret,
     },
+    /// A NATS JetStream stream.
+    Nats(Arc<super::nats::NatsTarget>),
+}
+
+impl Target {
+    /// `webhook` or `jetstream`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Webhook { .. } => "webhook",
+            Target::Nats(_) => "jetstream",
+        }
+    }
 }
 
 /// One sink: where, which events, how hard to try.
