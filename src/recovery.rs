@@ -104,6 +104,22 @@ pub fn check(config: &Config) -> Result<()> {
             }
         }
     }
+    // The change-events outbox, if the server ever wrote one.
+    if coedit_actors::events::outbox::state(&store)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        match coedit_actors::events::outbox::check(&store) {
+            Ok((events, dead)) => {
+                println!("ok      events outbox: {events} events, {dead} dead letters")
+            }
+            Err(e) => {
+                faults += 1;
+                println!("FAULT   events outbox: {e}");
+            }
+        }
+    }
     let checked = docs.len() + missing.len();
     println!("{checked} documents checked, {faults} faulty");
     if faults > 0 {

@@ -589,7 +589,9 @@ fn events_survive_kill_9() -> Result<()> {
                 "kills={kills} revisions={last:?} events={} duplicates={dups} recovered={recovered}",
                 a.len()
             );
-            let _ = server.terminate();
+            server.terminate()?;
+            let (ok, out) = run_check(&data);
+            assert!(ok && out.contains("ok      events outbox: "), "{out}");
         }
     }
     Ok(())

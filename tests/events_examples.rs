@@ -43,14 +43,22 @@ fn the_documented_verifiers_accept_real_deliveries_and_refuse_forgeries() -> Res
         return Ok(());
     }
     let secret = coedit_actors::events::sign::Secret::generate();
-    let recv = Receiver::start(&secret, Arc::new(|_: &str, _: &serde_json::Value, _| Reply::Status(200)));
+    let recv = Receiver::start(
+        &secret,
+        Arc::new(|_: &str, _: &serde_json::Value, _| Reply::Status(200)),
+    );
     let config = format!(
         "[events]\nchanged_interval_ms = 20\n[[events.webhook]]\nname = \"ex\"\nurl = \"{}\"\n\
          secret = \"{secret}\"\n",
         recv.url("/ex")
     );
     let server = start_server_with(&config);
-    let (status, _) = http(server.addr, "POST", "/api/docs/ex/ops", Some(r#"{"base_rev":0,"op":["é 漢"]}"#))?;
+    let (status, _) = http(
+        server.addr,
+        "POST",
+        "/api/docs/ex/ops",
+        Some(r#"{"base_rev":0,"op":["é 漢"]}"#),
+    )?;
     ensure!(status == 200);
     recv.wait_until(Duration::from_secs(20), "a delivery", |d| d.len() >= 2)?;
     let d = recv.deliveries().pop().context("delivery")?;
@@ -86,15 +94,31 @@ fn the_documented_verifiers_accept_real_deliveries_and_refuse_forgeries() -> Res
             let run = |secret: &str, body: &[u8]| -> Result<bool> {
                 let out = Command::new(runner)
                     .arg(file)
-                    .args([secret, &d.id, &d.timestamp.to_string(), &d.signature, &b64(body), version])
+                    .args([
+                        secret,
+                        &d.id,
+                        &d.timestamp.to_string(),
+                        &d.signature,
+                        &b64(body),
+                        version,
+                    ])
                     .output()?;
                 let err = String::from_utf8_lossy(&out.stderr);
                 ensure!(out.status.code().is_some_and(|c| c <= 1), "{runner}: {err}");
                 Ok(out.status.success())
             };
-            assert!(run(&secret, &d.raw_body)?, "{runner} {version}: a real delivery");
-            assert!(!run(&secret, &changed)?, "{runner} {version}: a changed body");
-            assert!(!run(&other, &d.raw_body)?, "{runner} {version}: another secret");
+            assert!(
+                run(&secret, &d.raw_body)?,
+                "{runner} {version}: a real delivery"
+            );
+            assert!(
+                !run(&secret, &changed)?,
+                "{runner} {version}: a changed body"
+            );
+            assert!(
+                !run(&other, &d.raw_body)?,
+                "{runner} {version}: another secret"
+            );
         }
     }
     Ok(())

@@ -106,7 +106,10 @@ async fn read_stream(port: u16, want: impl Fn(&[Got]) -> bool) -> Result<Vec<Got
     let deadline = Instant::now() + Duration::from_secs(30);
     while !want(&got) {
         if Instant::now() > deadline {
-            bail!("the stream did not get every event in time ({} read)", got.len());
+            bail!(
+                "the stream did not get every event in time ({} read)",
+                got.len()
+            );
         }
         let mut batch = consumer
             .fetch()
@@ -178,7 +181,11 @@ async fn events_reach_jetstream_once_in_order_across_a_crash() -> Result<()> {
     let mut ids = HashSet::new();
     for g in &got {
         assert_eq!(g.body["id"].as_str(), Some(g.msg_id.as_str()));
-        assert!(ids.insert(g.msg_id.clone()), "{} twice in the stream", g.msg_id);
+        assert!(
+            ids.insert(g.msg_id.clone()),
+            "{} twice in the stream",
+            g.msg_id
+        );
         let doc = g.body["data"]["document"].as_str().unwrap_or("_");
         let want = format!("coedit.events._.{}", doc.replace('.', "~2E"));
         assert_eq!(g.subject, want);

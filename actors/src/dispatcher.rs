@@ -2,6 +2,8 @@
 //! document, with retries, dead letters and disabling, and records every outcome through the
 //! store writer (delivery marks in the outbox, a `delivery` record in the audit chain).
 //!
+//! Its operators' messages (`ListSinks`, `EnableSink`, `Replay`) are in `dispatcher/admin.rs`.
+//!
 //! One actor (on the system arbiter); the HTTP calls run on blocking threads, bounded per sink
 //! (`max_in_flight`), so a slow or dead endpoint holds a few threads and never the actors that
 //! serve edits.
@@ -36,6 +38,9 @@ use crate::metrics::metrics;
 use crate::security::audit::{now_ms, AuditEvent};
 use crate::storage::Store;
 use crate::store_actor::{RecordDelivery, StoreActor};
+
+mod admin;
+pub use admin::{EnableSink, ListSinks, Replay, Replayed, SinkStatus};
 
 /// Most events a sink holds in memory; beyond, they are read back from the outbox.
 pub const MAX_QUEUED: usize = 20_000;
@@ -288,26 +293,27 @@ impl Dispatcher {
         let sink = run.sink.clone();
         let agent = run.agent.clone();
         let ev2 = ev.clone();
-        let call: std::pin::Pin<Box<dyn std::future::Future<Output = Attempt>>> =
-            match &sink.target {
-                Target::Webhook { .. } => Box::pin(async move {
-                    tokio::task::spawn_blocking(move || match &sink.target {
-                        Target::Webhook { url, secret } => {
-                            sinks::post_webhook(&agent, url, secret, &ev2)
-                        }
-                        Target::Nats(_) => Attempt::Failed("not a webhook".into()),
-                    })
-                    .await
-                    .unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")))
-                }),
-                Target::Nats(n) => {
-                    let (n, timeout) = (n.clone(), sink.timeout);
-                    Box::pin(async move { n.publish(&ev2, timeout).await })
-                }
-            };
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(call).map(
-            move |attempt, act, ctx| act.attempted(i, doc, ev, made, attempt, ctx),
-        ));
+        let call: std::pin::Pin<Box<dyn std::future::Future<Output = Attempt>>> = match &sink.target
+        {
+            Target::Webhook { .. } => Box::pin(async move {
+                tokio::task::spawn_blocking(move || match &sink.target {
+                    Target::Webhook { url, secret } => {
+                        sinks::post_webhook(&agent, url, secret, &ev2)
+                    }
+                    Target::Nats(_) => Attempt::Failed("not a webhook".into()),
+                })
+                .await
+                .unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")))
+            }),
+            Target::Nats(n) => {
+                let (n, timeout) = (n.clone(), sink.timeout);
+                Box::pin(async move { n.publish(&ev2, timeout).await })
+            }
+        };
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(call)
+                .map(move |attempt, act, ctx| act.attempted(i, doc, ev, made, attempt, ctx)),
+        );
     }
 
     fn attempted(
@@ -522,140 +528,5 @@ impl Handler<EventsDurable> for Dispatcher {
         for i in 0..self.sinks.len() {
             self.pump(i, ctx);
         }
-    }
-}
-
-/// One sink's state, for operators.
-#[derive(Clone, Debug, Serialize)]
-pub struct SinkStatus {
-    /// Its name.
-    pub name: String,
-    /// `webhook` or `jetstream`.
-    pub kind: &'static str,
-    /// Events taken and not settled.
-    pub pending: usize,
-    /// Deliveries in flight.
-    pub in_flight: usize,
-    /// Why it is disabled, if it is.
-    pub disabled: Option<String>,
-    /// Every event at or below it is settled.
-    pub low_water: u64,
-}
-
-/// The sinks' states.
-#[derive(Message)]
-#[rtype(result = "Vec<SinkStatus>")]
-pub struct ListSinks;
-
-impl Handler<ListSinks> for Dispatcher {
-    type Result = MessageResult<ListSinks>;
-
-    fn handle(&mut self, _: ListSinks, _: &mut Context<Self>) -> Self::Result {
-        let seen = self.seen;
-        MessageResult(
-            self.sinks
-                .iter()
-                .map(|r| SinkStatus {
-                    name: r.sink.name.clone(),
-                    kind: r.sink.target.kind(),
-                    pending: r.unsettled.len(),
-                    in_flight: r.in_flight,
-                    disabled: r.disabled.clone(),
-                    low_water: r.low_water_now(seen),
-                })
-                .collect(),
-        )
-    }
-}
-
-/// Enable a disabled sink: what waited for it is read back from the outbox and delivered.
-#[derive(Message)]
-#[rtype(result = "Result<(), EventsError>")]
-pub struct EnableSink(pub String);
-
-impl Handler<EnableSink> for Dispatcher {
-    type Result = Result<(), EventsError>;
-
-    /// Enables the sink (audited) and starts its queues again.
-    fn handle(&mut self, m: EnableSink, ctx: &mut Context<Self>) -> Self::Result {
-        let i = self
-            .sinks
-            .iter()
-            .position(|r| r.sink.name == m.0)
-            .ok_or_else(|| EventsError::Config(format!("no sink named {:?}", m.0)))?;
-        if self.sinks[i].disabled.is_some() {
-            info!(sink = %m.0, "event sink enabled");
-            self.set_disabled(i, None, "");
-            self.pump(i, ctx);
-        }
-        Ok(())
-    }
-}
-
-/// What a replay did for one id.
-#[derive(Clone, Debug, Serialize)]
-pub struct Replayed {
-    /// The id asked for.
-    pub id: String,
-    /// The sinks it was queued for again (empty: unknown id, or no sink takes it).
-    pub sinks: Vec<String>,
-}
-
-/// Deliver events again: to the sinks that dead-lettered them, or, if none did, to every sink
-/// that takes them (while they are still in the outbox).
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Replayed>, EventsError>")]
-pub struct Replay(pub Vec<String>);
-
-impl Handler<Replay> for Dispatcher {
-    type Result = Result<Vec<Replayed>, EventsError>;
-
-    /// Queues each event again, behind what its document's queue holds; a replay mark keeps
-    /// it pending across a restart.
-    fn handle(&mut self, m: Replay, ctx: &mut Context<Self>) -> Self::Result {
-        let mut out = Vec::new();
-        for id in m.0 {
-            let mut queued = Vec::new();
-            let seq = id
-                .rsplit_once('_')
-                .and_then(|(_, s)| s.parse::<u64>().ok())
-                .filter(|s| *s <= self.seen);
-            let found = match seq {
-                Some(seq) => outbox::find_event(&*self.store, seq)?.filter(|e| e.id == id),
-                None => None,
-            };
-            if let Some(ev) = found {
-                let ev = Arc::new(ev);
-                let dead: Vec<String> = outbox::dead_letters_of(&*self.store, ev.seq)?
-                    .into_iter()
-                    .map(|d| d.sink)
-                    .collect();
-                for i in 0..self.sinks.len() {
-                    let run = &mut self.sinks[i];
-                    let take = if dead.is_empty() {
-                        run.sink.matches(&ev)
-                    } else {
-                        dead.contains(&run.sink.name)
-                    };
-                    if !take || run.unsettled.contains(&ev.seq) {
-                        continue;
-                    }
-                    if run.spilled_from.is_some_and(|s| ev.seq >= s) {
-                        // Still pending in the outbox: it will be delivered anyway.
-                        continue;
-                    }
-                    run.push(ev.clone());
-                    run.gauge();
-                    let name = run.sink.name.clone();
-                    self.write(outbox::replay_writes(&name, ev.seq), None);
-                    queued.push(name);
-                }
-            }
-            out.push(Replayed { id, sinks: queued });
-        }
-        for i in 0..self.sinks.len() {
-            self.pump(i, ctx);
-        }
-        Ok(out)
     }
 }

@@ -129,7 +129,8 @@ impl NatsTarget {
                 )
                 .await
                 .map_err(|e| format!("publishing: {e}"))?;
-            ack.await.map_err(|e| format!("JetStream acknowledgement: {e}"))
+            ack.await
+                .map_err(|e| format!("JetStream acknowledgement: {e}"))
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(Ok(_)) => Attempt::Status {
@@ -178,7 +179,10 @@ mod tests {
                 },
             )
         };
-        assert_eq!(subject("c.e", &ev(Some("acme"), Some("notes"))), "c.e.acme.notes");
+        assert_eq!(
+            subject("c.e", &ev(Some("acme"), Some("notes"))),
+            "c.e.acme.notes"
+        );
         assert_eq!(subject("c.e", &ev(None, Some("a.b~c"))), "c.e._.a~2Eb~7Ec");
         assert_eq!(subject("c.e", &ev(Some("t"), None)), "c.e.t._");
     }

@@ -291,6 +291,21 @@ pub fn read_after(store: &dyn Store, after: u64, max: usize) -> Result<Vec<Event
         .collect()
 }
 
+/// Reads every event record (the offline check): how many there are and how many dead letters,
+/// or the first record that does not decode.
+pub fn check(store: &dyn Store) -> Result<(u64, usize), EventsError> {
+    let (mut after, mut n) = (0, 0u64);
+    loop {
+        let evs = read_after(store, after, READ_BATCH)?;
+        let Some(last) = evs.last() else {
+            break;
+        };
+        after = last.seq;
+        n += evs.len() as u64;
+    }
+    Ok((n, dead_letters(store, None, usize::MAX)?.len()))
+}
+
 /// Event `seq`, if it is still in the outbox.
 pub fn read_one(store: &dyn Store, seq: u64) -> Result<Option<Event>, EventsError> {
     let k = event_key(seq);

@@ -101,6 +101,8 @@ struct Channel {
     queued: Vec<Bytes>,
     /// The document reference the client used.
     doc: String,
+    /// The document's storage id, once joined (for the audit log's `leave`).
+    joined: Option<String>,
 }
 
 /// The Yjs session actor. See the module documentation.
@@ -347,7 +349,9 @@ impl YSession {
             YMessage::QueryAwareness => addr.do_send(YQueryAwareness { session }),
             YMessage::Close => {
                 addr.do_send(YLeave { session });
-                self.drop_channel(address);
+                if let Some(doc) = self.drop_channel(address).and_then(|c| c.joined) {
+                    self.guard.audit(AuditEvent::Leave { session, doc });
+                }
             }
             // A token refresh is not needed (each channel keeps the token it joined with);
             // stateless messages are not relayed (documented in PROTOCOL.md).
@@ -423,6 +427,7 @@ impl YSession {
                     });
                     let queued = act.channels.get_mut(&address).map(|c| {
                         c.addr = Some(addr);
+                        c.joined = Some(r.id.clone());
                         std::mem::take(&mut c.queued)
                     });
                     let bytes: usize = queued.iter().flatten().map(Bytes::len).sum();
@@ -472,6 +477,7 @@ impl YSession {
                 claims: None,
                 queued: Vec::new(),
                 doc: doc.clone(),
+                joined: None,
             },
         );
         let guard = self.guard.clone();
@@ -593,6 +599,12 @@ impl YSession {
             if let Some(addr) = &ch.addr {
                 addr.do_send(YLeave { session: self.id });
             }
+            if let Some(doc) = ch.joined.clone() {
+                self.guard.audit(AuditEvent::Leave {
+                    session: self.id,
+                    doc,
+                });
+            }
             let msg = "the access token has expired";
             match self.endpoint {
                 YEndpoint::Hocuspocus => {
@@ -631,6 +643,7 @@ impl Actor for YSession {
                     claims,
                     queued: Vec::new(),
                     doc: doc.name.clone(),
+                    joined: None,
                 },
             );
             self.join(address, doc, ctx);
