@@ -335,7 +335,7 @@ async fn acknowledged_yjs_updates_survive_kill_9() -> Result<()> {
             }
             clients[i].pump(Duration::from_millis(1)).await?;
             round += 1;
-            if round % 8 == 0 {
+            if round.is_multiple_of(8) {
                 for c in &mut clients {
                     c.pump(Duration::from_millis(1)).await?;
                 }

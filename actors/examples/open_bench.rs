@@ -87,7 +87,7 @@ fn run(ops: u64, snapshot_every: u64, runs: usize) -> Result<OpenReport> {
                 store.append(DOC, &batch)?;
                 batch.clear();
             }
-            if snapshot_every > 0 && doc.rev() % snapshot_every == 0 {
+            if snapshot_every > 0 && doc.rev().is_multiple_of(snapshot_every) {
                 store.append(DOC, &batch)?;
                 batch.clear();
                 store.put_snapshot(DOC, &doc.snapshot())?;
