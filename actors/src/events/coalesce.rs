@@ -38,6 +38,19 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change starting (and ending) at `rev`.
+    fn start(doc: &Arc<str>, kind: DocKind, rev: u64) -> Change {
+        Change {
+            doc: doc.clone(),
+            kind,
+            from: rev,
+            to: rev,
+            authors: Vec::new(),
+            more_authors: 0,
+            last_author: None,
+        }
+    }
+
     /// Whether the change starts the document (revision 1).
     pub fn created(&self) -> bool {
         self.from == 1
@@ -79,28 +92,14 @@ impl Coalescer {
             extra: HashSet::new(),
             last_ms: None,
         });
-        let change = state.pending.get_or_insert_with(|| Change {
-            doc: doc.clone(),
-            kind,
-            from: rev,
-            to: rev,
-            authors: Vec::new(),
-            more_authors: 0,
-            last_author: None,
-        });
+        let change = state
+            .pending
+            .get_or_insert_with(|| Change::start(doc, kind, rev));
         if rev < change.from {
             // A document deleted and written again from revision 1 before its change was told
             // (its deletion took the change first, so this only happens if a caller skipped
             // that): start over rather than claim a range backwards.
-            *change = Change {
-                doc: doc.clone(),
-                kind,
-                from: rev,
-                to: rev,
-                authors: Vec::new(),
-                more_authors: 0,
-                last_author: None,
-            };
+            *change = Change::start(doc, kind, rev);
             state.extra.clear();
         }
         change.to = change.to.max(rev);

@@ -121,8 +121,7 @@ pub struct EventData {
     /// `text` or `yjs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Revisions covered (changed: the new revisions; created: the first; deleted: the last
-    /// stored).
+    /// Revisions covered (changed: the new revisions; created: revision 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revs: Option<Revs>,
     /// Token subjects of the authors of those revisions (changed), at most [`MAX_AUTHORS`].
@@ -197,10 +196,7 @@ impl Event {
     pub fn new(prefix: &str, seq: u64, kind: EventType, at_ms: u64, data: EventData) -> Event {
         let id = event_id(prefix, seq);
         let tenant = data.tenant.clone();
-        let doc = data.document.as_ref().map(|d| match &tenant {
-            Some(t) => Arc::from(format!("{t}:{d}")),
-            None => Arc::from(d.as_str()),
-        });
+        let doc = storage_id(&data);
         let body = EventBody {
             schema: EVENT_SCHEMA,
             id: id.clone(),
@@ -240,6 +236,14 @@ impl Event {
             json: Arc::from(json),
         })
     }
+}
+
+/// The storage id of the document an event is about (`tenant:name`, or the name).
+fn storage_id(data: &EventData) -> Option<Arc<str>> {
+    data.document.as_ref().map(|d| match &data.tenant {
+        Some(t) => Arc::from(format!("{t}:{d}")),
+        None => Arc::from(d.as_str()),
+    })
 }
 
 /// The id of event `seq` of a store whose outbox prefix is `prefix`.
