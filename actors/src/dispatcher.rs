@@ -11,17 +11,19 @@
 //! Invariants:
 //! - It only ever hears of events after the flush that made them durable (the store actor
 //!   sends them from its flush notification), or reads them back from the outbox.
-//! - Per sink and document, one event is in flight (or waiting for its retry) at a time, and
-//!   the next starts only once it is settled (delivered or dead-lettered): order per document.
-//!   Events without a document (refusals before any document) form one more such queue.
+//! - Which event starts when is decided by each sink's pure schedule
+//!   ([`crate::events::schedule::SinkQueue`]): per sink and document one event in flight (or
+//!   waiting for its retry) at a time, the next only once it is settled (delivered or
+//!   dead-lettered), at most `max_in_flight` at once, none while disabled.
 //! - An event is settled for a sink once, unless replayed; the settle mark is written before
 //!   the sink's low-water mark passes it. After a crash, everything above the low-water mark
 //!   and not marked is delivered again (at least once; the id is the same, so receivers
 //!   deduplicate).
-//! - Memory per sink is bounded by [`MAX_QUEUED`] events: beyond it new events stay in the
-//!   outbox only ("spilled") and are read back, in order, as the queue drains.
+//! - Memory per sink is bounded by [`crate::events::schedule::MAX_QUEUED`] events: beyond it
+//!   new events stay in the outbox only ("spilled") and are read back, in order, as the queue
+//!   drains.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::events::outbox::{self, DeadLetter, Settled, TreeWrite};
 use crate::events::retry::{Attempt, Next};
+use crate::events::schedule::SinkQueue;
 use crate::events::sinks::{self, Sink, Target};
 use crate::events::{Event, EventsError};
 use crate::metrics::metrics;
@@ -42,139 +45,42 @@ use crate::store_actor::{RecordDelivery, StoreActor};
 mod admin;
 pub use admin::{EnableSink, ListSinks, Replay, Replayed, SinkStatus};
 
-/// Most events a sink holds in memory; beyond, they are read back from the outbox.
-pub const MAX_QUEUED: usize = 20_000;
 /// How often low-water marks are saved and the outbox trimmed.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
 /// Events kept in the outbox behind every sink's low-water mark (for `events replay`).
 pub const DEFAULT_RETAIN_EVENTS: u64 = 100_000;
 
-/// A queued event and when the dispatcher got it (for the latency metric).
-type Queued = (Arc<Event>, Instant);
-
-/// One sink's delivery state.
+/// One sink: where and how, its schedule, why it is disabled.
 struct SinkRun {
     sink: Arc<Sink>,
     agent: ureq::Agent,
-    /// Why it is disabled (a 410), if it is. Its queues stay (bounded) and wait.
+    queue: SinkQueue,
+    /// Why it is disabled (a 410), if it is.
     disabled: Option<String>,
-    /// Pending events per document ("" for events without one), in order.
-    queues: HashMap<Arc<str>, VecDeque<Queued>>,
-    /// Events in `queues`.
-    queued: usize,
-    /// Documents whose head is in flight or waiting for a retry.
-    busy: HashSet<Arc<str>>,
-    /// Documents whose head may start, in the order they became ready.
-    ready: VecDeque<Arc<str>>,
-    in_flight: usize,
-    /// Events in memory (queued or in flight) not settled.
-    unsettled: BTreeSet<u64>,
-    /// Every event at or below it is settled (or replayed, then in `unsettled`).
-    low_water: u64,
-    /// The first event left in the outbox only (`None`: everything is in memory).
-    spilled_from: Option<u64>,
-    /// Events this sink takes that are left in the outbox only, as far as counted.
-    spilled: u64,
 }
 
 impl SinkRun {
-    fn new(sink: Arc<Sink>, low_water: u64, disabled: Option<String>) -> Self {
-        SinkRun {
-            agent: sinks::agent(sink.timeout),
-            sink,
-            disabled,
-            queues: HashMap::new(),
-            queued: 0,
-            busy: HashSet::new(),
-            ready: VecDeque::new(),
-            in_flight: 0,
-            unsettled: BTreeSet::new(),
-            low_water,
-            spilled_from: None,
-            spilled: 0,
-        }
-    }
-
-    /// The low-water mark the settled events allow.
-    fn low_water_now(&self, seen: u64) -> u64 {
-        let mut lw = seen;
-        if let Some(first) = self.unsettled.iter().find(|&&s| s > self.low_water) {
-            lw = lw.min(first - 1);
-        }
-        if let Some(s) = self.spilled_from {
-            lw = lw.min(s - 1);
-        }
-        lw.max(self.low_water)
-    }
-
-    fn push(&mut self, ev: Arc<Event>) {
-        let key: Arc<str> = ev.doc.clone().unwrap_or_else(|| Arc::from(""));
-        if !self.unsettled.insert(ev.seq) {
-            return;
-        }
-        self.queued += 1;
-        let q = self.queues.entry(key.clone()).or_default();
-        q.push_back((ev, Instant::now()));
-        if q.len() == 1 && !self.busy.contains(&key) {
-            self.ready.push_back(key);
-        }
-    }
-
-    /// Takes a durable event (or leaves it in the outbox when spilled or full).
-    fn offer(&mut self, ev: &Arc<Event>) {
-        if !self.sink.matches(ev) {
-            return;
-        }
-        if self.spilled_from.is_none() && self.queued >= MAX_QUEUED {
-            self.spilled_from = Some(ev.seq);
-        }
-        if self.spilled_from.is_some() {
-            self.spilled += 1;
-        } else {
-            self.push(ev.clone());
-        }
-        self.gauge();
-    }
-
     fn gauge(&self) {
         metrics()
             .events_pending
             .get_or_create(&label(&self.sink.name))
-            .set((self.unsettled.len() as u64 + self.spilled) as i64);
+            .set(self.queue.pending() as i64);
     }
 
-    /// Reads spilled events back from the outbox, in order, until [`MAX_QUEUED`] are in
-    /// memory; `settled` are skipped (at start-up: those marked in the outbox).
+    /// Reads spilled events back from the outbox (`settled`: those to skip).
     fn refill(
         &mut self,
         store: &dyn Store,
         seen: u64,
         settled: &HashSet<u64>,
     ) -> Result<(), EventsError> {
-        while let Some(from) = self.spilled_from {
-            if self.queued >= MAX_QUEUED {
-                break;
-            }
-            let evs = outbox::read_after(store, from - 1, outbox::READ_BATCH)?;
-            let mut next = seen + 1;
-            for ev in evs.iter().take_while(|e| e.seq <= seen) {
-                next = ev.seq + 1;
-                if self.sink.matches(ev) && !settled.contains(&ev.seq) {
-                    self.spilled = self.spilled.saturating_sub(1);
-                    self.push(Arc::new(ev.clone()));
-                    if self.queued >= MAX_QUEUED {
-                        break;
-                    }
-                }
-            }
-            if evs.is_empty() {
-                next = seen + 1;
-            }
-            self.spilled_from = (next <= seen).then_some(next);
-        }
-        if self.spilled_from.is_none() {
-            self.spilled = 0;
-        }
+        let sink = self.sink.clone();
+        self.queue.refill(
+            seen,
+            Instant::now(),
+            |after| outbox::read_after(store, after, outbox::READ_BATCH),
+            |ev| sink.matches(ev) && !settled.contains(&ev.seq),
+        )?;
         self.gauge();
         Ok(())
     }
@@ -220,19 +126,25 @@ impl Dispatcher {
                 first_writes.extend(outbox::low_water_writes(&sink.name, last_seq));
                 last_seq
             });
-            let mut run = SinkRun::new(sink, low_water, st.disabled);
+            let queue = SinkQueue::new(sink.max_in_flight, low_water, st.disabled.is_some());
+            let mut run = SinkRun {
+                agent: sinks::agent(sink.timeout),
+                sink,
+                queue,
+                disabled: st.disabled,
+            };
             for seq in st.replays {
                 if let Some(ev) = outbox::find_event(&*store, seq)? {
-                    run.push(Arc::new(ev));
+                    run.queue.replay(Arc::new(ev), Instant::now());
                 }
             }
-            run.spilled_from = (low_water < last_seq).then_some(low_water + 1);
+            run.queue.spill_after(low_water, last_seq);
             run.refill(&*store, last_seq, &st.settled)?;
             runs.push(run);
         }
         outbox::apply(&*store, &first_writes)?;
         Ok(Dispatcher {
-            saved: runs.iter().map(|r| r.low_water).collect(),
+            saved: runs.iter().map(|r| r.queue.low_water()).collect(),
             store,
             writer: None,
             sinks: runs,
@@ -248,32 +160,22 @@ impl Dispatcher {
         }
     }
 
-    /// Starts what may start on sink `i`.
+    /// Starts what may start on sink `i` (reading spilled events back first if there is room).
     fn pump(&mut self, i: usize, ctx: &mut Context<Self>) {
         let seen = self.seen;
         let run = &mut self.sinks[i];
-        if run.spilled_from.is_some() && run.queued < MAX_QUEUED / 2 {
+        if run.queue.wants_refill() {
             if let Err(e) = run.refill(&*self.store, seen, &HashSet::new()) {
                 warn!(sink = %run.sink.name, error = %e, "cannot read events back from the outbox");
             }
         }
-        loop {
-            let run = &mut self.sinks[i];
-            if run.disabled.is_some() || run.in_flight >= run.sink.max_in_flight {
-                return;
-            }
-            let Some(doc) = run.ready.pop_front() else {
-                return;
-            };
-            let Some((ev, _)) = run.queues.get(&doc).and_then(|q| q.front()).cloned() else {
-                continue;
-            };
-            run.busy.insert(doc.clone());
+        while let Some((doc, ev)) = self.sinks[i].queue.start() {
             self.attempt(i, doc, ev, 1, ctx);
         }
     }
 
-    /// Makes attempt number `made` to deliver `ev` (the head of `doc`'s queue) to sink `i`.
+    /// Makes attempt number `made` to deliver `ev` (the head of `doc`'s queue, counted in
+    /// flight) to sink `i`.
     fn attempt(
         &mut self,
         i: usize,
@@ -282,14 +184,7 @@ impl Dispatcher {
         made: u32,
         ctx: &mut Context<Self>,
     ) {
-        let run = &mut self.sinks[i];
-        if run.disabled.is_some() {
-            // Resumes from the start when the sink is enabled again.
-            run.busy.remove(&doc);
-            run.ready.push_front(doc);
-            return;
-        }
-        run.in_flight += 1;
+        let run = &self.sinks[i];
         let sink = run.sink.clone();
         let agent = run.agent.clone();
         let ev2 = ev.clone();
@@ -326,7 +221,7 @@ impl Dispatcher {
         ctx: &mut Context<Self>,
     ) {
         let run = &mut self.sinks[i];
-        run.in_flight -= 1;
+        run.queue.attempt_done();
         let name = run.sink.name.clone();
         let next = run
             .sink
@@ -352,13 +247,14 @@ impl Dispatcher {
             }
             Next::Retry(delay) => {
                 ctx.run_later(delay, move |act, ctx| {
-                    act.attempt(i, doc, ev, made + 1, ctx)
+                    if let Some(ev) = act.sinks[i].queue.retry(&doc) {
+                        act.attempt(i, doc, ev, made + 1, ctx);
+                    }
                 });
             }
             Next::Disable => {
                 warn!(sink = %name, event = %ev.id, "the endpoint answered 410 Gone: it is disabled until enabled again");
-                run.busy.remove(&doc);
-                run.ready.push_front(doc);
+                run.queue.park(&doc);
                 if run.disabled.is_none() {
                     let why = format!("HTTP 410 at {}", crate::events::rfc3339_ms(now_ms()));
                     self.set_disabled(i, Some(why), &ev.id);
@@ -380,23 +276,11 @@ impl Dispatcher {
     ) {
         let run = &mut self.sinks[i];
         let at_ms = now_ms();
-        if let Some(q) = run.queues.get_mut(doc) {
-            if let Some((_, got)) = q.pop_front() {
-                if error.is_none() {
-                    metrics()
-                        .events_latency
-                        .observe(got.elapsed().as_secs_f64());
-                }
-                run.queued -= 1;
-            }
-            if q.is_empty() {
-                run.queues.remove(doc);
-            } else {
-                run.ready.push_back(doc.clone());
-            }
+        if let (Some(taken), None) = (run.queue.settle(doc, ev.seq), &error) {
+            metrics()
+                .events_latency
+                .observe(taken.elapsed().as_secs_f64());
         }
-        run.busy.remove(doc);
-        run.unsettled.remove(&ev.seq);
         run.gauge();
         let outcome = if error.is_some() { "dead" } else { "delivered" };
         let settled = Settled {
@@ -405,20 +289,17 @@ impl Dispatcher {
             status,
             at_ms,
         };
-        let dead = match error {
-            Some(error) => Some(DeadLetter {
-                sink: run.sink.name.clone(),
-                seq: ev.seq,
-                id: ev.id.clone(),
-                kind: ev.kind,
-                attempts,
-                status,
-                error,
-                at_ms,
-                event: serde_json::from_str(&ev.json).unwrap_or_default(),
-            }),
-            None => None,
-        };
+        let dead = error.map(|error| DeadLetter {
+            sink: run.sink.name.clone(),
+            seq: ev.seq,
+            id: ev.id.clone(),
+            kind: ev.kind,
+            attempts,
+            status,
+            error,
+            at_ms,
+            event: serde_json::from_str(&ev.json).unwrap_or_default(),
+        });
         let writes = outbox::settle_writes(&run.sink.name, ev.seq, &settled, dead.as_ref());
         let audit = AuditEvent::Delivery {
             sink: run.sink.name.clone(),
@@ -434,6 +315,7 @@ impl Dispatcher {
     fn set_disabled(&mut self, i: usize, why: Option<String>, event: &str) {
         let run = &mut self.sinks[i];
         run.disabled = why.clone();
+        run.queue.set_disabled(why.is_some());
         metrics()
             .events_disabled
             .get_or_create(&label(&run.sink.name))
@@ -455,8 +337,7 @@ impl Dispatcher {
         let mut writes = Vec::new();
         let mut min = seen;
         for (run, saved) in self.sinks.iter_mut().zip(self.saved.iter_mut()) {
-            let lw = run.low_water_now(seen);
-            run.low_water = lw;
+            let lw = run.queue.advance_low_water(seen);
             if lw > *saved {
                 writes.extend(outbox::low_water_writes(&run.sink.name, lw));
                 *saved = lw;
@@ -485,7 +366,7 @@ impl Actor for Dispatcher {
                 .get_or_create(&label(&run.sink.name))
                 .set(i64::from(run.disabled.is_some()));
             run.gauge();
-            info!(sink = %run.sink.name, pending = run.unsettled.len(), low_water = run.low_water, disabled = run.disabled.is_some(), "event sink");
+            info!(sink = %run.sink.name, pending = run.queue.pending(), low_water = run.queue.low_water(), disabled = run.disabled.is_some(), "event sink");
             self.pump(i, ctx);
         }
         ctx.run_interval(HOUSEKEEPING_INTERVAL, |act, _| act.housekeeping());
@@ -522,7 +403,10 @@ impl Handler<EventsDurable> for Dispatcher {
             }
             self.seen = ev.seq;
             for run in &mut self.sinks {
-                run.offer(&ev);
+                if run.sink.matches(&ev) {
+                    run.queue.offer(ev.clone(), Instant::now());
+                    run.gauge();
+                }
             }
         }
         for i in 0..self.sinks.len() {

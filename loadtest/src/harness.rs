@@ -310,7 +310,10 @@ where
         anyhow::bail!("--presence-rate must be zero or a positive number per second");
     }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let (base, port, host) = http_base(&cfg.url)?;
+    if cfg.urls.is_empty() {
+        anyhow::bail!("give at least one --url");
+    }
+    let (base, port, host) = http_base(cfg.first_url())?;
     let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
     let server_pid = cfg
         .server_pid

@@ -86,13 +86,15 @@ struct RunArgs {
     /// Document kind: `text` (give the `/ws` URL) or `yjs` (give the `/hocuspocus` URL).
     #[arg(long, value_enum, default_value_t = Kind::Text, env = "COEDIT_LOADTEST_KIND")]
     kind: Kind,
-    /// Server WebSocket URL.
+    /// Server WebSocket URL; repeat (or separate with commas) for a cluster's nodes: clients
+    /// are spread over them, and one that is disconnected reconnects to the next.
     #[arg(
         long,
         default_value = "ws://127.0.0.1:8080/ws",
-        env = "COEDIT_LOADTEST_URL"
+        env = "COEDIT_LOADTEST_URL",
+        value_delimiter = ','
     )]
-    url: String,
+    url: Vec<String>,
     /// Number of clients.
     #[arg(long, default_value_t = 50, env = "COEDIT_LOADTEST_CLIENTS")]
     clients: usize,
@@ -225,7 +227,7 @@ fn run_load(a: RunArgs) -> Result<bool> {
         .timeout
         .unwrap_or(a.ramp + a.duration + DEFAULT_TIMEOUT_SLACK_S);
     let cfg = run::RunConfig {
-        url: a.url,
+        urls: a.url,
         clients: a.clients,
         docs: a.docs,
         hot: a.hot,

@@ -46,8 +46,9 @@ pub(crate) const BACKSPACE_SHARE: f64 = 0.15;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// `ws://host:port/ws`.
-    pub url: String,
+    /// `ws://host:port/ws` of each server (a cluster's nodes): client `i` connects to
+    /// `urls[i % n]` and, after a disconnection, to the next one.
+    pub urls: Vec<String>,
     /// Number of clients.
     pub clients: usize,
     /// Number of documents (ignored with `hot`).
@@ -75,6 +76,19 @@ pub struct RunConfig {
     pub baseline: bool,
     /// Access token sent in `hello` and on REST reads (servers with authentication on).
     pub token: Option<String>,
+}
+
+impl RunConfig {
+    /// The URL client `idx` uses for its `attempt`-th connection (0 first): clients are spread
+    /// over the servers, and a reconnection goes to the next one (a node that died is left).
+    pub fn url_for(&self, idx: usize, attempt: usize) -> &str {
+        &self.urls[(idx + attempt) % self.urls.len().max(1)]
+    }
+
+    /// The first server's URL (REST checks, the server process found from its port).
+    pub fn first_url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
 }
 
 /// A client's replica: the text, or only its length.
@@ -145,6 +159,25 @@ impl Client {
                 _ => {}
             }
         }
+    }
+
+    /// [`Self::connect`] to the server `attempt` names for this client, else to the next ones
+    /// in turn (each server once); `attempt` is left at the one that answered.
+    async fn connect_any(
+        &mut self,
+        cfg: &RunConfig,
+        attempt: &mut usize,
+        first: bool,
+    ) -> Result<Ws> {
+        let mut last = None;
+        for _ in 0..cfg.urls.len() {
+            match self.connect(cfg.url_for(self.idx, *attempt), first).await {
+                Ok(ws) => return Ok(ws),
+                Err(e) => last = Some(e),
+            }
+            *attempt += 1;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no --url to connect to")))
     }
 
     /// Connects (again), joins with the known revision and resends what was in flight.
@@ -286,7 +319,8 @@ impl Client {
         let mut rng =
             SmallRng::seed_from_u64(cfg.seed ^ (self.idx as u64).wrapping_mul(0x9e37_79b9));
         tokio::time::sleep(harness::ramp_delay(&cfg, self.idx)).await;
-        let mut ws = self.connect(&cfg.url, true).await?;
+        let mut attempt = 0;
+        let mut ws = self.connect_any(&cfg, &mut attempt, true).await?;
         let period = Duration::from_secs_f64(1.0 / cfg.rate.max(1e-6));
         let mut typing = tokio::time::interval_at(
             tokio::time::Instant::now() + period.mul_f64(rng.random::<f64>()),
@@ -328,7 +362,8 @@ impl Client {
                         Some(Ok(Message::Text(t))) => ServerMsg::from_json(&t)?,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                            ws = self.connect(&cfg.url, false).await?;
+                            attempt += 1;
+                            ws = self.connect_any(&cfg, &mut attempt, false).await?;
                             continue;
                         }
                         Some(Ok(_)) => continue,

@@ -264,6 +264,20 @@ impl YClient {
         Ok(())
     }
 
+    /// [`Self::connect`] to the server `attempt` names for this client, else to the next ones
+    /// in turn (each server once); `attempt` is left at the one that answered.
+    async fn connect_any(&mut self, cfg: &RunConfig, attempt: &mut usize) -> Result<Ws> {
+        let mut last = None;
+        for _ in 0..cfg.urls.len() {
+            match self.connect(cfg.url_for(self.idx, *attempt)).await {
+                Ok(ws) => return Ok(ws),
+                Err(e) => last = Some(e),
+            }
+            *attempt += 1;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no --url to connect to")))
+    }
+
     /// Connects (again), opens the channel and syncs both ways; returns once the server's
     /// step 2 is applied.
     async fn connect(&mut self, url: &str) -> Result<Ws> {
@@ -414,7 +428,8 @@ impl YClient {
         let mut rng =
             SmallRng::seed_from_u64(cfg.seed ^ (self.idx as u64).wrapping_mul(0x9e37_79b9));
         tokio::time::sleep(harness::ramp_delay(&cfg, self.idx)).await;
-        let mut ws = self.connect(&cfg.url).await?;
+        let mut attempt = 0;
+        let mut ws = self.connect_any(&cfg, &mut attempt).await?;
         let period = Duration::from_secs_f64(1.0 / cfg.rate.max(1e-6));
         let mut typing = tokio::time::interval_at(
             tokio::time::Instant::now() + period.mul_f64(rng.random::<f64>()),
@@ -449,7 +464,8 @@ impl YClient {
                         Some(Ok(Message::Binary(b))) => self.on_frame(&mut ws, &b).await?,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                            ws = self.connect(&cfg.url).await?;
+                            attempt += 1;
+                            ws = self.connect_any(&cfg, &mut attempt).await?;
                         }
                         Some(Ok(_)) => {}
                     }
@@ -499,12 +515,16 @@ fn server_text(base: &str, doc: &str, token: Option<&str>) -> Result<(Option<u64
     Ok((None, text))
 }
 
-/// Runs the Yjs load against the Hocuspocus endpoint in `cfg.url` and returns the report.
+/// Runs the Yjs load against the Hocuspocus endpoints in `cfg.urls` and returns the report.
 pub async fn run(cfg: RunConfig) -> Result<Report> {
     if cfg.baseline {
         bail!("the baseline server speaks only the text protocol");
     }
-    if cfg.url.trim_end_matches('/').ends_with("/ws") {
+    if cfg
+        .urls
+        .iter()
+        .any(|u| u.trim_end_matches('/').ends_with("/ws"))
+    {
         bail!("Yjs clients speak Hocuspocus: give --url ws://HOST:PORT/hocuspocus");
     }
     let cfg = Arc::new(cfg);
@@ -569,7 +589,7 @@ mod tests {
     #[test]
     fn edits_are_updates_another_client_applies() {
         let cfg = RunConfig {
-            url: "ws://127.0.0.1:1/hocuspocus".into(),
+            urls: vec!["ws://127.0.0.1:1/hocuspocus".into()],
             clients: 2,
             docs: 1,
             hot: true,

@@ -11,12 +11,12 @@ pub struct SinkStatus {
     /// `webhook` or `jetstream`.
     pub kind: &'static str,
     /// Events taken and not settled.
-    pub pending: usize,
+    pub pending: u64,
     /// Deliveries in flight.
     pub in_flight: usize,
     /// Why it is disabled, if it is.
     pub disabled: Option<String>,
-    /// Every event at or below it is settled.
+    /// Every event at or below it is settled (as of the last housekeeping, every 5 s).
     pub low_water: u64,
 }
 
@@ -29,17 +29,16 @@ impl Handler<ListSinks> for Dispatcher {
     type Result = MessageResult<ListSinks>;
 
     fn handle(&mut self, _: ListSinks, _: &mut Context<Self>) -> Self::Result {
-        let seen = self.seen;
         MessageResult(
             self.sinks
                 .iter()
                 .map(|r| SinkStatus {
                     name: r.sink.name.clone(),
                     kind: r.sink.target.kind(),
-                    pending: r.unsettled.len(),
-                    in_flight: r.in_flight,
+                    pending: r.queue.pending(),
+                    in_flight: r.queue.in_flight(),
                     disabled: r.disabled.clone(),
-                    low_water: r.low_water_now(seen),
+                    low_water: r.queue.low_water(),
                 })
                 .collect(),
         )
@@ -115,14 +114,10 @@ impl Handler<Replay> for Dispatcher {
                     } else {
                         dead.contains(&run.sink.name)
                     };
-                    if !take || run.unsettled.contains(&ev.seq) {
+                    // Already held, or still pending in the outbox: delivered anyway.
+                    if !take || !run.queue.replay(ev.clone(), Instant::now()) {
                         continue;
                     }
-                    if run.spilled_from.is_some_and(|s| ev.seq >= s) {
-                        // Still pending in the outbox: it will be delivered anyway.
-                        continue;
-                    }
-                    run.push(ev.clone());
                     run.gauge();
                     let name = run.sink.name.clone();
                     self.write(outbox::replay_writes(&name, ev.seq), None);

@@ -22,6 +22,8 @@
 //!   low-water marks, disabled endpoints; start-up catch-up.
 //! - [`sign`]: Standard Webhooks signatures (HMAC-SHA256 `v1`, HMAC-SM3 `v1sm3`).
 //! - [`retry`]: what a delivery attempt's outcome means and when to try again.
+//! - [`schedule`]: one sink's pure delivery schedule (order per document, in-flight bound,
+//!   retries, disabling, spilling to the outbox, the low-water mark).
 //! - [`sinks`]: the sinks' configuration and the blocking HTTP POST that delivers one event to
 //!   a webhook.
 //! - [`nats`]: the NATS JetStream sink (connection, stream, subjects, publish).
@@ -35,6 +37,7 @@ pub mod coalesce;
 pub mod nats;
 pub mod outbox;
 pub mod retry;
+pub mod schedule;
 pub mod sign;
 pub mod sinks;
 

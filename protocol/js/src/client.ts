@@ -29,10 +29,21 @@ export type { ChangeEvent, ClientError, Status } from './events.js';
 /** @deprecated Use `ClientError`. */
 export type ServerError = ClientError;
 
+/** The URL option as a non-empty list. */
+function urlList(url: string | string[]): string[] {
+  const urls = Array.isArray(url) ? url : [url];
+  if (urls.length === 0 || urls.some((u) => typeof u !== 'string' || u === '')) {
+    throw new TypeError('url: give a WebSocket URL or a non-empty list of them');
+  }
+  return [...urls];
+}
+
 /** Options of [`CoeditClient`]. */
 export interface ClientOptions {
-  /** Server WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`. */
-  url: string;
+  /** Server WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`, or a cluster's nodes' URLs: the
+   * first is used, and after a failed or lost connection the next (the session resumes there
+   * by revision). */
+  url: string | string[];
   /** Document id (or `tenant:name`). */
   doc: string;
   /** Access token, or a provider of fresh tokens (called before each connection and before
@@ -106,7 +117,7 @@ export class CoeditClient extends Connection {
   constructor(options: ClientOptions) {
     super(
       {
-        url: options.url,
+        urls: urlList(options.url),
         WebSocket:
           options.WebSocket ??
           (globalThis as unknown as { WebSocket: new (url: string) => SocketLike }).WebSocket,

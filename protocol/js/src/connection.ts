@@ -44,7 +44,9 @@ export interface SocketLike {
 
 /** Connection settings (all resolved). */
 export interface ConnectionSettings {
-  url: string;
+  /** The servers (a cluster's nodes), tried in turn: the first, then after each failed or
+   * lost connection the next. */
+  urls: string[];
   WebSocket: new (url: string) => SocketLike;
   user: PeerUser | undefined;
   minBackoffMs: number;
@@ -101,6 +103,8 @@ export abstract class Connection extends Emitter<Events> {
   /** The server refused the session's token; reported when the connection is gone. */
   private fatalAuth: { code: number; msg: string } | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Index in `conn.urls` of the server in use. */
+  private urlIndex = 0;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private lastHeard = 0;
@@ -212,9 +216,9 @@ export abstract class Connection extends Emitter<Events> {
     this.welcomed = this.authPending = false;
     let ws: SocketLike;
     try {
-      ws = new this.conn.WebSocket(this.conn.url);
+      ws = new this.conn.WebSocket(this.url);
     } catch (e) {
-      this.report({ code: 0, msg: `cannot open ${this.conn.url}: ${describe(e)}` }, true);
+      this.report({ code: 0, msg: `cannot open ${this.url}: ${describe(e)}` }, true);
       this.scheduleReconnect();
       return;
     }
@@ -244,7 +248,7 @@ export abstract class Connection extends Emitter<Events> {
     };
     ws.onerror = () => {
       if (this.ws !== ws) return;
-      this.report({ code: 0, msg: `connection error (${this.conn.url})` }, !this.stopped);
+      this.report({ code: 0, msg: `connection error (${this.url})` }, !this.stopped);
     };
     this.pingTimer = setInterval(() => this.heartbeat(), this.conn.pingIntervalMs);
   }
@@ -314,8 +318,16 @@ export abstract class Connection extends Emitter<Events> {
     this.send({ ping: { t: Date.now() } });
   }
 
+  /** The server the next (or current) connection goes to. */
+  get url(): string {
+    return this.conn.urls[this.urlIndex % this.conn.urls.length];
+  }
+
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
+    // The next server: a node that died or closed the connection is left for another, and
+    // the session resumes there by revision (every node serves every document).
+    this.urlIndex = (this.urlIndex + 1) % this.conn.urls.length;
     const base = Math.min(this.conn.maxBackoffMs, this.conn.minBackoffMs * 2 ** this.attempt);
     this.attempt++;
     const delay = base * (0.5 + Math.random() / 2);

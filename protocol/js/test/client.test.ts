@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoeditClient } from '../src/client.js';
 import { OtState } from '../src/state.js';
-import { FakeServer, rng, seed, until } from './sim.js';
+import { FakeServer, FakeSocket, rng, seed, until } from './sim.js';
 
 test('concurrent inserts at one position: the op the server applies later goes first', () => {
   const a = new OtState('a', 0, '');
@@ -136,5 +136,42 @@ test('an op refused for lack of disk space (4006) is kept and resent until appli
   await until(() => server.rev === 1 && c.state.synchronized, 8000, 'applied after space returns');
   assert.equal(server.text, 'kept');
   assert.equal(c.text, 'kept');
+  c.close();
+});
+
+test('a list of URLs: a server that is down is left for the next, and the session resumes there by revision', async () => {
+  const server = new FakeServer();
+  const dead = new FakeServer();
+  dead.up = false;
+  const down = new Set(['ws://node-a/ws']);
+  const tried: string[] = [];
+  const WebSocket = class extends FakeSocket {
+    constructor(url: string) {
+      tried.push(url);
+      super(down.has(url) ? dead : server);
+    }
+  };
+  assert.throws(() => new CoeditClient({ url: [], doc: 'd', WebSocket }), TypeError);
+  const c = new CoeditClient({
+    url: ['ws://node-a/ws', 'ws://node-b/ws'],
+    doc: 'd',
+    WebSocket,
+    minBackoffMs: 2,
+    maxBackoffMs: 10,
+  });
+  await until(() => c.status === 'online', 2000, 'online through node-b');
+  assert.deepEqual(tried.slice(0, 2), ['ws://node-a/ws', 'ws://node-b/ws']);
+  c.submit(['hello']);
+  await until(() => c.synced && server.text === 'hello', 2000, 'acked');
+  // node-b dies, node-a is back: the client moves to node-a, rejoins at its revision, and the
+  // edits typed meanwhile arrive once.
+  down.clear();
+  down.add('ws://node-b/ws');
+  for (const s of server.sockets) if (s.client === c.clientId) s.drop();
+  c.submit([5, ' world']);
+  await until(() => c.status === 'online' && c.synced, 2000, 'back online');
+  assert.equal(tried.at(-1), 'ws://node-a/ws');
+  assert.equal(server.text, 'hello world');
+  assert.equal(c.text, 'hello world');
   c.close();
 });
