@@ -30,7 +30,8 @@
 //! - [`codec`]: the record codec: one header parser for plaintext and sealed records,
 //!   encoding, decoding and sealing.
 //! - [`kv`]: the [`Kv`] trait over an ordered key-value backend and its key spaces;
-//!   [`mem_kv`] (in memory) and [`sled_kv`] (on disk) implement it.
+//!   [`mem_kv`] (in memory), [`sled_kv`] (on disk) and [`js_kv`] (NATS JetStream key-value
+//!   buckets, `docs/CLUSTER.md`) implement it.
 //! - [`records`]: [`RecordStore`], the `Store` over any `Kv` (documents, history, audit
 //!   storage), and its constructors.
 //! - [`meta`]: the store-wide records: format version, encryption mode, master key check
@@ -56,6 +57,7 @@ use thiserror::Error;
 pub mod check;
 pub mod codec;
 pub mod disk;
+pub mod js_kv;
 pub mod keys;
 pub mod kv;
 pub mod manifest;
@@ -161,6 +163,16 @@ pub enum StoreError {
         have: u64,
         /// The highest acknowledged revision.
         expected: u64,
+    },
+    /// Another writer wrote a revision of this document first (JetStream backend): this node
+    /// was not the document's only writer, and what it had not made durable is not.
+    #[error(
+        "document {doc:?} was written by another node first: this node was not its only writer; \
+         its unacknowledged edits are resent by their clients"
+    )]
+    Fenced {
+        /// The document.
+        doc: String,
     },
     /// The audit chain is shorter than what was recorded as durable.
     #[error(

@@ -1,0 +1,504 @@
+//! [`JsKv`]: the [`Kv`] backend on NATS JetStream key-value buckets, for `[storage] backend =
+//! "jetstream"` (`docs/CLUSTER.md`). Everything above it (records, sealing, verification, Yjs,
+//! audit, outbox) is the same [`super::RecordStore`] code as on sled.
+//!
+//! Layout: one bucket per key space, `{prefix}_{TREE}` (`COEDIT_OPS`, `COEDIT_SNAPSHOTS`, …),
+//! with the configured replicas. Keys are hex so that any byte string is a valid KV key:
+//! `{hex doc}.r{hex revision}` in `ops` and `snapshots` (so one document's keys share a subject
+//! prefix and are listed alone), `n{hex node}.{hex key}` in the node's own `audit` and `events`
+//! spaces (each node keeps its own audit chain and outbox), `k.{hex key}` in `meta` and `keys`.
+//!
+//! Invariants:
+//! - Writes are buffered in the process and become durable together at [`Kv::flush`], which
+//!   returns once JetStream acknowledged every one (stored on the bucket's quorum). Reads see
+//!   buffered and flushing writes first, as sled's reads see its unflushed writes.
+//! - An op record is written with `create`: JetStream refuses it if that revision of that
+//!   document exists. Two writers can never both write one revision: a writer that was not
+//!   the document's only one learns it at its flush ([`StoreError::Fenced`]).
+//! - Calls block the calling thread (the store is synchronous, like sled); the NATS connection
+//!   runs on the backend's own runtime thread, so calls are safe from any thread.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::kv::{tree_index, TREES};
+use super::*;
+
+/// Default bucket name prefix.
+pub const DEFAULT_BUCKET_PREFIX: &str = "COEDIT";
+/// Time allowed for one call to NATS (connect, read, or a whole flush).
+pub const NATS_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Value reads in flight at once when listing a range.
+const READS_AT_ONCE: usize = 64;
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct JsConfig {
+    /// NATS server URLs.
+    pub urls: Vec<String>,
+    /// This node's id (its audit chain and outbox keys).
+    pub node: String,
+    /// Bucket replicas when coedit creates the buckets.
+    pub replicas: usize,
+    /// Bucket name prefix.
+    pub prefix: String,
+    /// NATS credentials file.
+    pub creds_file: Option<PathBuf>,
+    /// CA certificate for TLS to NATS (TLS required when given).
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// Buffered writes: `(key space, key)` → value, `None` deleting.
+type Buffer = BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>;
+
+/// One buffered write on its way to JetStream.
+struct Outgoing {
+    bucket: kv::Store,
+    key: String,
+    /// Written with `create` (an op record: refused if the revision exists).
+    fenced: bool,
+    value: Option<Vec<u8>>,
+    /// The store key (names the document of a refused op).
+    raw: Vec<u8>,
+}
+
+/// The JetStream backend. See the module documentation.
+pub struct JsKv {
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    buckets: Vec<kv::Store>,
+    names: Vec<String>,
+    node_token: String,
+    /// Writes not flushed yet: `None` deletes.
+    pending: Mutex<Buffer>,
+    /// Writes being flushed (read until JetStream acknowledged them).
+    flushing: Mutex<Buffer>,
+    /// One flush at a time.
+    flush_lock: Mutex<()>,
+}
+
+fn tree_name(t: Tree) -> &'static str {
+    match t {
+        Tree::Ops => "OPS",
+        Tree::Snapshots => "SNAPSHOTS",
+        Tree::Meta => "META",
+        Tree::Keys => "KEYS",
+        Tree::Audit => "AUDIT",
+        Tree::Events => "EVENTS",
+    }
+}
+
+const ALL_TREES: [Tree; TREES] = [
+    Tree::Ops,
+    Tree::Snapshots,
+    Tree::Meta,
+    Tree::Keys,
+    Tree::Audit,
+    Tree::Events,
+];
+
+fn doc_tree(t: Tree) -> bool {
+    matches!(t, Tree::Ops | Tree::Snapshots)
+}
+
+fn node_tree(t: Tree) -> bool {
+    matches!(t, Tree::Audit | Tree::Events)
+}
+
+fn nats_err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("NATS JetStream, {what}: {e}"))
+}
+
+impl JsKv {
+    /// Connects, and creates the buckets that do not exist yet.
+    pub fn connect(cfg: &JsConfig) -> Result<Self, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("coedit-nats")
+            .enable_all()
+            .build()
+            .map_err(backend)?;
+        let c = cfg.clone();
+        let (js, buckets) = run(&rt, async move {
+            let mut opts = async_nats::ConnectOptions::new()
+                .name(format!(
+                    "coedit/{} node {}",
+                    env!("CARGO_PKG_VERSION"),
+                    c.node
+                ))
+                .connection_timeout(NATS_CALL_TIMEOUT);
+            if let Some(f) = &c.creds_file {
+                opts = opts
+                    .credentials_file(f)
+                    .await
+                    .map_err(|e| nats_err("credentials", e))?;
+            }
+            if let Some(ca) = &c.tls_ca_file {
+                opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+            }
+            let addrs: Vec<async_nats::ServerAddr> = c
+                .urls
+                .iter()
+                .map(|u| u.parse().map_err(|e| nats_err(u, e)))
+                .collect::<Result<_, _>>()?;
+            let client = async_nats::connect_with_options(addrs, opts)
+                .await
+                .map_err(|e| nats_err("connecting", e))?;
+            let js = jetstream::new(client);
+            let mut buckets = Vec::new();
+            for t in ALL_TREES {
+                let bucket = format!("{}_{}", c.prefix, tree_name(t));
+                let store = match js.get_key_value(&bucket).await {
+                    Ok(s) => s,
+                    Err(_) => js
+                        .create_key_value(kv::Config {
+                            bucket: bucket.clone(),
+                            history: 1,
+                            num_replicas: c.replicas,
+                            storage: jetstream::stream::StorageType::File,
+                            max_value_size: -1,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| nats_err(&format!("bucket {bucket}"), e))?,
+                };
+                buckets.push(store);
+            }
+            Ok::<_, StoreError>((js, buckets))
+        })??;
+        let names = ALL_TREES
+            .iter()
+            .map(|t| format!("{}_{}", cfg.prefix, tree_name(*t)))
+            .collect();
+        Ok(JsKv {
+            rt,
+            js,
+            buckets,
+            names,
+            node_token: format!("n{}", hex::encode(cfg.node.as_bytes())),
+            pending: Mutex::new(BTreeMap::new()),
+            flushing: Mutex::new(BTreeMap::new()),
+            flush_lock: Mutex::new(()),
+        })
+    }
+
+    /// The KV key of a store key.
+    fn encode(&self, tree: Tree, key: &[u8]) -> String {
+        if doc_tree(tree) {
+            match key.iter().position(|&b| b == 0) {
+                Some(i) => format!("{}.r{}", hex::encode(&key[..i]), hex::encode(&key[i + 1..])),
+                None => format!("x.{}", hex::encode(key)),
+            }
+        } else if node_tree(tree) {
+            format!("{}.{}", self.node_token, hex::encode(key))
+        } else {
+            format!("k.{}", hex::encode(key))
+        }
+    }
+
+    /// The store key of a KV key (`None`: not one this backend wrote, or another node's).
+    fn decode(&self, tree: Tree, kv_key: &str) -> Option<Vec<u8>> {
+        let (head, tail) = kv_key.split_once('.')?;
+        if doc_tree(tree) {
+            if head == "x" {
+                return hex::decode(tail).ok();
+            }
+            let mut k = hex::decode(head).ok()?;
+            k.push(0);
+            k.extend(hex::decode(tail.strip_prefix('r')?).ok()?);
+            Some(k)
+        } else if node_tree(tree) {
+            (head == self.node_token)
+                .then(|| hex::decode(tail).ok())
+                .flatten()
+        } else {
+            (head == "k").then(|| hex::decode(tail).ok()).flatten()
+        }
+    }
+
+    /// The subject filter covering the store keys in `[from, to)` of `tree` (narrowed to one
+    /// document when the range lies within one).
+    fn filter(&self, tree: Tree, from: &[u8], to: &[u8]) -> String {
+        let bucket = &self.names[tree_index(tree)];
+        let token = if doc_tree(tree) {
+            match from.iter().position(|&b| b == 0) {
+                Some(i) if to.len() > i && to[..i] == from[..i] && (to[i] <= 1) => {
+                    hex::encode(&from[..i])
+                }
+                _ => "*".to_string(),
+            }
+        } else if node_tree(tree) {
+            self.node_token.clone()
+        } else {
+            "k".to_string()
+        };
+        format!("$KV.{bucket}.{token}.>")
+    }
+
+    /// The buffered state of a key, if it has one (`Some(None)`: deleted).
+    fn buffered(&self, tree: Tree, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let k = (tree_index(tree), key.to_vec());
+        if let Some(v) = self.pending.lock().map_err(backend)?.get(&k) {
+            return Ok(Some(v.clone()));
+        }
+        Ok(self.flushing.lock().map_err(backend)?.get(&k).cloned())
+    }
+
+    /// Every pair of `tree` in `[from, to)`, ascending, buffered writes included.
+    fn list(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let filter = self.filter(tree, from, to);
+        let stream_name = format!("KV_{}", self.names[tree_index(tree)]);
+        let prefix = format!("$KV.{}.", self.names[tree_index(tree)]);
+        let js = self.js.clone();
+        let subjects: Vec<String> = run(&self.rt, async move {
+            let stream = js
+                .get_stream(&stream_name)
+                .await
+                .map_err(|e| nats_err("stream", e))?;
+            let info = stream
+                .info_with_subjects(filter)
+                .await
+                .map_err(|e| nats_err("listing keys", e))?;
+            info.map_ok(|(s, _)| s)
+                .try_collect::<Vec<String>>()
+                .await
+                .map_err(|e| nats_err("listing keys", e))
+        })??;
+        let mut wanted: Vec<(Vec<u8>, String)> = subjects
+            .iter()
+            .filter_map(|s| s.strip_prefix(&prefix))
+            .filter_map(|kv_key| {
+                let k = self.decode(tree, kv_key)?;
+                (k.as_slice() >= from && k.as_slice() < to).then(|| (k, kv_key.to_string()))
+            })
+            .collect();
+        wanted.sort();
+        let bucket = self.buckets[tree_index(tree)].clone();
+        let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
+        let values: Vec<Option<Vec<u8>>> = run(&self.rt, async move {
+            futures_util::stream::iter(keys.into_iter().map(|k| {
+                let bucket = bucket.clone();
+                async move { bucket.get(k).await.map(|v| v.map(|b| b.to_vec())) }
+            }))
+            .buffered(READS_AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| nats_err("reading", e))
+        })??;
+        let mut out: BTreeMap<Vec<u8>, Vec<u8>> = wanted
+            .into_iter()
+            .zip(values)
+            .filter_map(|((k, _), v)| Some((k, v?)))
+            .collect();
+        let t = tree_index(tree);
+        for map in [&self.flushing, &self.pending] {
+            for ((mt, k), v) in map.lock().map_err(backend)?.iter() {
+                if *mt != t || k.as_slice() < from || k.as_slice() >= to {
+                    continue;
+                }
+                match v {
+                    Some(v) => out.insert(k.clone(), v.clone()),
+                    None => out.remove(k),
+                };
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// Runs `fut` on the backend's runtime and waits for it, from any thread, at most
+/// [`NATS_CALL_TIMEOUT`].
+fn run<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let r = tokio::time::timeout(NATS_CALL_TIMEOUT, fut).await;
+        let _ = tx.send(r);
+    });
+    match rx.recv() {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(StoreError::Backend(format!(
+            "NATS JetStream did not answer within {NATS_CALL_TIMEOUT:?}"
+        ))),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+impl Kv for JsKv {
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.pending
+            .lock()
+            .map_err(backend)?
+            .insert((tree_index(tree), key.to_vec()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.buffered(tree, key)? {
+            return Ok(v);
+        }
+        let bucket = self.buckets[tree_index(tree)].clone();
+        let k = self.encode(tree, key);
+        run(&self.rt, async move { bucket.get(k).await })?
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(|e| nats_err("reading", e))
+    }
+
+    fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        let keys: Vec<Vec<u8>> = self
+            .list(tree, from, to)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut pending = self.pending.lock().map_err(backend)?;
+        for k in keys {
+            pending.insert((tree_index(tree), k), None);
+        }
+        Ok(())
+    }
+
+    fn range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        self.list(tree, from, to)
+    }
+
+    fn range_bounded(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (k, v) in self.list(tree, from, to)?.into_iter().take(max_count) {
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes += v.len();
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        Ok(self.list(tree, from, to)?.into_iter().next())
+    }
+
+    fn first_key_in(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.first_in(tree, from, to)?.map(|(k, _)| k))
+    }
+
+    fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
+        Ok(self.list(tree, from, to)?.pop())
+    }
+
+    fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .list(tree, &[], &[0xff; 64])?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let _one = self.flush_lock.lock().map_err(backend)?;
+        let batch = std::mem::take(&mut *self.pending.lock().map_err(backend)?);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.flushing.lock().map_err(backend)?.extend(batch.clone());
+        let writes: Vec<Outgoing> = batch
+            .into_iter()
+            .map(|((t, k), value)| {
+                let tree = ALL_TREES[t];
+                Outgoing {
+                    bucket: self.buckets[t].clone(),
+                    key: self.encode(tree, &k),
+                    fenced: tree == Tree::Ops,
+                    value,
+                    raw: k,
+                }
+            })
+            .collect();
+        let results = run(&self.rt, async move {
+            futures_util::stream::iter(writes.into_iter().map(|w| {
+                let Outgoing {
+                    bucket,
+                    key,
+                    fenced,
+                    value,
+                    raw,
+                } = w;
+                async move {
+                    let r = match value {
+                        Some(v) if fenced => bucket
+                            .create(&key, v.into())
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| match e.kind() {
+                                kv::CreateErrorKind::AlreadyExists => StoreError::Fenced {
+                                    doc: String::from_utf8_lossy(
+                                        raw.split(|&b| b == 0).next().unwrap_or(&[]),
+                                    )
+                                    .into_owned(),
+                                },
+                                _ => nats_err("writing", e),
+                            }),
+                        Some(v) => bucket
+                            .put(&key, v.into())
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| nats_err("writing", e)),
+                        None => bucket
+                            .purge(&key)
+                            .await
+                            .map_err(|e| nats_err("deleting", e)),
+                    };
+                    r
+                }
+            }))
+            .buffer_unordered(READS_AT_ONCE)
+            .collect::<Vec<Result<(), StoreError>>>()
+            .await
+        });
+        self.flushing.lock().map_err(backend)?.clear();
+        for r in results? {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+/// The store on NATS JetStream.
+pub type JetStreamStore = RecordStore<JsKv>;
+
+impl JetStreamStore {
+    /// Connects to NATS (creating the buckets on first use) and checks the store's format and
+    /// encryption mode as [`super::SledStore::open_with`] does: with a master key ring, an
+    /// encrypted store.
+    pub fn connect(cfg: &JsConfig, ring: Option<MasterKeyring>) -> Result<Self, StoreError> {
+        let store = RecordStore {
+            kv: JsKv::connect(cfg)?,
+            keys: ring.map(DataKeys::new),
+        };
+        store.check_format()?;
+        store.check_crypto_mode()?;
+        Ok(store)
+    }
+}
