@@ -123,13 +123,15 @@ pub enum Backend {
     Sled,
     /// Process memory (nothing survives a restart; for trials and tests).
     Memory,
+    /// NATS JetStream key-value buckets (`[cluster]`, `docs/CLUSTER.md`).
+    Jetstream,
 }
 
 /// `[storage]` table.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
-    /// `sled` (default) or `memory`.
+    /// `sled` (default), `memory` or `jetstream`.
     pub backend: Option<Backend>,
     /// `strict` (default) or `relaxed`.
     pub durability: Option<DurabilityMode>,
@@ -247,6 +249,9 @@ pub struct FileConfig {
     /// `[events]` and its `[[events.webhook]]` sinks.
     #[serde(default)]
     pub events: events::EventsSection,
+    /// `[cluster]`: NATS JetStream.
+    #[serde(default)]
+    pub cluster: cluster::ClusterSection,
 }
 
 impl FileConfig {
@@ -313,6 +318,8 @@ pub struct Config {
     pub anchor_file: Option<PathBuf>,
     /// Change events and their sinks.
     pub events: events::EventsConfig,
+    /// NATS JetStream, with `backend = "jetstream"`.
+    pub cluster: Option<coedit_actors::storage::js_kv::JsConfig>,
 }
 
 /// Bounds of every number in the configuration: `(lowest, highest)` accepted values. A value
@@ -395,6 +402,20 @@ where
 }
 
 impl Config {
+    /// `backend = "jetstream"` and `[cluster] nats` go together.
+    pub fn check_cluster(&self) -> Result<()> {
+        match (self.backend, &self.cluster) {
+            (Backend::Jetstream, None) => anyhow::bail!(
+                "configuration: [storage] backend = \"jetstream\" needs [cluster] nats = [URLs]"
+            ),
+            (Backend::Sled | Backend::Memory, Some(_)) => anyhow::bail!(
+                "configuration: [cluster] is set: also set [storage] backend = \"jetstream\" \
+                 (or remove [cluster])"
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses to serve a non-loopback address with authentication off, unless
     /// `[server] allow_insecure = true`: anyone who could reach it could read, edit and delete
     /// every document.
@@ -648,10 +669,12 @@ impl Config {
             )?),
             anchor_file: f.audit.anchor_file,
             events: f.events.resolve()?,
+            cluster: f.cluster.resolve()?,
         })
     }
 }
 
+pub mod cluster;
 pub mod events;
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,7 @@ use coedit_actors::security::guard::Guard;
 use coedit_actors::security::verifier::TokenVerifier;
 use coedit_actors::session::CloseAll;
 use coedit_actors::storage::disk::DiskSpace;
+use coedit_actors::storage::js_kv::JetStreamStore;
 use coedit_actors::storage::manifest::Manifest;
 use coedit_actors::store_actor::{AppendAudit, EventsSetup, Ledger};
 use coedit_actors::write_pool::WritePool;
@@ -163,6 +164,7 @@ fn main() -> Result<()> {
 /// Runs the server until SIGINT or SIGTERM, then saves every open document.
 fn serve(config: Config) -> Result<()> {
     config.check_exposure()?;
+    config.check_cluster()?;
     let sled = config.backend == Backend::Sled;
     if sled {
         std::fs::create_dir_all(&config.data_dir)
@@ -185,6 +187,14 @@ fn serve(config: Config) -> Result<()> {
                     format!("opening the store in {}", config.data_dir.display())
                 })?,
             ),
+            (Backend::Jetstream, ring) => {
+                let cluster = config.cluster.as_ref().context("[cluster] nats")?;
+                info!(nats = ?cluster.urls, node = %cluster.node, "storage: NATS JetStream");
+                Arc::new(
+                    JetStreamStore::connect(cluster, ring)
+                        .context("opening the store on NATS JetStream")?,
+                )
+            }
             (Backend::Memory, ring) => {
                 warn!("storage is in memory: documents do not survive a restart");
                 Arc::new(match ring {
@@ -292,10 +302,10 @@ fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("binding {}", config.bind))?;
         let stop = shutdown_signal()?;
         for addr in server.addrs() {
-            if sled {
-                info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
-            } else {
-                info!(%addr, storage = "memory (nothing survives a restart)", crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening");
+            match config.backend {
+                Backend::Sled => info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening"),
+                Backend::Jetstream => info!(%addr, storage = "NATS JetStream", durability = ?config.doc.durability, crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening"),
+                Backend::Memory => info!(%addr, storage = "memory (nothing survives a restart)", crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening"),
             }
             println!("coedit listening on {addr}");
         }
@@ -329,10 +339,10 @@ fn serve(config: Config) -> Result<()> {
             .await
             .context("HTTP server task")?
             .context("running the HTTP server")?;
-        if sled {
-            info!(saved, "documents saved; exiting");
-        } else {
+        if config.backend == Backend::Memory {
             info!(documents = saved, "exiting; the memory backend keeps nothing");
+        } else {
+            info!(saved, "documents saved; exiting");
         }
         for a in arbiters {
             a.stop();

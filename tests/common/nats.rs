@@ -12,10 +12,11 @@ use anyhow::{bail, ensure, Context, Result};
 
 /// A `nats-server` child process with JetStream, killed on drop.
 pub struct Nats {
-    child: Child,
+    child: Option<Child>,
+    bin: PathBuf,
     /// Its client port on 127.0.0.1.
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Nats {
@@ -23,13 +24,46 @@ impl Nats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// SIGKILL (its JetStream files stay).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.child = Some(spawn(&self.bin, self.port, self.dir.path())?);
+        wait_listening(self.port)
+    }
 }
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+fn spawn(bin: &PathBuf, port: u16, dir: &std::path::Path) -> Result<Child> {
+    Command::new(bin)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server")
+}
+
+fn wait_listening(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// The nats-server binary; `Ok(None)` (after saying why) when there is none and it is not
@@ -67,22 +101,13 @@ pub fn free_port() -> u16 {
 /// Starts `nats-server -js` on `port` with a fresh store directory; waits until it listens.
 pub fn start_nats(bin: &PathBuf, port: u16) -> Result<Nats> {
     let dir = tempfile::tempdir()?;
-    let child = Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nats-server")?;
+    let child = spawn(bin, port, dir.path())?;
     let nats = Nats {
-        child,
+        child: Some(child),
+        bin: bin.clone(),
         port,
-        _dir: dir,
+        dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port)?;
     Ok(nats)
 }

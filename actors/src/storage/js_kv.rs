@@ -33,6 +33,11 @@ use super::*;
 pub const DEFAULT_BUCKET_PREFIX: &str = "COEDIT";
 /// Time allowed for one call to NATS (connect, read, or a whole flush).
 pub const NATS_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a flush keeps sending writes NATS did not acknowledge (NATS restarting, a leader
+/// election) before it fails.
+pub const FLUSH_RETRY_FOR: Duration = Duration::from_secs(120);
+/// Pause between two tries of a flush.
+const FLUSH_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Value reads in flight at once when listing a range.
 const READS_AT_ONCE: usize = 64;
 
@@ -57,6 +62,7 @@ pub struct JsConfig {
 type Buffer = BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>;
 
 /// One buffered write on its way to JetStream.
+#[derive(Clone)]
 struct Outgoing {
     bucket: kv::Store,
     key: String,
@@ -69,7 +75,9 @@ struct Outgoing {
 
 /// The JetStream backend. See the module documentation.
 pub struct JsKv {
-    rt: tokio::runtime::Runtime,
+    /// The runtime of the NATS connection (`None` only while dropping).
+    rt: Option<tokio::runtime::Runtime>,
+    client: async_nats::Client,
     js: jetstream::Context,
     buckets: Vec<kv::Store>,
     names: Vec<String>,
@@ -124,7 +132,7 @@ impl JsKv {
             .build()
             .map_err(backend)?;
         let c = cfg.clone();
-        let (js, buckets) = run(&rt, async move {
+        let (client, js, buckets) = run(&rt, async move {
             let mut opts = async_nats::ConnectOptions::new()
                 .name(format!(
                     "coedit/{} node {}",
@@ -149,7 +157,7 @@ impl JsKv {
             let client = async_nats::connect_with_options(addrs, opts)
                 .await
                 .map_err(|e| nats_err("connecting", e))?;
-            let js = jetstream::new(client);
+            let js = jetstream::new(client.clone());
             let mut buckets = Vec::new();
             for t in ALL_TREES {
                 let bucket = format!("{}_{}", c.prefix, tree_name(t));
@@ -169,14 +177,15 @@ impl JsKv {
                 };
                 buckets.push(store);
             }
-            Ok::<_, StoreError>((js, buckets))
+            Ok::<_, StoreError>((client, js, buckets))
         })??;
         let names = ALL_TREES
             .iter()
             .map(|t| format!("{}_{}", cfg.prefix, tree_name(*t)))
             .collect();
         Ok(JsKv {
-            rt,
+            rt: Some(rt),
+            client,
             js,
             buckets,
             names,
@@ -258,7 +267,7 @@ impl JsKv {
         let stream_name = format!("KV_{}", self.names[tree_index(tree)]);
         let prefix = format!("$KV.{}.", self.names[tree_index(tree)]);
         let js = self.js.clone();
-        let subjects: Vec<String> = run(&self.rt, async move {
+        let subjects: Vec<String> = self.run(async move {
             let stream = js
                 .get_stream(&stream_name)
                 .await
@@ -283,7 +292,7 @@ impl JsKv {
         wanted.sort();
         let bucket = self.buckets[tree_index(tree)].clone();
         let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
-        let values: Vec<Option<Vec<u8>>> = run(&self.rt, async move {
+        let values: Vec<Option<Vec<u8>>> = self.run(async move {
             futures_util::stream::iter(keys.into_iter().map(|k| {
                 let bucket = bucket.clone();
                 async move { bucket.get(k).await.map(|v| v.map(|b| b.to_vec())) }
@@ -311,6 +320,28 @@ impl JsKv {
             }
         }
         Ok(out.into_iter().collect())
+    }
+}
+
+impl JsKv {
+    /// Runs `fut` on the backend's runtime and waits for it (see [`run`]).
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match &self.rt {
+            Some(rt) => run(rt, fut),
+            None => Err(StoreError::Backend("the NATS connection is closed".into())),
+        }
+    }
+}
+
+impl Drop for JsKv {
+    /// Stops the connection's runtime without waiting (it may be dropped on an async thread).
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -349,7 +380,7 @@ impl Kv for JsKv {
         }
         let bucket = self.buckets[tree_index(tree)].clone();
         let k = self.encode(tree, key);
-        run(&self.rt, async move { bucket.get(k).await })?
+        self.run(async move { bucket.get(k).await })?
             .map(|v| v.map(|b| b.to_vec()))
             .map_err(|e| nats_err("reading", e))
     }
@@ -416,6 +447,15 @@ impl Kv for JsKv {
             .collect())
     }
 
+    fn reachable(&self) -> Result<(), StoreError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            other => Err(StoreError::Backend(format!(
+                "NATS is not reachable ({other:?})"
+            ))),
+        }
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let _one = self.flush_lock.lock().map_err(backend)?;
         let batch = std::mem::take(&mut *self.pending.lock().map_err(backend)?);
@@ -423,7 +463,7 @@ impl Kv for JsKv {
             return Ok(());
         }
         self.flushing.lock().map_err(backend)?.extend(batch.clone());
-        let writes: Vec<Outgoing> = batch
+        let mut left: Vec<Outgoing> = batch
             .into_iter()
             .map(|((t, k), value)| {
                 let tree = ALL_TREES[t];
@@ -436,52 +476,90 @@ impl Kv for JsKv {
                 }
             })
             .collect();
-        let results = run(&self.rt, async move {
-            futures_util::stream::iter(writes.into_iter().map(|w| {
-                let Outgoing {
-                    bucket,
-                    key,
-                    fenced,
-                    value,
-                    raw,
-                } = w;
-                async move {
-                    let r = match value {
-                        Some(v) if fenced => bucket
-                            .create(&key, v.into())
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| match e.kind() {
-                                kv::CreateErrorKind::AlreadyExists => StoreError::Fenced {
-                                    doc: String::from_utf8_lossy(
-                                        raw.split(|&b| b == 0).next().unwrap_or(&[]),
-                                    )
-                                    .into_owned(),
-                                },
-                                _ => nats_err("writing", e),
-                            }),
-                        Some(v) => bucket
-                            .put(&key, v.into())
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| nats_err("writing", e)),
-                        None => bucket
-                            .purge(&key)
-                            .await
-                            .map_err(|e| nats_err("deleting", e)),
-                    };
-                    r
+        // NATS away (a restart, a leader election, a network blip): the writes that did not get
+        // their acknowledgement are sent again, until FLUSH_RETRY_FOR has passed. Every write is
+        // idempotent: a put or purge again is the same, and a create whose first try was stored
+        // finds its own value there.
+        let deadline = std::time::Instant::now() + FLUSH_RETRY_FOR;
+        let result = loop {
+            let attempt = left.clone();
+            let outcomes = self.run(async move {
+                futures_util::stream::iter(attempt.into_iter().map(|w| async move {
+                    let r = write_one(&w).await;
+                    (w, r)
+                }))
+                .buffer_unordered(READS_AT_ONCE)
+                .collect::<Vec<(Outgoing, Result<(), StoreError>)>>()
+                .await
+            });
+            // No answer at all within the call timeout: everything is tried again.
+            let outcomes = outcomes.unwrap_or_default();
+            if !outcomes.is_empty() {
+                left.clear();
+            }
+            let mut fatal = None;
+            for (w, r) in outcomes {
+                match r {
+                    Ok(()) => {}
+                    Err(e @ StoreError::Fenced { .. }) => fatal = Some(e),
+                    Err(_) => left.push(w),
                 }
-            }))
-            .buffer_unordered(READS_AT_ONCE)
-            .collect::<Vec<Result<(), StoreError>>>()
-            .await
-        });
+            }
+            if let Some(e) = fatal {
+                break Err(e);
+            }
+            if left.is_empty() {
+                break Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                break Err(StoreError::Backend(format!(
+                    "NATS JetStream did not store {} writes within {FLUSH_RETRY_FOR:?}",
+                    left.len()
+                )));
+            }
+            tracing::warn!(
+                writes = left.len(),
+                "NATS JetStream did not acknowledge writes; retrying"
+            );
+            std::thread::sleep(FLUSH_RETRY_PAUSE);
+        };
         self.flushing.lock().map_err(backend)?.clear();
-        for r in results? {
-            r?;
-        }
-        Ok(())
+        result
+    }
+}
+
+/// Writes one buffered write (see [`Kv::flush`]).
+async fn write_one(w: &Outgoing) -> Result<(), StoreError> {
+    match &w.value {
+        Some(v) if w.fenced => match w.bucket.create(&w.key, v.clone().into()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                // Ours, stored by an earlier try whose acknowledgement was lost, or another
+                // writer's: only the value tells.
+                match w.bucket.get(&w.key).await {
+                    Ok(Some(there)) if there.as_ref() == v.as_slice() => Ok(()),
+                    Ok(_) => Err(StoreError::Fenced {
+                        doc: String::from_utf8_lossy(
+                            w.raw.split(|&b| b == 0).next().unwrap_or(&[]),
+                        )
+                        .into_owned(),
+                    }),
+                    Err(e) => Err(nats_err("reading", e)),
+                }
+            }
+            Err(e) => Err(nats_err("writing", e)),
+        },
+        Some(v) => w
+            .bucket
+            .put(&w.key, v.clone().into())
+            .await
+            .map(|_| ())
+            .map_err(|e| nats_err("writing", e)),
+        None => w
+            .bucket
+            .purge(&w.key)
+            .await
+            .map_err(|e| nats_err("deleting", e)),
     }
 }
 

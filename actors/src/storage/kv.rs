@@ -61,6 +61,11 @@ pub trait Kv: Send + Sync + 'static {
     fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Makes every write durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Whether the backend can be reached now, answered without waiting (a networked
+    /// backend's connection state; local ones always can).
+    fn reachable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The position of a key space in a backend's array of trees.

@@ -342,6 +342,7 @@ impl<K: Kv> Store for RecordStore<K> {
     }
 
     fn check_readable(&self) -> Result<(), StoreError> {
+        self.kv.reachable()?;
         self.kv.get(Tree::Meta, META_FORMAT_KEY).map(|_| ())
     }
 
