@@ -1,5 +1,5 @@
 //! Offline store tools: `coedit check` (verify everything the store holds against itself and
-//! against what was acknowledged) and `coedit recover --accept-loss` (after damage, accept the
+//! against what was acknowledged; on sled, or on NATS JetStream with `backend = "jetstream"`) and `coedit recover --accept-loss` (after damage, accept the
 //! store as it is: record the loss in the audit chain and write a new manifest).
 //!
 //! Invariants:
@@ -13,10 +13,12 @@ use anyhow::{bail, Context, Result};
 use coedit_actors::security::anchor;
 use coedit_actors::security::audit::{self, AuditChain, AuditEvent, Expectations};
 use coedit_actors::storage::check_document;
+use coedit_actors::storage::js_kv::JetStreamStore;
 use coedit_actors::storage::manifest::{self, Manifest, ManifestState};
+use coedit_actors::storage::{Kv, RecordStore};
 use coedit_actors::{SledStore, Store};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::security;
 
 /// Opens the store of `config` (with its master key).
@@ -34,24 +36,41 @@ fn expected_audit(config: &Config, state: Option<&ManifestState>) -> Result<u64>
 }
 
 /// `coedit check`: verifies every document in the data directory and compares the store with
-/// its manifest and audit anchors.
+/// its manifest and audit anchors; with `[storage] backend = "jetstream"`, every document in
+/// NATS JetStream and this node's audit chain (there is no manifest: JetStream's
+/// acknowledgements stand for it).
 pub fn check(config: &Config) -> Result<()> {
-    let store = open(config)?;
+    match (config.backend, &config.cluster) {
+        (Backend::Jetstream, Some(c)) => check_in(
+            config,
+            &JetStreamStore::connect(c, security::master_ring(config)?)
+                .context("opening the store on NATS JetStream")?,
+        ),
+        _ => check_in(config, &open(config)?),
+    }
+}
+
+/// [`check`] on an opened store.
+fn check_in<K: Kv>(config: &Config, store: &RecordStore<K>) -> Result<()> {
     let mut faults = 0;
-    let state = match manifest::read_for(&config.data_dir, &store) {
-        Ok(s) => s,
-        Err(e) => {
-            faults += 1;
-            println!("FAULT   {e}");
-            None
+    let state = if config.backend == Backend::Jetstream {
+        None
+    } else {
+        match manifest::read_for(&config.data_dir, store) {
+            Ok(s) => s,
+            Err(e) => {
+                faults += 1;
+                println!("FAULT   {e}");
+                None
+            }
         }
     };
-    if state.is_none() && faults == 0 {
+    if state.is_none() && faults == 0 && config.backend != Backend::Jetstream {
         println!("note    no manifest yet (the server writes one when it starts)");
     }
     let docs = store.documents()?;
     for doc in &docs {
-        match check_document(&store, doc) {
+        match check_document(store, doc) {
             Ok((ops, snapshots)) => {
                 let have = store.last_rev(doc)?;
                 match state.as_ref().and_then(|s| s.expected_rev(doc)) {
@@ -80,8 +99,12 @@ pub fn check(config: &Config) -> Result<()> {
         faults += 1;
         println!("FAULT   {}", lost(doc, 0, *expected));
     }
-    let chain = AuditChain::resume(&store)?.len();
-    let expected = expected_audit(config, state.as_ref())?;
+    let chain = AuditChain::resume(store)?.len();
+    let expected = if config.backend == Backend::Jetstream {
+        0
+    } else {
+        expected_audit(config, state.as_ref())?
+    };
     if chain < expected {
         faults += 1;
         println!(
@@ -90,7 +113,11 @@ pub fn check(config: &Config) -> Result<()> {
         );
     } else {
         // The chain's links and anchors (signatures: `coedit audit verify --pubkey`).
-        let anchors = anchor::read(&config.anchor_path())?;
+        let anchors = if config.backend == Backend::Jetstream {
+            Vec::new()
+        } else {
+            anchor::read(&config.anchor_path())?
+        };
         let expect = Expectations {
             anchors: &anchors,
             min_len: state.as_ref().map(|s| s.audit),
@@ -105,12 +132,12 @@ pub fn check(config: &Config) -> Result<()> {
         }
     }
     // The change-events outbox, if the server ever wrote one.
-    if coedit_actors::events::outbox::state(&store)
+    if coedit_actors::events::outbox::state(store)
         .ok()
         .flatten()
         .is_some()
     {
-        match coedit_actors::events::outbox::check(&store) {
+        match coedit_actors::events::outbox::check(store) {
             Ok((events, dead)) => {
                 println!("ok      events outbox: {events} events, {dead} dead letters")
             }

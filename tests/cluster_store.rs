@@ -7,7 +7,7 @@
 //!   they write: edits wait for it (`/readyz` answers 503 meanwhile) and go on;
 //! - afterwards every acknowledged edit is there exactly once: each op inserted one character,
 //!   so a document's text has exactly as many characters as its revision, and its revision is at
-//!   least the last one acknowledged.
+//!   least the last one acknowledged; `coedit check` verifies the store in JetStream.
 //!
 //! Without a nats-server binary the test says so and passes, unless `COEDIT_REQUIRE_NATS=1`.
 
@@ -137,6 +137,14 @@ fn documents_survive_node_loss_and_a_nats_restart() -> Result<()> {
             rev,
             "{d}: an op lost or applied twice"
         );
+    }
+    // `coedit check` on the JetStream store: every record of every document, this node's
+    // audit chain.
+    let cfg = n2.data_dir.with_extension("toml");
+    let (ok, out) = run_coedit(&["check", "--config", cfg.to_str().context("path")?]);
+    assert!(ok, "{out}");
+    for d in docs {
+        assert!(out.contains(&format!("ok      {d}: ")), "{out}");
     }
     println!(
         "acknowledged {end:?} (at node 1's kill {after_kill:?}); ready {ready_after:?} after NATS \
