@@ -258,8 +258,14 @@ impl JsKv {
         Ok(self.flushing.lock().map_err(backend)?.get(&k).cloned())
     }
 
-    /// Every pair of `tree` in `[from, to)`, ascending, buffered writes included.
-    fn list(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
+    /// The keys of `tree` in `[from, to)` that may hold a value, ascending: those JetStream has
+    /// a subject for (a deleted key's marker included) and those buffered, with their KV keys.
+    fn candidates(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
         if from >= to {
             return Ok(Vec::new());
         }
@@ -281,7 +287,7 @@ impl JsKv {
                 .await
                 .map_err(|e| nats_err("listing keys", e))
         })??;
-        let mut wanted: Vec<(Vec<u8>, String)> = subjects
+        let mut keys: BTreeMap<Vec<u8>, String> = subjects
             .iter()
             .filter_map(|s| s.strip_prefix(&prefix))
             .filter_map(|kv_key| {
@@ -289,37 +295,82 @@ impl JsKv {
                 (k.as_slice() >= from && k.as_slice() < to).then(|| (k, kv_key.to_string()))
             })
             .collect();
-        wanted.sort();
+        let t = tree_index(tree);
+        for map in [&self.flushing, &self.pending] {
+            for (mt, k) in map.lock().map_err(backend)?.keys() {
+                if *mt == t && k.as_slice() >= from && k.as_slice() < to {
+                    keys.entry(k.clone())
+                        .or_insert_with(|| self.encode(tree, k));
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// The values of `keys` (buffered first), `None` for deleted ones, in order.
+    fn values(
+        &self,
+        tree: Tree,
+        keys: &[(Vec<u8>, String)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
+        let mut remote = Vec::new();
+        for (i, (k, kv_key)) in keys.iter().enumerate() {
+            let b = self.buffered(tree, k)?;
+            if b.is_none() {
+                remote.push((i, kv_key.clone()));
+            }
+            out.push(b);
+        }
         let bucket = self.buckets[tree_index(tree)].clone();
-        let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
-        let values: Vec<Option<Vec<u8>>> = self.run(async move {
-            futures_util::stream::iter(keys.into_iter().map(|k| {
+        let fetched: Vec<(usize, Option<Vec<u8>>)> = self.run(async move {
+            futures_util::stream::iter(remote.into_iter().map(|(i, k)| {
                 let bucket = bucket.clone();
-                async move { bucket.get(k).await.map(|v| v.map(|b| b.to_vec())) }
+                async move { bucket.get(k).await.map(|v| (i, v.map(|b| b.to_vec()))) }
             }))
             .buffered(READS_AT_ONCE)
             .try_collect::<Vec<_>>()
             .await
             .map_err(|e| nats_err("reading", e))
         })??;
-        let mut out: BTreeMap<Vec<u8>, Vec<u8>> = wanted
+        for (i, v) in fetched {
+            out[i] = Some(v);
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
+    }
+
+    /// Every pair of `tree` in `[from, to)`, ascending, buffered writes included.
+    fn list(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
+        let keys = self.candidates(tree, from, to)?;
+        let values = self.values(tree, &keys)?;
+        Ok(keys
             .into_iter()
             .zip(values)
             .filter_map(|((k, _), v)| Some((k, v?)))
-            .collect();
-        let t = tree_index(tree);
-        for map in [&self.flushing, &self.pending] {
-            for ((mt, k), v) in map.lock().map_err(backend)?.iter() {
-                if *mt != t || k.as_slice() < from || k.as_slice() >= to {
-                    continue;
+            .collect())
+    }
+
+    /// The first (or, `last`, the last) pair of `tree` in `[from, to)`, reading values one key
+    /// at a time from that end until a live one.
+    fn edge(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        last: bool,
+    ) -> Result<Option<Pair>, StoreError> {
+        let mut keys = self.candidates(tree, from, to)?;
+        if last {
+            keys.reverse();
+        }
+        for chunk in keys.chunks(8) {
+            for ((k, _), v) in chunk.iter().zip(self.values(tree, chunk)?) {
+                if let Some(v) = v {
+                    return Ok(Some((k.clone(), v)));
                 }
-                match v {
-                    Some(v) => out.insert(k.clone(), v.clone()),
-                    None => out.remove(k),
-                };
             }
         }
-        Ok(out.into_iter().collect())
+        Ok(None)
     }
 }
 
@@ -410,20 +461,25 @@ impl Kv for JsKv {
         max_count: usize,
         max_bytes: usize,
     ) -> Result<Vec<Pair>, StoreError> {
+        let keys = self.candidates(tree, from, to)?;
         let mut out = Vec::new();
         let mut bytes = 0;
-        for (k, v) in self.list(tree, from, to)?.into_iter().take(max_count) {
-            if bytes >= max_bytes {
-                break;
+        // Values are read a page at a time, so a bounded read reads about what it returns.
+        for chunk in keys.chunks(READS_AT_ONCE) {
+            for ((k, _), v) in chunk.iter().zip(self.values(tree, chunk)?) {
+                let Some(v) = v else { continue };
+                if out.len() >= max_count || bytes >= max_bytes {
+                    return Ok(out);
+                }
+                bytes += v.len();
+                out.push((k.clone(), v));
             }
-            bytes += v.len();
-            out.push((k, v));
         }
         Ok(out)
     }
 
     fn first_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
-        Ok(self.list(tree, from, to)?.into_iter().next())
+        self.edge(tree, from, to, false)
     }
 
     fn first_key_in(
@@ -436,15 +492,35 @@ impl Kv for JsKv {
     }
 
     fn last_in(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Option<Pair>, StoreError> {
-        Ok(self.list(tree, from, to)?.pop())
+        self.edge(tree, from, to, true)
     }
 
     fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self
-            .list(tree, &[], &[0xff; 64])?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
+        // Live keys only (`keys()` skips deleted ones, reading headers, not values).
+        let bucket = self.buckets[tree_index(tree)].clone();
+        let names: Vec<String> = self.run(async move {
+            let keys = bucket
+                .keys()
+                .await
+                .map_err(|e| nats_err("listing keys", e))?;
+            keys.try_collect::<Vec<String>>()
+                .await
+                .map_err(|e| nats_err("listing keys", e))
+        })??;
+        let mut out: std::collections::BTreeSet<Vec<u8>> =
+            names.iter().filter_map(|n| self.decode(tree, n)).collect();
+        let t = tree_index(tree);
+        for map in [&self.flushing, &self.pending] {
+            for ((mt, k), v) in map.lock().map_err(backend)?.iter() {
+                if *mt == t {
+                    match v {
+                        Some(_) => out.insert(k.clone()),
+                        None => out.remove(k),
+                    };
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     fn reachable(&self) -> Result<(), StoreError> {
