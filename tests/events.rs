@@ -619,3 +619,49 @@ fn events_survive_kill_9() -> Result<()> {
     }
     Ok(())
 }
+
+/// A clean stop writes the changes the coalescer still holds (a 60 s interval here) before the
+/// last flush: they are delivered, after the restart, as seen, not as `recovered`.
+#[test]
+fn a_clean_stop_tells_held_changes() -> Result<()> {
+    let secret = coedit_actors::events::sign::Secret::generate();
+    let recv = Receiver::start(
+        &secret,
+        Arc::new(|_: &str, _: &Value, _| Reply::Status(200)),
+    );
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let config = format!(
+        "[events]\nchanged_interval_ms = 60000\n[[events.webhook]]\nname = \"held\"\n\
+         url = \"{}\"\nsecret = \"{secret}\"\n",
+        recv.url("/held")
+    );
+    let mut server = start_server_at(&data, &config);
+    let mut rev = post_text(server.addr, "h", 0, None)?;
+    // The first change goes at once; the next ones are held for the interval.
+    recv.wait_until(SETTLE, "the first change", |d| {
+        d.iter().any(|e| kind(e) == "document.changed")
+    })?;
+    for _ in 0..4 {
+        rev = post_text(server.addr, "h", rev, None)?;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(acked(&recv.deliveries(), "/held")
+        .iter()
+        .all(|e| e.body["data"]["revs"]["to"].as_u64() < Some(rev)));
+    server.terminate()?;
+    let server = start_server_at(&data, &config);
+    recv.wait_until(SETTLE, "the held change", |d| {
+        acked(d, "/held")
+            .iter()
+            .any(|e| e.body["data"]["revs"]["to"].as_u64() == Some(rev))
+    })?;
+    let a = acked(&recv.deliveries(), "/held");
+    check_ranges("h", &a.iter().collect::<Vec<_>>(), rev)?;
+    assert!(
+        a.iter().all(|e| e.body["data"]["recovered"] != true),
+        "a clean stop needs no recovery"
+    );
+    drop(server);
+    Ok(())
+}

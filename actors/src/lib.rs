@@ -37,6 +37,8 @@
 //! - [`errors`]: this layer's error enum and the one mapping from error codes to WebSocket
 //!   close codes and HTTP statuses.
 //! - [`metrics`]: the process's Prometheus metrics.
+//! - [`nats_client`]: the one way coedit connects to NATS (the JetStream store, the events
+//!   sink).
 //! - `tests` (test builds only): in-process tests of the document and store actors, message by
 //!   message, on a `MemoryStore` with recording sessions and a paused clock (see its `//!`).
 //!
@@ -62,6 +64,7 @@ pub mod events;
 pub mod frame;
 pub mod history;
 pub mod metrics;
+pub mod nats_client;
 pub mod outbox;
 pub mod registry;
 pub mod security;

@@ -542,7 +542,7 @@ impl Actor for StoreActor {
             });
         }
         if self.events.is_some() {
-            ctx.run_interval(EVENT_TICK, |act, ctx| act.emit_due(ctx));
+            ctx.run_interval(EVENT_TICK, |act, ctx| act.emit_due(false, ctx));
         }
         if let (true, Some(every)) = (self.audit, self.checkpoint_interval) {
             ctx.run_interval(every, |act, ctx| {

@@ -139,6 +139,18 @@ impl Coalescer {
         out
     }
 
+    /// Takes every pending change whatever the interval (at shutdown: written before the last
+    /// flush, so the next start does not have to recover them without their authors).
+    pub fn drain(&mut self) -> Vec<Change> {
+        let out = self
+            .docs
+            .values_mut()
+            .filter_map(|s| s.pending.take())
+            .collect();
+        self.docs.clear();
+        out
+    }
+
     /// Takes `doc`'s pending change whatever the interval (before its deletion), and forgets
     /// the document.
     pub fn take(&mut self, doc: &str) -> Option<Change> {
@@ -251,5 +263,12 @@ mod tests {
         let again = c.due(10);
         assert!(again[0].created());
         assert_eq!(c.take("d"), None);
+        c.note(&id("e"), DocKind::Text, 4, None);
+        let _ = c.due(20);
+        c.note(&id("e"), DocKind::Text, 5, None);
+        assert!(c.due(30).is_empty(), "within its interval");
+        let all = c.drain();
+        assert_eq!((all.len(), all[0].from, all[0].to), (1, 5, 5));
+        assert_eq!(c.tracked(), 0);
     }
 }

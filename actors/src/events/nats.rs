@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::retry::Attempt;
 use super::Event;
+use crate::nats_client::{connect, NatsAccess};
 
 /// Default stream name.
 pub const DEFAULT_STREAM: &str = "COEDIT_EVENTS";
@@ -77,26 +78,13 @@ impl NatsTarget {
     async fn context(&self, timeout: Duration) -> Result<&jetstream::Context, String> {
         self.js
             .get_or_try_init(|| async {
-                let mut opts = async_nats::ConnectOptions::new()
-                    .name(concat!("coedit/", env!("CARGO_PKG_VERSION")))
-                    .connection_timeout(timeout);
-                if let Some(f) = &self.creds_file {
-                    opts = opts
-                        .credentials_file(f)
-                        .await
-                        .map_err(|e| format!("NATS credentials {}: {e}", f.display()))?;
-                }
-                if let Some(ca) = &self.tls_ca_file {
-                    opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-                }
-                let addrs: Vec<async_nats::ServerAddr> = self
-                    .urls
-                    .iter()
-                    .map(|u| u.parse().map_err(|e| format!("NATS URL {u}: {e}")))
-                    .collect::<Result<_, String>>()?;
-                let client = async_nats::connect_with_options(addrs, opts)
-                    .await
-                    .map_err(|e| format!("connecting to NATS: {e}"))?;
+                let access = NatsAccess {
+                    urls: self.urls.clone(),
+                    creds_file: self.creds_file.clone(),
+                    tls_ca_file: self.tls_ca_file.clone(),
+                };
+                let name = concat!("coedit/", env!("CARGO_PKG_VERSION"), " events");
+                let client = connect(&access, name, timeout).await?;
                 let js = jetstream::new(client);
                 js.get_or_create_stream(stream::Config {
                     name: self.stream.clone(),

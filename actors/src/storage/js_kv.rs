@@ -133,30 +133,15 @@ impl JsKv {
             .map_err(backend)?;
         let c = cfg.clone();
         let (client, js, buckets) = run(&rt, async move {
-            let mut opts = async_nats::ConnectOptions::new()
-                .name(format!(
-                    "coedit/{} node {}",
-                    env!("CARGO_PKG_VERSION"),
-                    c.node
-                ))
-                .connection_timeout(NATS_CALL_TIMEOUT);
-            if let Some(f) = &c.creds_file {
-                opts = opts
-                    .credentials_file(f)
-                    .await
-                    .map_err(|e| nats_err("credentials", e))?;
-            }
-            if let Some(ca) = &c.tls_ca_file {
-                opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-            }
-            let addrs: Vec<async_nats::ServerAddr> = c
-                .urls
-                .iter()
-                .map(|u| u.parse().map_err(|e| nats_err(u, e)))
-                .collect::<Result<_, _>>()?;
-            let client = async_nats::connect_with_options(addrs, opts)
+            let access = crate::nats_client::NatsAccess {
+                urls: c.urls.clone(),
+                creds_file: c.creds_file.clone(),
+                tls_ca_file: c.tls_ca_file.clone(),
+            };
+            let name = format!("coedit/{} node {}", env!("CARGO_PKG_VERSION"), c.node);
+            let client = crate::nats_client::connect(&access, &name, NATS_CALL_TIMEOUT)
                 .await
-                .map_err(|e| nats_err("connecting", e))?;
+                .map_err(StoreError::Backend)?;
             let js = jetstream::new(client.clone());
             let mut buckets = Vec::new();
             for t in ALL_TREES {

@@ -16,6 +16,10 @@ impl Handler<AppendAudit> for StoreActor {
     /// record, the refusals counted so far are summarized.
     fn handle(&mut self, m: AppendAudit, ctx: &mut Context<Self>) {
         self.session_event(&m.0, ctx);
+        if m.0 == AuditEvent::ServerStop {
+            // Every document is saved: its pending change events go with the last flush.
+            self.emit_due(true, ctx);
+        }
         if !self.audit {
             return;
         }

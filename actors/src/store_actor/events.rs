@@ -189,15 +189,20 @@ impl StoreActor {
         }
     }
 
-    /// Writes the changes that are due.
-    pub(super) fn emit_due(&mut self, ctx: &mut Context<Self>) {
+    /// Writes the changes that are due (`all`: every pending one, at shutdown).
+    pub(super) fn emit_due(&mut self, all: bool, ctx: &mut Context<Self>) {
         let now = crate::security::audit::now_ms();
         let Some(e) = self.events.as_mut() else {
             return;
         };
         let mut writes = Vec::new();
         let mut evs = Vec::new();
-        for c in e.coalescer.due(now) {
+        let changes = if all {
+            e.coalescer.drain()
+        } else {
+            e.coalescer.due(now)
+        };
+        for c in changes {
             let (w, v) = e.change_events(c, now);
             writes.extend(w);
             evs.extend(v);
