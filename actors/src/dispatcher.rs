@@ -96,6 +96,8 @@ fn label(name: &str) -> crate::metrics::SinkLabel {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     writer: Option<Addr<StoreActor>>,
+    /// Outcomes recorded before the store writer was known.
+    unwritten: Vec<RecordDelivery>,
     sinks: Vec<SinkRun>,
     /// The last event seen (from the outbox or the store writer).
     seen: u64,
@@ -147,6 +149,7 @@ impl Dispatcher {
             saved: runs.iter().map(|r| r.queue.low_water()).collect(),
             store,
             writer: None,
+            unwritten: Vec::new(),
             sinks: runs,
             seen: last_seq,
             retain,
@@ -154,9 +157,12 @@ impl Dispatcher {
         })
     }
 
-    fn write(&self, writes: Vec<TreeWrite>, audit: Option<AuditEvent>) {
-        if let Some(w) = &self.writer {
-            w.do_send(RecordDelivery { writes, audit });
+    /// Records outcomes through the store writer (kept until it is known, right after start).
+    fn write(&mut self, writes: Vec<TreeWrite>, audit: Option<AuditEvent>) {
+        let m = RecordDelivery { writes, audit };
+        match &self.writer {
+            Some(w) => w.do_send(m),
+            None => self.unwritten.push(m),
         }
     }
 
@@ -382,6 +388,9 @@ impl Handler<UseWriter> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, m: UseWriter, _: &mut Context<Self>) {
+        for w in self.unwritten.drain(..) {
+            m.0.do_send(w);
+        }
         self.writer = Some(m.0);
     }
 }
