@@ -40,6 +40,21 @@ fn name_ok(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A node id from a host name: `localhost.localdomain` → `localhost-localdomain` (characters
+/// outside `[A-Za-z0-9_-]` become `-`, at most 64).
+fn node_from_host(host: &str) -> String {
+    host.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 impl ClusterSection {
     /// The connection settings, when `nats` is given (`None`: no cluster configured).
     pub fn resolve(self) -> Result<Option<JsConfig>> {
@@ -56,10 +71,7 @@ impl ClusterSection {
         }
         let node = match self.node {
             Some(n) => n,
-            None => rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned(),
+            None => node_from_host(&rustix::system::uname().nodename().to_string_lossy()),
         };
         if !name_ok(&node) {
             bail!("configuration: [cluster] node {node:?}: 1 to 64 of [A-Za-z0-9_-]");
@@ -83,5 +95,36 @@ impl ClusterSection {
             creds_file: self.creds_file,
             tls_ca_file: self.tls_ca_file,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_node_id_is_the_host_name_made_valid() {
+        assert_eq!(
+            node_from_host("localhost.localdomain"),
+            "localhost-localdomain"
+        );
+        assert_eq!(node_from_host("kylin-01"), "kylin-01");
+        assert!(name_ok(&node_from_host(&"h.".repeat(50))));
+        let c = ClusterSection {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            ..ClusterSection::default()
+        }
+        .resolve()
+        .expect("valid")
+        .expect("a cluster");
+        assert!(name_ok(&c.node), "{}", c.node);
+        assert_eq!(c.replicas, DEFAULT_REPLICAS);
+        let bad = ClusterSection {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            node: Some("a.b".into()),
+            ..ClusterSection::default()
+        };
+        assert!(bad.resolve().is_err());
+        assert!(ClusterSection::default().resolve().expect("none").is_none());
     }
 }
