@@ -196,16 +196,16 @@ impl Dispatcher {
         let ev2 = ev.clone();
         let call: std::pin::Pin<Box<dyn std::future::Future<Output = Attempt>>> = match &sink.target
         {
-            Target::Webhook { .. } => Box::pin(async move {
-                tokio::task::spawn_blocking(move || match &sink.target {
-                    Target::Webhook { url, secret } => {
-                        sinks::post_webhook(&agent, url, secret, &ev2)
-                    }
-                    Target::Nats(_) => Attempt::Failed("not a webhook".into()),
+            Target::Webhook { url, secret } => {
+                let (url, secret) = (url.clone(), secret.clone());
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || {
+                        sinks::post_webhook(&agent, &url, &secret, &ev2)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")))
                 })
-                .await
-                .unwrap_or_else(|e| Attempt::Failed(format!("delivery task: {e}")))
-            }),
+            }
             Target::Nats(n) => {
                 let (n, timeout) = (n.clone(), sink.timeout);
                 Box::pin(async move { n.publish(&ev2, timeout).await })

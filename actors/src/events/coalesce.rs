@@ -157,11 +157,6 @@ impl Coalescer {
         self.docs.remove(doc).and_then(|s| s.pending)
     }
 
-    /// Documents with a change pending.
-    pub fn pending(&self) -> usize {
-        self.docs.values().filter(|s| s.pending.is_some()).count()
-    }
-
     /// Documents remembered (pending, or within their interval).
     pub fn tracked(&self) -> usize {
         self.docs.len()

@@ -23,7 +23,6 @@
 //!   metadata as the audit chain). They are checksummed, not sealed.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -504,7 +503,7 @@ pub fn find_event(store: &dyn Store, seq: u64) -> Result<Option<Event>, EventsEr
         .transpose()
 }
 
-/// The storage ids a sink name may not contain (it is part of keys).
+/// Whether `name` may name a sink: it is part of outbox keys, so `[A-Za-z0-9_-]`, 1 to 64.
 pub fn valid_sink_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -512,13 +511,3 @@ pub fn valid_sink_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
-
-/// A document's event cursor (tests, `coedit check`).
-pub fn cursor(store: &dyn Store, doc: &str) -> Result<Option<u64>, EventsError> {
-    Ok(store
-        .events_get(&cursor_key(doc))?
-        .and_then(|v| u64_value(&v)))
-}
-
-/// Shared handle to an event (the dispatcher keeps one per pending delivery).
-pub type SharedEvent = Arc<Event>;
