@@ -412,6 +412,15 @@ impl Config {
                 "configuration: [cluster] is set: also set [storage] backend = \"jetstream\" \
                  (or remove [cluster])"
             ),
+            (Backend::Jetstream, Some(_))
+                if self.doc.durability != coedit_actors::storage::Durability::Strict =>
+            {
+                anyhow::bail!(
+                    "configuration: [storage] backend = \"jetstream\" needs durability = \
+                     \"strict\": an owner that shows an edit before the store has it could show \
+                     an edit another node's write then refuses"
+                )
+            }
             _ => Ok(()),
         }
     }

@@ -33,6 +33,7 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use clap::Parser;
+use coedit_actors::cluster::Cluster;
 use coedit_actors::dispatcher::{Dispatcher, UseWriter};
 use coedit_actors::errors::CLOSE_RESTART;
 use coedit_actors::events::{outbox, sinks, EventType};
@@ -264,10 +265,17 @@ fn serve(config: Config) -> Result<()> {
         }));
         let store_for_checks = store.clone();
         let (audit_store, audit_manifest) = (store.clone(), manifest.clone());
-        let registry = Registry::new(config.doc.clone(), store, writer.clone(), handles)
+        let mut registry = Registry::new(config.doc.clone(), store, writer.clone(), handles)
             .with_ledger(manifest, disk)
-            .with_yjs(config.yjs.clone())
-            .start();
+            .with_yjs(config.yjs.clone());
+        if let (Backend::Jetstream, Some(c)) = (config.backend, &config.cluster) {
+            let cluster = Cluster::connect(c)
+                .await
+                .context("joining the cluster (NATS routing connection, lease bucket)")?;
+            info!(node = %cluster.node, lease = ?c.lease, renew = ?c.renew, "cluster mode: documents are ordered under leases");
+            registry = registry.with_cluster(cluster);
+        }
+        let registry = registry.start();
         let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let state = web::Data::new(AppState {
             accepting: accepting.clone(),

@@ -3,7 +3,8 @@
 //! This file holds the actor's state, fan-out, durability bookkeeping, joins and lifecycle
 //! (it stays above 600 lines because they share the subscriber table and the flush state);
 //! its other messages are in `document/`: `submit` (`Submit`), `presence`
-//! (`SetPresence`), `reads` (`GetText`, `GetOps`, `GetVersions`).
+//! (`SetPresence`), `reads` (`GetText`, `GetOps`, `GetVersions`), `remote` (cluster mode:
+//! requests from sessions on other nodes).
 //!
 //! Invariants:
 //! - Submits are serialized by the actor's mailbox; each accepted op is applied at once (later
@@ -48,6 +49,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn};
 
+use crate::cluster::gateway::{self, RemoteSubs};
+use crate::cluster::owner::{self, HeldLease, LeaseHolder};
+use crate::cluster::PING_INTERVAL;
 use crate::errors::{ActorError, CLOSE_RESTART, CLOSE_TRY_AGAIN};
 use crate::frame::{Format, Frame};
 use crate::history::{Answer, OpsPage, StoreRead, HISTORY_PAGE_BYTES, MAX_HISTORY_PAGE};
@@ -58,11 +62,12 @@ use crate::storage::disk::DiskSpace;
 use crate::storage::manifest::Manifest;
 use crate::storage::Durability;
 use crate::storage::{LogRecord, Store};
-use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor};
+use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor, Unfence};
 use crate::SessionId;
 
 mod presence;
 mod reads;
+mod remote;
 mod submit;
 pub use presence::SetPresence;
 pub use reads::{DocText, GetOps, GetText, GetVersions};
@@ -177,6 +182,10 @@ pub struct DocActor {
     registry: Addr<Registry>,
     /// Whether edits are accepted (disk space above the reserve).
     disk: Arc<DiskSpace>,
+    /// Cluster mode: the lease this node holds for the document.
+    lease: Option<HeldLease>,
+    /// Cluster mode: sessions of other nodes subscribed through them.
+    remote: RemoteSubs,
     span: tracing::Span,
 }
 
@@ -260,12 +269,19 @@ impl DocActor {
             writer,
             registry,
             disk,
+            lease: None,
+            remote: RemoteSubs::default(),
             span,
         })
     }
 
     fn strict(&self) -> bool {
         self.config.durability == Durability::Strict
+    }
+
+    /// Cluster mode: the actor orders the document under `lease` (taken before the load).
+    pub fn hold_lease(&mut self, lease: HeldLease) {
+        self.lease = Some(lease);
     }
 
     fn check_open(&self) -> Result<(), ActorError> {
@@ -531,11 +547,22 @@ impl DocActor {
             .send(FlushNow)
             .into_actor(self)
             .map(move |res, act, ctx| {
-                if res.is_ok() {
+                if act.store.is_fenced(&act.id) {
+                    // Not durable after all: nothing more is acknowledged; sessions resume
+                    // on the node that wrote first.
+                    act.undurable.clear();
+                    act.ack_waiters.clear();
+                    act.writer.do_send(Unfence {
+                        doc: act.id.clone(),
+                    });
+                } else if res.is_ok() {
                     act.made_durable(act.doc.rev(), ctx);
                 }
                 act.flush();
                 then(act);
+                if let Some(l) = act.lease.take() {
+                    l.release(act.id.clone());
+                }
                 ctx.stop();
             })
     }
@@ -628,6 +655,16 @@ impl Actor for DocActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         debug!(parent: &self.span, rev = self.doc.rev(), "document loaded");
         self.schedule_idle_check(ctx);
+        if let Some(l) = &mut self.lease {
+            let to = ctx.address().recipient();
+            l.gateway = Some(gateway::serve(l.cluster.clone(), &self.id, to));
+            owner::keep_lease(self, ctx);
+            ctx.run_interval(PING_INTERVAL, |a, ctx| {
+                for local in a.remote.expire() {
+                    a.remove_subscriber(local, ctx);
+                }
+            });
+        }
         ctx.run_interval(self.config.snapshot_interval, |a, _| {
             if !a.closing {
                 a.snapshot();
@@ -642,6 +679,9 @@ impl Actor for DocActor {
 pub struct Durable {
     /// Highest durable revision.
     pub rev: u64,
+    /// Not durable after all: another node wrote this document first (cluster mode). The
+    /// actor steps down.
+    pub fenced: bool,
 }
 
 impl Handler<Durable> for DocActor {
@@ -649,6 +689,9 @@ impl Handler<Durable> for DocActor {
 
     /// Sends the newly durable ops and releases their acks.
     fn handle(&mut self, m: Durable, ctx: &mut Context<Self>) {
+        if m.fenced {
+            return LeaseHolder::step_down(self, "another node wrote the document first", ctx);
+        }
         self.made_durable(m.rev, ctx);
     }
 }
@@ -782,5 +825,55 @@ impl Handler<Shutdown> for DocActor {
                 ));
             }
         }))
+    }
+}
+
+impl LeaseHolder for DocActor {
+    fn lease_mut(&mut self) -> Option<&mut HeldLease> {
+        self.lease.as_mut()
+    }
+
+    fn doc_id(&self) -> Arc<str> {
+        self.id.clone()
+    }
+
+    /// Stops ordering the document: every subscriber (local or remote) is told to reconnect
+    /// (1012), nothing not yet durable is acknowledged, no snapshot is written; once the store
+    /// writer flushed everything this actor sent, the document may be written again
+    /// (`Unfence`) and the registry forgets the actor.
+    fn step_down(&mut self, why: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        warn!(parent: &self.span, why, rev = self.doc.rev(), durable = self.durable_rev, "stepping down");
+        self.closing = true;
+        crate::metrics::metrics().cluster_step_downs.inc();
+        let addr = DocAddr::Text(ctx.address());
+        self.registry.do_send(DocClosing {
+            id: self.id.clone(),
+            addr: addr.clone(),
+        });
+        for (_, sub) in self.subs.drain() {
+            sub.out.force(Frame::Close(
+                CLOSE_RESTART,
+                "this document moved to another server: reconnect and resume".into(),
+            ));
+        }
+        self.undurable.clear();
+        self.pending_ops.clear();
+        self.ack_waiters.clear();
+        if let Some(l) = self.lease.take() {
+            l.release(self.id.clone());
+        }
+        let (writer, id, name) = (self.writer.clone(), self.id.clone(), self.name.clone());
+        let done = async move {
+            let _ = writer.send(FlushNow).await;
+            let _ = writer.send(Unfence { doc: id.clone() }).await;
+            (id, name)
+        };
+        ctx.wait(done.into_actor(self).map(move |(id, name), act, ctx| {
+            act.registry.do_send(DocClosed { id, name, addr });
+            ctx.stop();
+        }));
     }
 }

@@ -68,6 +68,14 @@ pub enum ActorError {
          not applied; resend it later)"
     )]
     StorageFull,
+    /// Another node (cluster mode) refused or could not serve the request.
+    #[error("{msg}")]
+    Remote {
+        /// The code it answered.
+        code: ErrorCode,
+        /// Its message.
+        msg: String,
+    },
 }
 
 impl ActorError {
@@ -80,6 +88,7 @@ impl ActorError {
                 StoreError::Corrupt { .. } | StoreError::Crypto { .. } | StoreError::Lost { .. },
             ) => ErrorCode::DocumentDamaged,
             ActorError::StorageFull => ErrorCode::StorageFull,
+            ActorError::Remote { code, .. } => *code,
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
             ActorError::NoSuchDocument(_) => ErrorCode::UnknownDocument,

@@ -43,6 +43,9 @@
 //!   message, on a `MemoryStore` with recording sessions and a paused clock (see its `//!`).
 //!
 //! Module folders (no actix inside, except the guard's addresses and the token verifier):
+//! - [`cluster`] (has actors): cluster mode on NATS: leases, the `RemoteDoc` stand-in for a
+//!   document another node owns, the owner's gateway, the wire between nodes. See its `//!`
+//!   layout.
 //! - [`storage`]: the `Store` trait and `StoreError`, the record codec, the `Kv` backends
 //!   (memory, sled), the offline checker, data keys, the manifest, free disk space, the
 //!   durability policy. See its `//!` layout.
@@ -57,6 +60,7 @@
 //! flush) and `write_pool.rs` (what each write does); the format on disk →
 //! `storage/codec.rs` and `docs/STORAGE.md`.
 
+pub mod cluster;
 pub mod dispatcher;
 pub mod document;
 pub mod errors;

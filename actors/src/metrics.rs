@@ -186,6 +186,13 @@ pub struct Metrics {
     pub damaged_documents: Gauge,
     /// 1, labelled with the build's version.
     pub build_info: Family<BuildLabel, Gauge>,
+    /// Cluster mode: document actors that stopped ordering their document (lease lost, not
+    /// renewed in time, or another node's write refused theirs).
+    pub cluster_step_downs: Counter,
+    /// Cluster mode: documents whose writes another node's refused (the fence).
+    pub cluster_fenced: Counter,
+    /// Cluster mode: leases taken.
+    pub cluster_leases_taken: Counter,
     /// Change events taken by a sink and not yet settled.
     pub events_pending: Family<SinkLabel, Gauge>,
     /// Change events delivered, per sink.
@@ -233,6 +240,9 @@ impl Metrics {
             storage_writable: Gauge::default(),
             damaged_documents: Gauge::default(),
             build_info: Family::default(),
+            cluster_step_downs: Counter::default(),
+            cluster_fenced: Counter::default(),
+            cluster_leases_taken: Counter::default(),
             events_pending: Family::default(),
             events_delivered: Family::default(),
             events_failed: Family::default(),
@@ -369,6 +379,21 @@ impl Metrics {
             "events_pending",
             "Change events taken by a sink and not yet settled",
             m.events_pending.clone(),
+        );
+        registry.register(
+            "cluster_step_downs",
+            "Document actors that stopped ordering their document (lease lost or not renewed, or fenced)",
+            m.cluster_step_downs.clone(),
+        );
+        registry.register(
+            "cluster_fenced",
+            "Documents whose writes another node's refused (the conditional append)",
+            m.cluster_fenced.clone(),
+        );
+        registry.register(
+            "cluster_leases_taken",
+            "Document leases this node took",
+            m.cluster_leases_taken.clone(),
         );
         registry.register(
             "events_delivered",

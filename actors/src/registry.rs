@@ -35,6 +35,11 @@ use tracing::{debug, warn};
 use coedit_protocol::yjs::YDocConfig;
 use coedit_protocol::DocKind;
 
+use crate::cluster::lease::LeaseValue;
+use crate::cluster::owner::HeldLease;
+use crate::cluster::remote_doc::RemoteDoc;
+use crate::cluster::wire::{self, OwnerMsg, Reply, ToOwner};
+use crate::cluster::{Acquired, Cluster, OWNER_RETRY};
 use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
 use crate::errors::ActorError;
 use crate::metrics::metrics;
@@ -51,6 +56,8 @@ use crate::ydoc::YDocActor;
 pub const MAX_OPEN_ROUNDS: u32 = 4;
 /// Longest a request waits for a document to open (its load, or an unloading actor's save).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Cluster mode: longest a load waits for a silent owner's lease to expire.
+pub const OWNER_WAIT: Duration = Duration::from_secs(20);
 /// Default number of documents loading at once.
 pub const DEFAULT_PARALLEL_LOADS: usize = 16;
 
@@ -61,13 +68,15 @@ pub enum DocAddr {
     Text(Addr<DocActor>),
     /// A Yjs document.
     Yjs(Addr<YDocActor>),
+    /// A text document another node owns (cluster mode), and that node.
+    Remote(Addr<RemoteDoc>, Arc<str>),
 }
 
 impl DocAddr {
     /// Its kind.
     pub fn kind(&self) -> DocKind {
         match self {
-            DocAddr::Text(_) => DocKind::Text,
+            DocAddr::Text(_) | DocAddr::Remote(..) => DocKind::Text,
             DocAddr::Yjs(_) => DocKind::Yjs,
         }
     }
@@ -76,6 +85,7 @@ impl DocAddr {
         match self {
             DocAddr::Text(a) => a.connected(),
             DocAddr::Yjs(a) => a.connected(),
+            DocAddr::Remote(a, _) => a.connected(),
         }
     }
 
@@ -84,6 +94,7 @@ impl DocAddr {
         match self {
             DocAddr::Text(a) => a.send(Shutdown).await,
             DocAddr::Yjs(a) => a.send(Shutdown).await,
+            DocAddr::Remote(a, _) => a.send(Shutdown).await,
         }
     }
 }
@@ -101,7 +112,7 @@ impl KindActor for DocActor {
     fn addr_of(addr: DocAddr) -> Option<Addr<Self>> {
         match addr {
             DocAddr::Text(a) => Some(a),
-            DocAddr::Yjs(_) => None,
+            DocAddr::Yjs(_) | DocAddr::Remote(..) => None,
         }
     }
 }
@@ -111,7 +122,7 @@ impl KindActor for YDocActor {
     fn addr_of(addr: DocAddr) -> Option<Addr<Self>> {
         match addr {
             DocAddr::Yjs(a) => Some(a),
-            DocAddr::Text(_) => None,
+            DocAddr::Text(_) | DocAddr::Remote(..) => None,
         }
     }
 }
@@ -122,10 +133,14 @@ pub enum Loaded {
     Text(Box<DocActor>),
     /// A Yjs document.
     Yjs(Box<YDocActor>),
+    /// Owned by another node (cluster mode).
+    Remote(LeaseValue),
 }
 
 /// Someone waiting for a document's actor.
 struct Waiter {
+    /// The name the request used.
+    name: String,
     /// Whether it may create the document.
     create: bool,
     /// The kind it asks for.
@@ -182,6 +197,8 @@ pub struct Registry {
     deleting: HashSet<String>,
     /// Permits to load: one per document loading now.
     loads: Arc<tokio::sync::Semaphore>,
+    /// Cluster mode: leases and routing.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Registry {
@@ -205,7 +222,15 @@ impl Registry {
             shutting_down: false,
             deleting: HashSet::new(),
             loads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_PARALLEL_LOADS)),
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: a document is loaded only under its lease; one another node holds is
+    /// reached through a `RemoteDoc`.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Limits Yjs documents with `yconfig`.
@@ -265,6 +290,7 @@ impl Handler<OpenDoc> for Registry {
         }
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
+            name: m.name.clone(),
             create: m.create,
             kind: m.kind,
             tx,
@@ -326,35 +352,55 @@ impl Registry {
             Some(Slot::Opening(w)) => w.first().map_or(DocKind::Text, |w| w.kind),
             _ => DocKind::Text,
         };
+        let cluster = self.cluster.clone();
         let load = async move {
+            let lease = match &cluster {
+                None => None,
+                Some(c) => match find_owner(c, &load_id, wanted).await? {
+                    Acquired::Owned(rev) => Some(HeldLease::new(c.clone(), rev, wanted)),
+                    Acquired::Held(v) => return Ok(Loaded::Remote(v)),
+                },
+            };
             // The semaphore is never closed: an error cannot happen, and would only mean no
             // bound.
             let _permit = permits.acquire_owned().await.ok();
             tokio::task::spawn_blocking(move || {
                 let kind = deps.store.kind(&load_id)?.unwrap_or(wanted);
+                let lease = lease.map(|mut l| {
+                    l.kind = kind;
+                    l
+                });
                 Ok(match kind {
                     DocKind::Text => {
-                        Loaded::Text(Box::new(DocActor::load(load_id, name, config, deps)?))
+                        let mut a = DocActor::load(load_id, name, config, deps)?;
+                        if let Some(l) = lease {
+                            a.hold_lease(l);
+                        }
+                        Loaded::Text(Box::new(a))
                     }
-                    DocKind::Yjs => Loaded::Yjs(Box::new(YDocActor::load(
-                        load_id, name, config, yconfig, deps,
-                    )?)),
+                    DocKind::Yjs => {
+                        let mut a = YDocActor::load(load_id, name, config, yconfig, deps)?;
+                        if let Some(l) = lease {
+                            a.hold_lease(l);
+                        }
+                        Loaded::Yjs(Box::new(a))
+                    }
                 })
             })
             .await
-        };
-        ctx.spawn(load.into_actor(self).map(move |res, act, _| {
-            let res = res.unwrap_or_else(|e| {
+            .unwrap_or_else(|e| {
                 Err(ActorError::Store(crate::storage::StoreError::Backend(
                     format!("loading the document failed: {e}"),
                 )))
-            });
-            act.loaded(id, res);
+            })
+        };
+        ctx.spawn(load.into_actor(self).map(move |res, act, ctx| {
+            act.loaded(id, res, ctx);
         }));
     }
 
     /// Starts the loaded actor (if anyone may create it or it exists) and answers the waiters.
-    fn loaded(&mut self, id: Arc<str>, res: Result<Loaded, ActorError>) {
+    fn loaded(&mut self, id: Arc<str>, res: Result<Loaded, ActorError>, ctx: &mut Context<Self>) {
         let Some(Slot::Opening(waiters)) = self.docs.remove(&id) else {
             return;
         };
@@ -376,6 +422,36 @@ impl Registry {
         let (name, new) = match &actor {
             Loaded::Text(a) => (a.name().to_string(), a.is_new()),
             Loaded::Yjs(a) => (a.name().to_string(), a.is_new()),
+            Loaded::Remote(held) => {
+                let Some(cluster) = self.cluster.clone() else {
+                    return;
+                };
+                if held.kind != DocKind::Text {
+                    let e = ActorError::Remote {
+                        code: coedit_protocol::ErrorCode::Unavailable,
+                        msg: format!(
+                            "Yjs document {id:?} is served by node {:?}: connect to that node \
+                             (Yjs documents are not routed between nodes yet)",
+                            held.node
+                        ),
+                    };
+                    for w in waiters {
+                        let _ = w.tx.send(Err(e.clone()));
+                    }
+                    return;
+                }
+                let name: Arc<str> = Arc::from(waiters_name(&waiters, &id));
+                let owner: Arc<str> = Arc::from(held.node.as_str());
+                let remote =
+                    RemoteDoc::new(id.clone(), name, held.node.clone(), cluster, ctx.address())
+                        .start();
+                let addr = DocAddr::Remote(remote, owner);
+                self.docs.insert(id.clone(), Slot::Open(addr.clone()));
+                for w in waiters {
+                    w.answer(&id, &addr);
+                }
+                return;
+            }
         };
         if new && !waiters.iter().any(|w| w.create) {
             for w in waiters {
@@ -393,6 +469,7 @@ impl Registry {
                 DocAddr::Yjs(YDocActor::start_in_arbiter(&arb, move |_| *a))
             }
             (Loaded::Yjs(a), None) => DocAddr::Yjs((*a).start()),
+            (Loaded::Remote(_), _) => return,
         };
         debug!(doc = %id, kind = %addr.kind(), "document opened");
         self.docs.insert(id.clone(), Slot::Open(addr.clone()));
@@ -592,21 +669,74 @@ fn refuse_all(waiters: Vec<Waiter>, id: &str) {
     }
 }
 
+/// A text document's actor as a session holds it: this node's `DocActor`, or (cluster mode)
+/// the `RemoteDoc` standing in for the owner on another node. Both take the same messages.
+#[derive(Clone, Debug)]
+pub enum DocLink {
+    /// The document actor on this node.
+    Local(Addr<DocActor>),
+    /// The stand-in for the owner on another node.
+    Remote(Addr<RemoteDoc>),
+}
+
+impl DocLink {
+    /// Sends `m` without waiting for its answer.
+    pub fn do_send<M>(&self, m: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        DocActor: Handler<M>,
+        RemoteDoc: Handler<M>,
+    {
+        match self {
+            DocLink::Local(a) => a.do_send(m),
+            DocLink::Remote(a) => a.do_send(m),
+        }
+    }
+}
+
 /// Sends `make()` to document `open.id`'s actor, opening it (or waiting for it) first: the one
-/// way WebSocket joins and REST calls reach a document. An actor that answers `Closing` was
-/// unloading when the request reached it; the registry then knows (its `DocClosing` came
-/// first), so asking again waits for the unload to finish and the document to load anew.
+/// way WebSocket joins reach a text document (REST calls use [`call_kind`]). An actor that
+/// answers `Closing` was unloading when the request reached it; the registry then knows (its
+/// `DocClosing` came first), so asking again waits for the unload to finish and the document
+/// to load anew (or, cluster mode, finds its new owner).
 pub async fn call_doc<M, R>(
     registry: &Addr<Registry>,
     open: OpenDoc,
     make: impl Fn() -> M,
-) -> Result<(Addr<DocActor>, R), ActorError>
+) -> Result<(DocLink, R), ActorError>
 where
     M: Message<Result = Result<R, ActorError>> + Send + 'static,
     R: Send + 'static,
     DocActor: Handler<M>,
+    RemoteDoc: Handler<M>,
 {
-    call_kind::<DocActor, M, R>(registry, open, make).await
+    let mut last = ActorError::Closing(open.name.clone());
+    for _ in 0..MAX_OPEN_ROUNDS {
+        let ask = OpenDoc {
+            kind: DocKind::Text,
+            id: open.id.clone(),
+            name: open.name.clone(),
+            create: open.create,
+        };
+        let (link, answer) = match registry.send(ask).await?? {
+            DocAddr::Text(a) => (DocLink::Local(a.clone()), a.send(make()).await),
+            DocAddr::Remote(a, _) => (DocLink::Remote(a.clone()), a.send(make()).await),
+            other => {
+                return Err(ActorError::WrongKind {
+                    doc: open.name.clone(),
+                    kind: other.kind(),
+                })
+            }
+        };
+        match answer {
+            Ok(Ok(r)) => return Ok((link, r)),
+            Ok(Err(e @ ActorError::Closing(_))) => last = e,
+            Err(e) => last = ActorError::Mailbox(e),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Err(last)
 }
 
 /// [`call_doc`] for a document actor of kind `A` (the request's `kind` is set to `A::KIND`).
@@ -630,6 +760,16 @@ where
             create: open.create,
         };
         let addr = registry.send(ask).await??;
+        if let DocAddr::Remote(_, owner) = &addr {
+            return Err(ActorError::Remote {
+                code: coedit_protocol::ErrorCode::Unavailable,
+                msg: format!(
+                    "document {:?} is ordered by node {owner:?}: send this request to that node \
+                     (only WebSocket sessions are routed between nodes)",
+                    open.name
+                ),
+            });
+        }
         let Some(addr) = A::addr_of(addr.clone()) else {
             return Err(ActorError::WrongKind {
                 doc: open.name.clone(),
@@ -644,4 +784,51 @@ where
         }
     }
     Err(last)
+}
+
+/// The name clients use for document `id`, as the first waiter's request gave it.
+fn waiters_name(waiters: &[Waiter], id: &str) -> String {
+    waiters
+        .first()
+        .map_or_else(|| id.to_string(), |w| w.name.clone())
+}
+
+/// Cluster mode: takes document `doc`'s lease, or finds the live node that holds it. A holder
+/// that does not answer (dead, or unloading the document) is waited for until its lease
+/// expires or it releases it, up to [`OWNER_WAIT`].
+async fn find_owner(c: &Cluster, doc: &str, kind: DocKind) -> Result<Acquired, ActorError> {
+    let deadline = std::time::Instant::now() + OWNER_WAIT;
+    loop {
+        match c.leases.acquire(doc, kind).await {
+            Ok(Acquired::Owned(rev)) => {
+                metrics().cluster_leases_taken.inc();
+                return Ok(Acquired::Owned(rev));
+            }
+            Ok(Acquired::Held(v)) => {
+                let ping = ToOwner {
+                    v: wire::WIRE_VERSION,
+                    node: c.node.to_string(),
+                    msg: OwnerMsg::Ping {
+                        sessions: Vec::new(),
+                    },
+                };
+                let answer = c.request(c.doc_subject(doc), wire::encode(&ping)).await;
+                if let Ok(Some(Reply::Ok)) = answer.map(|b| wire::decode::<Reply>(&b)) {
+                    return Ok(Acquired::Held(v));
+                }
+                debug!(doc, holder = %v.node, "lease holder does not answer; waiting for the lease");
+            }
+            Err(e) => debug!(doc, error = %e, "lease not taken; trying again"),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ActorError::Remote {
+                code: coedit_protocol::ErrorCode::Unavailable,
+                msg: format!(
+                    "no node can serve document {doc:?} now: its owner does not answer and its \
+                     lease has not expired, or NATS is out of reach; retry"
+                ),
+            });
+        }
+        tokio::time::sleep(OWNER_RETRY).await;
+    }
 }

@@ -52,7 +52,7 @@ use coedit_protocol::{
 use rand::distr::{Alphanumeric, SampleString};
 use tracing::{debug, info_span};
 
-use crate::document::{DocActor, Join, Leave, SetPresence, Submit};
+use crate::document::{Join, Leave, SetPresence, Submit};
 use crate::errors::{
     close_code_for, ActorError, CLOSE_INVALID_PAYLOAD, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL,
     CLOSE_TOO_BIG,
@@ -60,7 +60,7 @@ use crate::errors::{
 use crate::frame::{Format, Frame};
 use crate::metrics::metrics;
 use crate::outbox::{Outbound, Outbox};
-use crate::registry::{call_doc, OpenDoc, Registry};
+use crate::registry::{call_doc, DocLink, OpenDoc, Registry};
 use crate::security::audit::AuditEvent;
 use crate::security::auth::{bind_client_id, now_s, Action, AuthError, Claims, Resolved, Role};
 use crate::security::guard::{Guard, Refusal};
@@ -271,7 +271,7 @@ pub struct WsSession {
     /// The token's claims (authentication on, after `hello`).
     claims: Option<Claims>,
     /// Documents joined, by the name the client uses, with their actors.
-    docs: HashMap<String, Addr<DocActor>>,
+    docs: HashMap<String, DocLink>,
     /// When the client last sent anything.
     last_seen: Instant,
     /// Op tokens left (token bucket), refilled at `max_ops_per_s` up to `op_burst`.

@@ -36,7 +36,7 @@
 //!   `EXIT_STORAGE_FAILURE` after [`FATAL_EXIT_DELAY`] (systemd restarts it; clients resend
 //!   what was not acknowledged).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +195,9 @@ pub struct StoreActor {
     flush_timer: bool,
     /// Documents waiting for durability, in write order.
     waiters: Vec<Waiter>,
+    /// Documents another node wrote first (cluster mode): their writes are not durable, their
+    /// actors are told so (`Durable::fenced`) until they stepped down ([`Unfence`]).
+    fenced: HashSet<Arc<str>>,
     /// Callers of `FlushNow`, with the write they need covered.
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     /// Decides which refusals are recorded one by one and which are only counted.
@@ -248,6 +251,7 @@ impl StoreActor {
             last_flush_start: None,
             flush_timer: false,
             waiters: Vec::new(),
+            fenced: HashSet::new(),
             flush_waiters: Vec::new(),
             refusals: RefusalFilter::new(crate::security::audit::now_ms()),
             events: None,
@@ -507,8 +511,13 @@ impl StoreActor {
             e.0 = e.0.max(w.rev);
             false
         });
-        for (_, (rev, notify)) in highest {
-            notify.do_send(Durable { rev });
+        for doc in self.store.take_fenced() {
+            metrics().cluster_fenced.inc();
+            self.fenced.insert(Arc::from(doc));
+        }
+        for (doc, (rev, notify)) in highest {
+            let fenced = self.fenced.contains(&doc);
+            notify.do_send(Durable { rev, fenced });
         }
         self.events_flushed();
         let mut i = 0;
@@ -697,6 +706,24 @@ impl Handler<FlushNow> for StoreActor {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+/// A fenced document's old actor stepped down and everything it sent was flushed (cluster
+/// mode): the document may be written again by the actor that loads it next.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unfence {
+    /// The document.
+    pub doc: Arc<str>,
+}
+
+impl Handler<Unfence> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Unfence, _: &mut Context<Self>) {
+        self.fenced.remove(&m.doc);
+        self.store.unfence(&m.doc);
     }
 }
 

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use tracing::{debug, info_span, warn};
 use yrs::StateVector;
 
+use crate::cluster::owner::{self, HeldLease, LeaseHolder};
 use crate::document::MAX_FANOUT_TICK;
 use crate::document::{DocActorConfig, DocDeps, Durable, Shutdown};
 use crate::errors::{ActorError, CLOSE_INTERNAL, CLOSE_RESTART, CLOSE_TRY_AGAIN};
@@ -48,7 +49,7 @@ use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
 use crate::security::auth::{AuthError, Role};
 use crate::storage::disk::DiskSpace;
 use crate::storage::{Durability, LogEntry, SnapshotEntry, Store, YStateRecord, YUpdateRecord};
-use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor};
+use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor, Unfence};
 use crate::SessionId;
 
 mod rest;
@@ -114,6 +115,8 @@ pub struct YDocActor {
     writer: Addr<StoreActor>,
     registry: Addr<Registry>,
     disk: Arc<DiskSpace>,
+    /// Cluster mode: the lease this node holds for the document.
+    lease: Option<HeldLease>,
     span: tracing::Span,
 }
 
@@ -180,6 +183,7 @@ impl YDocActor {
             writer,
             registry,
             disk,
+            lease: None,
             span,
         })
     }
@@ -509,11 +513,21 @@ impl YDocActor {
             .send(FlushNow)
             .into_actor(self)
             .map(move |res, act, ctx| {
-                if res.is_ok() {
+                if act.store.is_fenced(&act.id) {
+                    // Not durable after all: nothing more is answered.
+                    act.undurable.clear();
+                    act.waiters.clear();
+                    act.writer.do_send(Unfence {
+                        doc: act.id.clone(),
+                    });
+                } else if res.is_ok() {
                     act.made_durable(act.doc.rev());
                 }
                 act.flush();
                 then(act);
+                if let Some(l) = act.lease.take() {
+                    l.release(act.id.clone());
+                }
                 ctx.stop();
             })
     }
@@ -543,6 +557,7 @@ impl Actor for YDocActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         debug!(parent: &self.span, rev = self.doc.rev(), "Yjs document loaded");
         self.schedule_idle_check(ctx);
+        owner::keep_lease(self, ctx);
         ctx.run_interval(self.config.snapshot_interval, |a, _| {
             if !a.closing {
                 a.snapshot();
@@ -556,6 +571,9 @@ impl Handler<Durable> for YDocActor {
 
     /// Sends the newly durable updates and answers their waiters.
     fn handle(&mut self, m: Durable, ctx: &mut Context<Self>) {
+        if m.fenced {
+            return LeaseHolder::step_down(self, "another node wrote the document first", ctx);
+        }
         self.made_durable(m.rev);
         self.schedule_flush(ctx);
     }
@@ -800,5 +818,61 @@ impl Handler<Shutdown> for YDocActor {
                 ));
             }
         }))
+    }
+}
+
+impl YDocActor {
+    /// Cluster mode: the actor orders the document under `lease` (taken before the load).
+    pub fn hold_lease(&mut self, lease: HeldLease) {
+        self.lease = Some(lease);
+    }
+}
+
+impl LeaseHolder for YDocActor {
+    fn lease_mut(&mut self) -> Option<&mut HeldLease> {
+        self.lease.as_mut()
+    }
+
+    fn doc_id(&self) -> Arc<str> {
+        self.id.clone()
+    }
+
+    /// Stops ordering the document: subscribers are told to reconnect, nothing not yet
+    /// durable is answered, no snapshot; once the writer flushed what this actor sent, the
+    /// document may be written again and the registry forgets the actor.
+    fn step_down(&mut self, why: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        warn!(parent: &self.span, why, rev = self.doc.rev(), "stepping down");
+        self.closing = true;
+        crate::metrics::metrics().cluster_step_downs.inc();
+        let addr = DocAddr::Yjs(ctx.address());
+        self.registry.do_send(DocClosing {
+            id: self.id.clone(),
+            addr: addr.clone(),
+        });
+        for (_, sub) in self.subs.drain() {
+            sub.out.force(Frame::Close(
+                crate::errors::CLOSE_RESTART,
+                "this document moved to another server: reconnect".into(),
+            ));
+        }
+        self.undurable.clear();
+        self.waiters.clear();
+        self.round.clear();
+        if let Some(l) = self.lease.take() {
+            l.release(self.id.clone());
+        }
+        let (writer, id, name) = (self.writer.clone(), self.id.clone(), self.name.clone());
+        let done = async move {
+            let _ = writer.send(FlushNow).await;
+            let _ = writer.send(Unfence { doc: id.clone() }).await;
+            (id, name)
+        };
+        ctx.wait(done.into_actor(self).map(move |(id, name), act, ctx| {
+            act.registry.do_send(DocClosed { id, name, addr });
+            ctx.stop();
+        }));
     }
 }

@@ -2,8 +2,10 @@
 //! "jetstream"` (`docs/CLUSTER.md`). Checked when the configuration is read.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
+use coedit_actors::cluster::{DEFAULT_LEASE, DEFAULT_RENEW};
 use coedit_actors::storage::js_kv::{JsConfig, DEFAULT_BUCKET_PREFIX};
 use serde::Deserialize;
 
@@ -13,6 +15,10 @@ use super::ranged;
 pub const DEFAULT_REPLICAS: usize = 3;
 /// Bounds of `replicas`.
 pub const REPLICAS: (usize, usize) = (1, 5);
+/// Bounds of `lease_ms`.
+pub const LEASE_MS: (u64, u64) = (1_000, 600_000);
+/// Bounds of `renew_ms` (and at most half of `lease_ms`).
+pub const RENEW_MS: (u64, u64) = (100, 300_000);
 
 /// `[cluster]` table.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +36,10 @@ pub struct ClusterSection {
     pub creds_file: Option<PathBuf>,
     /// CA certificate (PEM) for TLS to NATS; TLS is required when given.
     pub tls_ca_file: Option<PathBuf>,
+    /// How long a document's lease lasts without renewal, in milliseconds.
+    pub lease_ms: Option<u64>,
+    /// How often an owner renews its leases, in milliseconds (at most half of `lease_ms`).
+    pub renew_ms: Option<u64>,
 }
 
 /// A node id or bucket prefix: `[A-Za-z0-9_-]`, 1 to 64.
@@ -82,6 +92,24 @@ impl ClusterSection {
         if !name_ok(&prefix) {
             bail!("configuration: [cluster] bucket_prefix {prefix:?}: 1 to 64 of [A-Za-z0-9_-]");
         }
+        let lease_ms = ranged(
+            "[cluster] lease_ms",
+            self.lease_ms,
+            DEFAULT_LEASE.as_millis() as u64,
+            LEASE_MS,
+        )?;
+        let renew_ms = ranged(
+            "[cluster] renew_ms",
+            self.renew_ms,
+            DEFAULT_RENEW.as_millis() as u64,
+            RENEW_MS,
+        )?;
+        if renew_ms * 2 > lease_ms {
+            bail!(
+                "configuration: [cluster] renew_ms = {renew_ms} must be at most half of lease_ms = \
+                 {lease_ms} (an owner steps down after lease_ms - renew_ms without a renewal)"
+            );
+        }
         Ok(Some(JsConfig {
             urls,
             node,
@@ -94,6 +122,8 @@ impl ClusterSection {
             prefix,
             creds_file: self.creds_file,
             tls_ca_file: self.tls_ca_file,
+            lease: Duration::from_millis(lease_ms),
+            renew: Duration::from_millis(renew_ms),
         }))
     }
 }
@@ -125,6 +155,14 @@ mod tests {
             ..ClusterSection::default()
         };
         assert!(bad.resolve().is_err());
+        let renew_too_slow = ClusterSection {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            lease_ms: Some(2_000),
+            renew_ms: Some(1_500),
+            ..ClusterSection::default()
+        };
+        assert!(renew_too_slow.resolve().is_err());
+        assert_eq!(c.lease, DEFAULT_LEASE);
         assert!(ClusterSection::default().resolve().expect("none").is_none());
     }
 }

@@ -14,6 +14,8 @@ use anyhow::{bail, ensure, Context, Result};
 pub struct Nats {
     child: Option<Child>,
     bin: PathBuf,
+    /// Arguments beyond the port and store directory (cluster settings).
+    extra: Vec<String>,
     /// Its client port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
@@ -36,7 +38,7 @@ impl Nats {
     /// Starts it again on the same port and store directory.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        self.child = Some(spawn(&self.bin, self.port, self.dir.path())?);
+        self.child = Some(spawn(&self.bin, self.port, self.dir.path(), &self.extra)?);
         wait_listening(self.port)
     }
 }
@@ -47,10 +49,11 @@ impl Drop for Nats {
     }
 }
 
-fn spawn(bin: &PathBuf, port: u16, dir: &std::path::Path) -> Result<Child> {
+fn spawn(bin: &PathBuf, port: u16, dir: &std::path::Path, extra: &[String]) -> Result<Child> {
     Command::new(bin)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -101,13 +104,52 @@ pub fn free_port() -> u16 {
 /// Starts `nats-server -js` on `port` with a fresh store directory; waits until it listens.
 pub fn start_nats(bin: &PathBuf, port: u16) -> Result<Nats> {
     let dir = tempfile::tempdir()?;
-    let child = spawn(bin, port, dir.path())?;
+    let child = spawn(bin, port, dir.path(), &[])?;
     let nats = Nats {
         child: Some(child),
         bin: bin.clone(),
+        extra: Vec::new(),
         port,
         dir,
     };
     wait_listening(port)?;
     Ok(nats)
+}
+
+/// Starts `n` `nats-server -js` clustered with each other on 127.0.0.1 (routes between them,
+/// JetStream meta group over all of them); waits until every one listens and JetStream has
+/// a leader (`$JS.API.INFO` answers).
+pub fn start_nats_cluster(bin: &PathBuf, n: usize) -> Result<Vec<Nats>> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let routes = ports
+        .iter()
+        .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers = Vec::new();
+    for (i, (port, cport)) in ports.iter().enumerate() {
+        let dir = tempfile::tempdir()?;
+        let extra = vec![
+            "--name".to_string(),
+            format!("n{i}"),
+            "--cluster_name".into(),
+            "coedit-test".into(),
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{cport}"),
+            "--routes".into(),
+            routes.clone(),
+        ];
+        let child = spawn(bin, *port, dir.path(), &extra)?;
+        servers.push(Nats {
+            child: Some(child),
+            bin: bin.clone(),
+            extra,
+            port: *port,
+            dir,
+        });
+    }
+    for s in &servers {
+        wait_listening(s.port)?;
+    }
+    Ok(servers)
 }

@@ -14,11 +14,14 @@
 //!   buffered and flushing writes first, as sled's reads see its unflushed writes.
 //! - An op record is written with `create`: JetStream refuses it if that revision of that
 //!   document exists. Two writers can never both write one revision: a writer that was not
-//!   the document's only one learns it at its flush ([`StoreError::Fenced`]).
+//!   the document's only one learns it at its flush: the document is *fenced*
+//!   ([`Kv::take_fenced`]), nothing more of it is written (not its later revisions, not its
+//!   snapshots) until its actor stepped down and [`Kv::unfence`] is called, and the other
+//!   documents of the flush are written as usual.
 //! - Calls block the calling thread (the store is synchronous, like sled); the NATS connection
 //!   runs on the backend's own runtime thread, so calls are safe from any thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -56,6 +59,10 @@ pub struct JsConfig {
     pub creds_file: Option<PathBuf>,
     /// CA certificate for TLS to NATS (TLS required when given).
     pub tls_ca_file: Option<PathBuf>,
+    /// Cluster mode: how long a document's lease lasts without renewal.
+    pub lease: Duration,
+    /// Cluster mode: how often an owner renews its leases.
+    pub renew: Duration,
 }
 
 /// Buffered writes: `(key space, key)` → value, `None` deleting.
@@ -66,8 +73,8 @@ type Buffer = BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>;
 struct Outgoing {
     bucket: kv::Store,
     key: String,
-    /// Written with `create` (an op record: refused if the revision exists).
-    fenced: bool,
+    /// Its key space (`ops`: written with `create`, refused if the revision exists).
+    tree: Tree,
     value: Option<Vec<u8>>,
     /// The store key (names the document of a refused op).
     raw: Vec<u8>,
@@ -88,6 +95,11 @@ pub struct JsKv {
     flushing: Mutex<Buffer>,
     /// One flush at a time.
     flush_lock: Mutex<()>,
+    /// Documents another node wrote first: nothing more of theirs is written until
+    /// [`Kv::unfence`] (their actor stepped down and a new one loads them).
+    fenced: Mutex<HashSet<String>>,
+    /// Documents fenced since the last [`Kv::take_fenced`].
+    newly_fenced: Mutex<Vec<String>>,
 }
 
 fn tree_name(t: Tree) -> &'static str {
@@ -178,6 +190,8 @@ impl JsKv {
             pending: Mutex::new(BTreeMap::new()),
             flushing: Mutex::new(BTreeMap::new()),
             flush_lock: Mutex::new(()),
+            fenced: Mutex::new(HashSet::new()),
+            newly_fenced: Mutex::new(Vec::new()),
         })
     }
 
@@ -531,7 +545,7 @@ impl Kv for JsKv {
                 Outgoing {
                     bucket: self.buckets[t].clone(),
                     key: self.encode(tree, &k),
-                    fenced: tree == Tree::Ops,
+                    tree,
                     value,
                     raw: k,
                 }
@@ -543,31 +557,21 @@ impl Kv for JsKv {
         // finds its own value there.
         let deadline = std::time::Instant::now() + FLUSH_RETRY_FOR;
         let result = loop {
-            let attempt = left.clone();
-            let outcomes = self.run(async move {
-                futures_util::stream::iter(attempt.into_iter().map(|w| async move {
-                    let r = write_one(&w).await;
-                    (w, r)
-                }))
-                .buffer_unordered(READS_AT_ONCE)
-                .collect::<Vec<(Outgoing, Result<(), StoreError>)>>()
-                .await
-            });
+            let fenced = self.fenced.lock().map_err(backend)?.clone();
+            let attempt = std::mem::take(&mut left);
+            let outcome = self.run(write_all(attempt.clone(), fenced));
             // No answer at all within the call timeout: everything is tried again.
-            let outcomes = outcomes.unwrap_or_default();
-            if !outcomes.is_empty() {
-                left.clear();
-            }
-            let mut fatal = None;
-            for (w, r) in outcomes {
-                match r {
-                    Ok(()) => {}
-                    Err(e @ StoreError::Fenced { .. }) => fatal = Some(e),
-                    Err(_) => left.push(w),
+            let (retry, refused) = outcome.unwrap_or((attempt, Vec::new()));
+            left = retry;
+            if !refused.is_empty() {
+                let mut set = self.fenced.lock().map_err(backend)?;
+                let mut news = self.newly_fenced.lock().map_err(backend)?;
+                for doc in refused {
+                    tracing::warn!(doc = %doc, "another node wrote this document first: fenced");
+                    if set.insert(doc.clone()) {
+                        news.push(doc);
+                    }
                 }
-            }
-            if let Some(e) = fatal {
-                break Err(e);
             }
             if left.is_empty() {
                 break Ok(());
@@ -587,12 +591,104 @@ impl Kv for JsKv {
         self.flushing.lock().map_err(backend)?.clear();
         result
     }
+
+    fn take_fenced(&self) -> Vec<String> {
+        self.newly_fenced
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    fn unfence(&self, doc: &str) {
+        if let Ok(mut set) = self.fenced.lock() {
+            set.remove(doc);
+        }
+    }
+
+    fn is_fenced(&self, doc: &str) -> bool {
+        self.fenced.lock().map(|s| s.contains(doc)).unwrap_or(true)
+    }
+}
+
+/// The document a key of `ops` or `snapshots` belongs to.
+fn doc_of(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw.split(|&b| b == 0).next().unwrap_or(&[])).into_owned()
+}
+
+/// One try at a flush's writes: returns the writes to send again and the documents found
+/// fenced now.
+///
+/// Op records go first, each document's in revision order and one at a time, stopping at the
+/// document's first failure: a document never gets revision N+1 from this node unless its
+/// revision N is this node's too (a refused N leaves the rest of its chain unwritten, a
+/// failed one leaves it for the next try). Documents already `fenced` write nothing more.
+/// Then everything else, in parallel, except a document's snapshots while any of its ops are
+/// still to be sent (and never for a fenced document: its snapshot would describe a history
+/// the store does not have).
+async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgoing>, Vec<String>) {
+    let (ops, rest): (Vec<Outgoing>, Vec<Outgoing>) =
+        writes.into_iter().partition(|w| w.tree == Tree::Ops);
+    let mut chains: BTreeMap<String, Vec<Outgoing>> = BTreeMap::new();
+    for w in ops {
+        chains.entry(doc_of(&w.raw)).or_default().push(w);
+    }
+    let results: Vec<(String, Vec<Outgoing>, bool)> =
+        futures_util::stream::iter(chains.into_iter().map(|(doc, mut chain)| {
+            let skip = fenced.contains(&doc);
+            async move {
+                if skip {
+                    return (doc, Vec::new(), true);
+                }
+                chain.sort_by(|a, b| a.raw.cmp(&b.raw));
+                for (i, w) in chain.iter().enumerate() {
+                    match write_one(w).await {
+                        Ok(()) => {}
+                        Err(StoreError::Fenced { .. }) => return (doc, Vec::new(), true),
+                        Err(_) => return (doc, chain.split_off(i), false),
+                    }
+                }
+                (doc, Vec::new(), false)
+            }
+        }))
+        .buffer_unordered(READS_AT_ONCE)
+        .collect()
+        .await;
+    let mut retry = Vec::new();
+    let mut refused = Vec::new();
+    let mut waiting: HashSet<String> = HashSet::new();
+    let mut dead: HashSet<String> = fenced;
+    for (doc, left, fenced_now) in results {
+        if fenced_now {
+            if !dead.contains(&doc) {
+                refused.push(doc.clone());
+            }
+            dead.insert(doc);
+        } else if !left.is_empty() {
+            waiting.insert(doc);
+            retry.extend(left);
+        }
+    }
+    let (now, later): (Vec<Outgoing>, Vec<Outgoing>) = rest
+        .into_iter()
+        .filter(|w| w.tree != Tree::Snapshots || !dead.contains(&doc_of(&w.raw)))
+        .partition(|w| w.tree != Tree::Snapshots || !waiting.contains(&doc_of(&w.raw)));
+    retry.extend(later);
+    let failed: Vec<Outgoing> = futures_util::stream::iter(now.into_iter().map(|w| async move {
+        let r = write_one(&w).await;
+        (w, r)
+    }))
+    .buffer_unordered(READS_AT_ONCE)
+    .filter_map(|(w, r)| async move { r.is_err().then_some(w) })
+    .collect()
+    .await;
+    retry.extend(failed);
+    (retry, refused)
 }
 
 /// Writes one buffered write (see [`Kv::flush`]).
 async fn write_one(w: &Outgoing) -> Result<(), StoreError> {
     match &w.value {
-        Some(v) if w.fenced => match w.bucket.create(&w.key, v.clone().into()).await {
+        Some(v) if w.tree == Tree::Ops => match w.bucket.create(&w.key, v.clone().into()).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 // Ours, stored by an earlier try whose acknowledgement was lost, or another

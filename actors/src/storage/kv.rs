@@ -66,6 +66,17 @@ pub trait Kv: Send + Sync + 'static {
     fn reachable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Documents whose writes another writer refused since the last call (a shared backend's
+    /// conditional append; local ones never refuse).
+    fn take_fenced(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Lets `doc` be written again after it was fenced (its old actor is gone).
+    fn unfence(&self, _doc: &str) {}
+    /// Whether `doc` is fenced now.
+    fn is_fenced(&self, _doc: &str) -> bool {
+        false
+    }
 }
 
 /// The position of a key space in a backend's array of trees.

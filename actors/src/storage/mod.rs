@@ -298,6 +298,18 @@ pub trait Store: Send + Sync + 'static {
     fn compact(&self, doc: &str, rev: u64) -> Result<(), StoreError>;
     /// Makes every buffered write durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Documents another node wrote first since the last call (cluster mode: their actors
+    /// step down; nothing more of theirs is written until [`Store::unfence`]).
+    fn take_fenced(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Lets a fenced document be written again (its old actor stepped down, its writes were
+    /// flushed, a new actor loads it).
+    fn unfence(&self, _doc: &str) {}
+    /// Whether `doc` is fenced now (a flush that returned found another node's revision).
+    fn is_fenced(&self, _doc: &str) -> bool {
+        false
+    }
     /// Snapshot points and retained op range.
     fn versions(&self, doc: &str) -> Result<Versions, StoreError>;
     /// The stored ops with revisions `from + 1 ..= to`.

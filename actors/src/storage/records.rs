@@ -193,6 +193,18 @@ impl<K: Kv> Store for RecordStore<K> {
         self.kv.flush()
     }
 
+    fn take_fenced(&self) -> Vec<String> {
+        self.kv.take_fenced()
+    }
+
+    fn unfence(&self, doc: &str) {
+        self.kv.unfence(doc)
+    }
+
+    fn is_fenced(&self, doc: &str) -> bool {
+        self.kv.is_fenced(doc)
+    }
+
     fn versions(&self, doc: &str) -> Result<Versions, StoreError> {
         let (p, end) = (prefix(doc), Self::end(doc));
         let snapshots: Vec<u64> = self

@@ -546,6 +546,8 @@ fn js_config(nats: &TestNats, prefix: &str) -> js_kv::JsConfig {
         prefix: prefix.into(),
         creds_file: None,
         tls_ca_file: None,
+        lease: crate::cluster::DEFAULT_LEASE,
+        renew: crate::cluster::DEFAULT_RENEW,
     }
 }
 
@@ -573,12 +575,36 @@ fn jetstream_store_passes_the_store_tests() {
     let b = JetStreamStore::connect(&js_config(&nats, "E"), None).unwrap();
     a.append("f", &[rec(1, Op::insert_at(0, "a"))]).unwrap();
     b.append("f", &[rec(1, Op::insert_at(0, "b"))]).unwrap();
+    // b's revision 2 of "f" (built on its own revision 1) is in the same flush as a write of
+    // another document "g".
+    b.append("f", &[rec(2, Op::insert_at(1, "b"))]).unwrap();
+    b.append("g", &[rec(1, Op::insert_at(0, "g"))]).unwrap();
     a.flush().unwrap();
-    match b.flush() {
-        Err(StoreError::Fenced { doc }) => assert_eq!(doc, "f"),
-        other => panic!("expected a fence, got {other:?}"),
-    }
-    assert_eq!(b.load("f").unwrap().ops[0].op, Op::insert_at(0, "a"));
+    b.flush().unwrap();
+    assert_eq!(b.take_fenced(), vec!["f".to_string()]);
+    assert!(b.take_fenced().is_empty(), "told once");
+    let f = b.load("f").unwrap();
+    assert_eq!(
+        f.ops.len(),
+        1,
+        "b's revision 2 was not written after its 1 was refused"
+    );
+    assert_eq!(f.ops[0].op, Op::insert_at(0, "a"));
+    assert_eq!(
+        a.load("g").unwrap().ops.len(),
+        1,
+        "other documents are written"
+    );
+    // Fenced until unfenced: a later write of "f" by b is dropped, even a free revision.
+    b.append("f", &[rec(2, Op::insert_at(1, "b"))]).unwrap();
+    b.flush().unwrap();
+    assert!(b.take_fenced().is_empty(), "already fenced");
+    assert_eq!(a.load("f").unwrap().ops.len(), 1);
+    // Unfenced (a new actor loaded revision 1): its revision 2 is written.
+    b.unfence("f");
+    b.append("f", &[rec(2, Op::insert_at(1, "b"))]).unwrap();
+    b.flush().unwrap();
+    assert_eq!(a.load("f").unwrap().ops.len(), 2);
     // Each node has its own audit chain.
     a.audit_put(1, b"a-1").unwrap();
     a.flush().unwrap();

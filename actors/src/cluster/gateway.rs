@@ -1,0 +1,201 @@
+//! The owner's side of routing: the task feeding a document actor the requests other nodes
+//! send its document (`{prefix}.doc.{hex id}.req`), the `RemoteSink` actor standing in for a
+//! remote session in the document's subscriber table, and [`RemoteSubs`], the bookkeeping of
+//! those sessions. The document actor's handler for the requests is `document/remote.rs`.
+//!
+//! Invariants:
+//! - Requests reach the document actor in the order NATS delivered them (one task, `do_send`
+//!   in order).
+//! - A remote session's messages are taken in sequence; a gap, or its node not mentioning it
+//!   for [`REMOTE_SILENCE`], unsubscribes it (with a close frame sent its way).
+//! - A remote session's frames leave numbered from 1, in the order the document sent them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use tracing::warn;
+
+use super::wire::{self, ToOwner};
+use super::{Cluster, REMOTE_SILENCE};
+use crate::outbox::Outbound;
+use crate::SessionId;
+
+/// Mailbox capacity of a [`RemoteSink`] (frames wait there only for the publisher).
+pub const REMOTE_SINK_CAPACITY: usize = 4096;
+
+/// A request from another node for the document, as its actor receives it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromNode {
+    /// The request.
+    pub req: ToOwner,
+    /// Where to answer, if an answer is expected.
+    pub reply: Option<async_nats::Subject>,
+}
+
+/// Subscribes to document `doc`'s requests and hands them to `to`, in order, until the
+/// returned handle is aborted (the actor stops or steps down).
+pub fn serve(
+    cluster: Arc<Cluster>,
+    doc: &str,
+    to: Recipient<FromNode>,
+) -> tokio::task::JoinHandle<()> {
+    let doc = doc.to_string();
+    tokio::spawn(async move {
+        let mut sub = match cluster.subscribe_doc(&doc).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(doc = %doc, error = %e, "cannot subscribe to the document's requests");
+                return;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            match wire::decode::<ToOwner>(&msg.payload) {
+                Some(req) if req.v == wire::WIRE_VERSION => {
+                    if to
+                        .try_send(FromNode {
+                            req,
+                            reply: msg.reply,
+                        })
+                        .is_err()
+                    {
+                        // The actor is gone (its stop aborts this task soon) or swamped: the
+                        // sender's pings fail and its sessions resume elsewhere.
+                        if !to.connected() {
+                            return;
+                        }
+                    }
+                }
+                _ => warn!(doc = %doc, "undecodable request from another node"),
+            }
+        }
+    })
+}
+
+/// Stands in for one remote session: frames the document sends it go to its node.
+pub struct RemoteSink {
+    cluster: Arc<Cluster>,
+    node: Arc<str>,
+    session: u64,
+    seq: u64,
+}
+
+impl RemoteSink {
+    /// A sink for session `session` of node `node`.
+    pub fn new(cluster: Arc<Cluster>, node: Arc<str>, session: u64) -> Self {
+        RemoteSink {
+            cluster,
+            node,
+            session,
+            seq: 0,
+        }
+    }
+}
+
+impl Actor for RemoteSink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(REMOTE_SINK_CAPACITY);
+    }
+}
+
+impl Handler<Outbound> for RemoteSink {
+    type Result = ();
+
+    fn handle(&mut self, m: Outbound, _: &mut Context<Self>) {
+        self.seq += 1;
+        self.cluster
+            .send_frames(&self.node, self.session, self.seq, &m.frames);
+    }
+}
+
+/// A remote session in the document's subscriber table.
+pub struct RemoteSub {
+    /// Its id in the subscriber table.
+    pub local: SessionId,
+    /// Number of its last message taken.
+    pub seq: u64,
+    /// When its node last mentioned it.
+    pub seen: Instant,
+}
+
+/// The remote sessions of one document, by node and session on that node.
+#[derive(Default)]
+pub struct RemoteSubs {
+    subs: HashMap<(Arc<str>, u64), RemoteSub>,
+}
+
+impl RemoteSubs {
+    /// Records a joined remote session.
+    pub fn insert(&mut self, node: Arc<str>, session: u64, local: SessionId) {
+        self.subs.insert(
+            (node, session),
+            RemoteSub {
+                local,
+                seq: 1,
+                seen: Instant::now(),
+            },
+        );
+    }
+
+    /// Takes message `seq` of a remote session: its local id if it is the next one; `Err`
+    /// with the local id to drop on a gap; `Ok(None)` for an unknown session.
+    pub fn take(
+        &mut self,
+        node: &str,
+        session: u64,
+        seq: u64,
+    ) -> Result<Option<SessionId>, SessionId> {
+        let key = (Arc::from(node), session);
+        let Some(s) = self.subs.get_mut(&key) else {
+            return Ok(None);
+        };
+        if seq != s.seq + 1 {
+            let local = s.local;
+            self.subs.remove(&key);
+            return Err(local);
+        }
+        s.seq = seq;
+        s.seen = Instant::now();
+        Ok(Some(s.local))
+    }
+
+    /// Forgets a remote session; its local id.
+    pub fn remove(&mut self, node: &str, session: u64) -> Option<SessionId> {
+        self.subs
+            .remove(&(Arc::from(node), session))
+            .map(|s| s.local)
+    }
+
+    /// Its node mentioned these sessions now.
+    pub fn seen(&mut self, node: &str, sessions: &[u64]) {
+        let now = Instant::now();
+        for s in sessions {
+            if let Some(r) = self.subs.get_mut(&(Arc::from(node), *s)) {
+                r.seen = now;
+            }
+        }
+    }
+
+    /// Forgets the sessions not mentioned for [`REMOTE_SILENCE`]; their local ids.
+    pub fn expire(&mut self) -> Vec<SessionId> {
+        let mut gone = Vec::new();
+        self.subs.retain(|_, s| {
+            let keep = s.seen.elapsed() < REMOTE_SILENCE;
+            if !keep {
+                gone.push(s.local);
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+}

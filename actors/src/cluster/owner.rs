@@ -1,0 +1,121 @@
+//! What an owning document actor (text or Yjs) does with its lease: renew it every
+//! `renew`, step down when it is lost or when NATS was out of reach for longer than
+//! `lease − renew` (another node may take it after `lease`), release it when the actor stops.
+//!
+//! Invariants:
+//! - One renewal in flight at a time; each carries the revision of the last one.
+//! - An actor that cannot prove it still holds the lease stops ordering the document before
+//!   the lease could have expired on the server: it steps down at `lease − renew` without a
+//!   successful renewal, not at `lease`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use tracing::warn;
+
+use coedit_protocol::DocKind;
+
+use super::{Cluster, LeaseError};
+
+/// A lease this node holds for an open document.
+pub struct HeldLease {
+    /// The routing connection.
+    pub cluster: Arc<Cluster>,
+    /// Revision of the last write of the lease key.
+    pub revision: u64,
+    /// When that write was acknowledged (or the lease taken).
+    pub renewed: Instant,
+    /// A renewal is in flight.
+    pub renewing: bool,
+    /// The document's kind, written in the lease.
+    pub kind: DocKind,
+    /// The task feeding the actor other nodes' requests.
+    pub gateway: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HeldLease {
+    /// A lease just taken at `revision`.
+    pub fn new(cluster: Arc<Cluster>, revision: u64, kind: DocKind) -> Self {
+        HeldLease {
+            cluster,
+            revision,
+            renewed: Instant::now(),
+            renewing: false,
+            kind,
+            gateway: None,
+        }
+    }
+
+    /// Stops serving requests and gives the lease up (if nobody took it meanwhile).
+    pub fn release(mut self, doc: Arc<str>) {
+        if let Some(g) = self.gateway.take() {
+            g.abort();
+        }
+        let (leases, revision) = (self.cluster.leases.clone(), self.revision);
+        tokio::spawn(async move {
+            if let Err(e) = leases.release(&doc, revision).await {
+                tracing::debug!(doc = %doc, error = %e, "lease not released (taken or expired)");
+            }
+        });
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.abort();
+        }
+    }
+}
+
+/// A document actor that may hold a lease.
+pub trait LeaseHolder: Actor<Context = Context<Self>> {
+    /// Its lease, if it holds one.
+    fn lease_mut(&mut self) -> Option<&mut HeldLease>;
+    /// Its document id.
+    fn doc_id(&self) -> Arc<str>;
+    /// Stop ordering the document now (the lease is lost or cannot be renewed).
+    fn step_down(&mut self, why: &str, ctx: &mut Context<Self>);
+}
+
+/// Renews `A`'s lease every `renew` while it runs.
+pub fn keep_lease<A: LeaseHolder>(act: &mut A, ctx: &mut Context<A>) {
+    let Some(renew) = act.lease_mut().map(|l| l.cluster.renew) else {
+        return;
+    };
+    ctx.run_interval(renew, |act, ctx| renew_once(act, ctx));
+}
+
+fn renew_once<A: LeaseHolder>(act: &mut A, ctx: &mut Context<A>) {
+    let doc = act.doc_id();
+    let Some(l) = act.lease_mut() else {
+        return;
+    };
+    let limit = l.cluster.lease.saturating_sub(l.cluster.renew);
+    if l.renewed.elapsed() >= limit {
+        warn!(doc = %doc, "lease not renewed in time: stepping down");
+        return act.step_down("the lease could not be renewed in time", ctx);
+    }
+    if l.renewing {
+        return;
+    }
+    l.renewing = true;
+    let (leases, kind, revision) = (l.cluster.leases.clone(), l.kind, l.revision);
+    let started = Instant::now();
+    let fut = async move { leases.renew(&doc, kind, revision).await };
+    ctx.spawn(fut.into_actor(act).map(move |res, act, ctx| {
+        let Some(l) = act.lease_mut() else {
+            return;
+        };
+        l.renewing = false;
+        match res {
+            Ok(revision) => {
+                l.revision = revision;
+                l.renewed = started;
+            }
+            Err(LeaseError::Lost(_)) => act.step_down("another node took the lease", ctx),
+            Err(e) => warn!(error = %e, "lease renewal failed; retrying"),
+        }
+    }));
+}

@@ -1,0 +1,335 @@
+//! The `RemoteDoc` actor: a node's stand-in for a text document another node owns (one per
+//! such document with local sessions, on the registry's thread). It takes the same messages
+//! as a `DocActor` from sessions (`Join`, `Leave`, `Submit`, `SetPresence`, `Shutdown`) and
+//! sends them to the owner; the owner's frames reach the sessions through the node's inbox
+//! (`Cluster::add_route`).
+//!
+//! Invariants:
+//! - A session's messages leave in the order the session sent them, numbered from 1.
+//! - Every [`PING_INTERVAL`] the owner is told which sessions are still here. An owner that
+//!   does not answer, or answers that it no longer owns the document, makes this actor close
+//!   every one of its sessions with 1012 (they reconnect, to any node, and resume by revision:
+//!   unacknowledged ops are resent and recognized by client id and seq) and stop; the next
+//!   join finds the new owner, or takes the lease once the old one expired.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{debug, info};
+
+use coedit_protocol::ErrorCode;
+
+use super::wire::{self, OwnerMsg, Reply, ToOwner};
+use super::{Cluster, ClusterError, PING_INTERVAL};
+use crate::document::{Applied, Join, Leave, SetPresence, Shutdown, Submit};
+use crate::errors::{ActorError, CLOSE_RESTART};
+use crate::frame::{Format, Frame};
+use crate::outbox::Outbox;
+use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
+use crate::SessionId;
+
+/// A local session subscribed through the owner.
+struct Sub {
+    /// Its route: its id between the nodes.
+    route: u64,
+    /// Number of its last message to the owner.
+    seq: u64,
+    out: Outbox,
+}
+
+/// The stand-in. See the module documentation.
+pub struct RemoteDoc {
+    id: Arc<str>,
+    name: Arc<str>,
+    /// The owner node, as its lease says.
+    owner: String,
+    subject: String,
+    cluster: Arc<Cluster>,
+    registry: Addr<Registry>,
+    subs: HashMap<SessionId, Sub>,
+    /// Closing: everything is refused.
+    closing: bool,
+    /// A ping is in flight.
+    pinging: bool,
+}
+
+impl RemoteDoc {
+    /// A stand-in for document `id` owned by node `owner`.
+    pub fn new(
+        id: Arc<str>,
+        name: Arc<str>,
+        owner: String,
+        cluster: Arc<Cluster>,
+        registry: Addr<Registry>,
+    ) -> Self {
+        RemoteDoc {
+            subject: cluster.doc_subject(&id),
+            id,
+            name,
+            owner,
+            cluster,
+            registry,
+            subs: HashMap::new(),
+            closing: false,
+            pinging: false,
+        }
+    }
+
+    fn send(&mut self, msg: OwnerMsg) {
+        let m = ToOwner {
+            v: wire::WIRE_VERSION,
+            node: self.cluster.node.to_string(),
+            msg,
+        };
+        self.cluster.publish(self.subject.clone(), wire::encode(&m));
+    }
+
+    /// The route and next message number of `session`.
+    fn next_seq(&mut self, session: SessionId) -> Option<(u64, u64)> {
+        self.subs.get_mut(&session).map(|s| {
+            s.seq += 1;
+            (s.route, s.seq)
+        })
+    }
+
+    /// The owner is gone or moved: every session is closed (they resume elsewhere), the
+    /// registry forgets this stand-in.
+    fn give_up(&mut self, why: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        info!(doc = %self.id, owner = %self.owner, why, "document owner lost: closing its sessions here");
+        self.closing = true;
+        let addr = DocAddr::Remote(ctx.address(), Arc::from(self.owner.as_str()));
+        self.registry.do_send(DocClosing {
+            id: self.id.clone(),
+            addr: addr.clone(),
+        });
+        for (_, sub) in self.subs.drain() {
+            self.cluster.remove_route(sub.route);
+            sub.out.force(Frame::Close(
+                CLOSE_RESTART,
+                "the server ordering this document moved: reconnect and resume".into(),
+            ));
+        }
+        self.registry.do_send(DocClosed {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            addr,
+        });
+        ctx.stop();
+    }
+
+    /// Nobody here uses the document any more.
+    fn unload_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.subs.is_empty() && !self.closing {
+            self.closing = true;
+            let addr = DocAddr::Remote(ctx.address(), Arc::from(self.owner.as_str()));
+            self.registry.do_send(DocClosing {
+                id: self.id.clone(),
+                addr: addr.clone(),
+            });
+            self.registry.do_send(DocClosed {
+                id: self.id.clone(),
+                name: self.name.clone(),
+                addr,
+            });
+            ctx.stop();
+        }
+    }
+
+    fn ping(&mut self, ctx: &mut Context<Self>) {
+        if self.pinging || self.closing {
+            return;
+        }
+        self.pinging = true;
+        let m = ToOwner {
+            v: wire::WIRE_VERSION,
+            node: self.cluster.node.to_string(),
+            msg: OwnerMsg::Ping {
+                sessions: self.subs.values().map(|s| s.route).collect(),
+            },
+        };
+        let (cluster, subject) = (self.cluster.clone(), self.subject.clone());
+        let ask = async move { cluster.request(subject, wire::encode(&m)).await };
+        ctx.spawn(ask.into_actor(self).map(|res, act, ctx| {
+            act.pinging = false;
+            match res.map(|b| wire::decode::<Reply>(&b)) {
+                Ok(Some(Reply::Ok)) => {}
+                Ok(_) => act.give_up("the owner no longer orders it", ctx),
+                Err(e) => act.give_up(&e.to_string(), ctx),
+            }
+        }));
+    }
+}
+
+impl Actor for RemoteDoc {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        debug!(doc = %self.id, owner = %self.owner, "routing to the document's owner");
+        ctx.run_interval(PING_INTERVAL, |act, ctx| {
+            act.unload_if_idle(ctx);
+            act.ping(ctx);
+        });
+    }
+}
+
+impl Handler<Join> for RemoteDoc {
+    type Result = ResponseActFuture<Self, Result<(), ActorError>>;
+
+    /// Subscribes the session at the owner; its frames come back through the node's inbox.
+    fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            let e = ActorError::Closing(self.name.to_string());
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let route = self.cluster.add_route(m.out.clone());
+        self.subs.insert(
+            m.session,
+            Sub {
+                route,
+                seq: 1,
+                out: m.out,
+            },
+        );
+        let msg = ToOwner {
+            v: wire::WIRE_VERSION,
+            node: self.cluster.node.to_string(),
+            msg: OwnerMsg::Join {
+                session: route,
+                seq: 1,
+                client: m.client.to_string(),
+                rev: m.rev,
+                json: m.format == Format::Json,
+                access: m.access,
+                user: m.user.as_deref().cloned(),
+            },
+        };
+        let (cluster, subject) = (self.cluster.clone(), self.subject.clone());
+        let session = m.session;
+        let ask = async move { cluster.request(subject, wire::encode(&msg)).await };
+        Box::pin(ask.into_actor(self).map(move |res, act, ctx| {
+            let answer = match res.map(|b| wire::decode::<Reply>(&b)) {
+                Ok(Some(Reply::Ok)) => return Ok(()),
+                Ok(Some(Reply::Err { code, msg })) => ActorError::Remote { code, msg },
+                Ok(None) => ActorError::Remote {
+                    code: ErrorCode::Internal,
+                    msg: "undecodable answer from the owner".into(),
+                },
+                Ok(Some(Reply::NotOwner)) | Err(ClusterError::NoOwner) => {
+                    // Asked again by the caller: by then the registry knows this stand-in is
+                    // closing and finds the new owner.
+                    act.subs.remove(&session);
+                    act.cluster.remove_route(route);
+                    act.give_up("the owner did not take the join", ctx);
+                    return Err(ActorError::Closing(act.name.to_string()));
+                }
+                Err(e) => ActorError::Remote {
+                    code: ErrorCode::Unavailable,
+                    msg: e.to_string(),
+                },
+            };
+            act.subs.remove(&session);
+            act.cluster.remove_route(route);
+            act.unload_if_idle(ctx);
+            Err(answer)
+        }))
+    }
+}
+
+impl Handler<Leave> for RemoteDoc {
+    type Result = ();
+
+    fn handle(&mut self, m: Leave, ctx: &mut Context<Self>) {
+        if let Some((route, seq)) = self.next_seq(m.session) {
+            self.send(OwnerMsg::Leave {
+                session: route,
+                seq,
+            });
+            self.subs.remove(&m.session);
+            self.cluster.remove_route(route);
+        }
+        self.unload_if_idle(ctx);
+    }
+}
+
+impl Handler<Submit> for RemoteDoc {
+    type Result = Result<Applied, ActorError>;
+
+    /// Sends a session's op to the owner; its ack (or error) comes back in the session's
+    /// frames. (REST submits reach the owner's node directly, never this actor.)
+    fn handle(&mut self, m: Submit, _: &mut Context<Self>) -> Self::Result {
+        let Some(session) = m.session else {
+            return Err(ActorError::Remote {
+                code: ErrorCode::Unavailable,
+                msg: "this document is ordered by another node".into(),
+            });
+        };
+        let Some((route, seq)) = self.next_seq(session) else {
+            return Err(ActorError::NotSubscribed(self.name.to_string()));
+        };
+        let op = serde_json::to_string(&m.op).map_err(|e| ActorError::Remote {
+            code: ErrorCode::Internal,
+            msg: e.to_string(),
+        })?;
+        self.send(OwnerMsg::Submit {
+            session: route,
+            seq,
+            client: m.client.to_string(),
+            op_seq: m.seq,
+            base_rev: m.base_rev,
+            op,
+            t: m.t,
+            reach: m.reach,
+            subject: m.subject.map(|s| s.to_string()),
+        });
+        Ok(Applied {
+            rev: 0,
+            op: None,
+            duplicate: false,
+        })
+    }
+}
+
+impl Handler<SetPresence> for RemoteDoc {
+    type Result = ();
+
+    fn handle(&mut self, m: SetPresence, _: &mut Context<Self>) {
+        if let Some((route, seq)) = self.next_seq(m.session) {
+            self.send(OwnerMsg::Presence {
+                session: route,
+                seq,
+                rev: m.rev,
+                sel: m.sel,
+            });
+        }
+    }
+}
+
+impl Handler<Shutdown> for RemoteDoc {
+    type Result = ();
+
+    /// Server shutdown: the sessions leave the owner and are told to reconnect.
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        let sessions: Vec<SessionId> = self.subs.keys().copied().collect();
+        for session in sessions {
+            if let Some((route, seq)) = self.next_seq(session) {
+                self.send(OwnerMsg::Leave {
+                    session: route,
+                    seq,
+                });
+            }
+        }
+        self.closing = true;
+        for (_, sub) in self.subs.drain() {
+            self.cluster.remove_route(sub.route);
+            sub.out.force(Frame::Close(
+                CLOSE_RESTART,
+                "server restarting: reconnect and rejoin with your revision".into(),
+            ));
+        }
+        ctx.stop();
+    }
+}
