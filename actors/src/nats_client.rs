@@ -1,5 +1,6 @@
-//! The one way coedit connects to NATS (the JetStream store, the change-events sink): server
-//! URLs, a client name, optional credentials file and TLS CA, a connection timeout.
+//! The one way coedit connects to NATS (the JetStream store, the cluster's routing, the
+//! change-events sink): server URLs (user and password may be in them), a client name,
+//! optional credentials file and TLS CA, a connection timeout.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +39,13 @@ pub async fn connect(
         .iter()
         .map(|u| u.parse().map_err(|e| format!("NATS URL {u}: {e}")))
         .collect::<Result<_, String>>()?;
+    // `nats://user:password@host` (the client library does not read a URL's credentials by
+    // itself): the first URL that carries them names the user.
+    if let Some(a) = addrs.iter().find(|a| a.has_user_pass()) {
+        if let (Some(user), Some(pass)) = (a.username(), a.password()) {
+            opts = opts.user_and_password(user.to_string(), pass.to_string());
+        }
+    }
     async_nats::connect_with_options(addrs, opts)
         .await
         .map_err(|e| format!("connecting to NATS: {e}"))

@@ -623,6 +623,9 @@ impl Handler<DeleteDocument> for Registry {
 
     /// Refuses opens of the document until the deletion is durable.
     fn handle(&mut self, m: DeleteDocument, _: &mut Context<Self>) -> Self::Result {
+        if let Some(Slot::Open(DocAddr::Remote(_, owner))) = self.docs.get(m.id.as_str()) {
+            return Box::pin(actix::fut::ready(Err(owned_elsewhere(&m.id, owner))));
+        }
         if self.shutting_down || !self.deleting.insert(m.id.clone()) {
             return Box::pin(actix::fut::ready(Err(ActorError::Closing(m.id))));
         }
@@ -642,23 +645,48 @@ impl Handler<DeleteDocument> for Registry {
         let writer = self.writer.clone();
         let id = m.id.clone();
         let subject = m.subject.clone();
+        let cluster = self.cluster.clone();
         let work = async move {
             if let Some(addr) = open {
                 addr.shutdown().await?;
             }
-            writer
+            // Cluster mode: deleted only under the document's lease, so that no owner goes on
+            // appending to a document whose records are gone.
+            let lease = match &cluster {
+                Some(c) => match find_owner(c, &id, DocKind::Text).await? {
+                    Acquired::Owned(rev) => Some((c.clone(), rev)),
+                    Acquired::Held(v) => return Err(owned_elsewhere(&id, &v.node)),
+                },
+                None => None,
+            };
+            let res = writer
                 .send(DeleteDoc {
                     doc: id.clone(),
                     subject,
                 })
                 .await?
-                .map_err(ActorError::Store)
+                .map_err(ActorError::Store);
+            if let Some((c, rev)) = lease {
+                HeldLease::new(c, rev, DocKind::Text).release(Arc::from(id.as_str()));
+            }
+            res
         };
         Box::pin(work.into_actor(self).map(move |res, act, _| {
             act.deleting.remove(&m.id);
             debug!(doc = %m.id, ok = res.is_ok(), "document deleted");
             res
         }))
+    }
+}
+
+/// The answer to a request this node cannot serve because `owner` orders document `doc`.
+fn owned_elsewhere(doc: &str, owner: &str) -> ActorError {
+    ActorError::Remote {
+        code: coedit_protocol::ErrorCode::Unavailable,
+        msg: format!(
+            "document {doc:?} is ordered by node {owner:?}: send this request to that node (only \
+             WebSocket sessions are routed between nodes)"
+        ),
     }
 }
 
@@ -761,14 +789,7 @@ where
         };
         let addr = registry.send(ask).await??;
         if let DocAddr::Remote(_, owner) = &addr {
-            return Err(ActorError::Remote {
-                code: coedit_protocol::ErrorCode::Unavailable,
-                msg: format!(
-                    "document {:?} is ordered by node {owner:?}: send this request to that node \
-                     (only WebSocket sessions are routed between nodes)",
-                    open.name
-                ),
-            });
+            return Err(owned_elsewhere(&open.name, owner));
         }
         let Some(addr) = A::addr_of(addr.clone()) else {
             return Err(ActorError::WrongKind {

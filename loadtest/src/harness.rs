@@ -373,13 +373,27 @@ where
             }
         }
     }
+    let bases: Vec<String> = std::iter::once(Ok(base.clone()))
+        .chain(cfg.urls.iter().skip(1).map(|u| http_base(u).map(|b| b.0)))
+        .collect::<Result<_>>()?;
     let mut converged = ends.len() == cfg.clients;
     let mut server_state = HashMap::new();
     for end in ends.iter().filter(|_| !cfg.baseline) {
         if !server_state.contains_key(&end.doc) {
+            // Cluster mode: REST reads are answered by the node ordering the document (the
+            // others answer 503), so each URL is asked in turn.
             let state = tokio::task::spawn_blocking({
-                let (base, doc, token) = (base.clone(), end.doc.clone(), cfg.token.clone());
-                move || server_text(&base, &doc, token.as_deref())
+                let (bases, doc, token) = (bases.clone(), end.doc.clone(), cfg.token.clone());
+                move || {
+                    let mut last = None;
+                    for base in &bases {
+                        match server_text(base, &doc, token.as_deref()) {
+                            Ok(s) => return Ok(s),
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    Err(last.unwrap_or_else(|| anyhow::anyhow!("no URL")))
+                }
             })
             .await??;
             server_state.insert(end.doc.clone(), state);

@@ -144,7 +144,7 @@ impl JsKv {
             .build()
             .map_err(backend)?;
         let c = cfg.clone();
-        let (client, js, buckets) = run(&rt, async move {
+        let connected = run(&rt, async move {
             let access = crate::nats_client::NatsAccess {
                 urls: c.urls.clone(),
                 creds_file: c.creds_file.clone(),
@@ -175,7 +175,15 @@ impl JsKv {
                 buckets.push(store);
             }
             Ok::<_, StoreError>((client, js, buckets))
-        })??;
+        });
+        let (client, js, buckets) = match connected {
+            Ok(Ok(c)) => c,
+            // Stopped without waiting: this may run on an async thread (a failed start-up).
+            Ok(Err(e)) | Err(e) => {
+                rt.shutdown_background();
+                return Err(e);
+            }
+        };
         let names = ALL_TREES
             .iter()
             .map(|t| format!("{}_{}", cfg.prefix, tree_name(*t)))
