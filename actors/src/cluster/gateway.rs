@@ -55,19 +55,17 @@ pub fn serve(
         while let Some(msg) = sub.next().await {
             match wire::decode::<ToOwner>(&msg.payload) {
                 Some(req) if req.v == wire::WIRE_VERSION => {
-                    if to
-                        .try_send(FromNode {
-                            req,
-                            reply: msg.reply,
-                        })
-                        .is_err()
-                    {
-                        // The actor is gone (its stop aborts this task soon) or swamped: the
-                        // sender's pings fail and its sessions resume elsewhere.
-                        if !to.connected() {
-                            return;
-                        }
+                    // The actor is gone: its stop aborts this task soon; the senders' pings
+                    // fail and their sessions resume elsewhere.
+                    if !to.connected() {
+                        return;
                     }
+                    // Unbounded, as a local session's `do_send`: a request is never dropped
+                    // here (a swamped owner shows as NATS's slow-consumer limit instead).
+                    to.do_send(FromNode {
+                        req,
+                        reply: msg.reply,
+                    });
                 }
                 _ => warn!(doc = %doc, "undecodable request from another node"),
             }
