@@ -41,11 +41,35 @@ fn expected_audit(config: &Config, state: Option<&ManifestState>) -> Result<u64>
 /// acknowledgements stand for it).
 pub fn check(config: &Config) -> Result<()> {
     match (config.backend, &config.cluster) {
-        (Backend::Jetstream, Some(c)) => check_in(
-            config,
-            &JetStreamStore::connect(c, security::master_ring(config)?)
-                .context("opening the store on NATS JetStream")?,
-        ),
+        (Backend::Jetstream, Some(c)) => {
+            let ring = security::master_ring(config)?;
+            let store = JetStreamStore::connect(c, ring.clone())
+                .context("opening the store on NATS JetStream")?;
+            let here = check_in(config, &store);
+            // A cluster: every other node's audit chain too.
+            let mut faults = 0;
+            for node in store.audit_nodes()? {
+                if node == c.node {
+                    continue;
+                }
+                let mut other = c.clone();
+                other.node = node.clone();
+                let theirs = JetStreamStore::connect(&other, ring.clone())
+                    .context("opening the store on NATS JetStream")?;
+                match audit::verify(&theirs.audit_all()?, Expectations::default()) {
+                    Ok(r) => println!("ok      audit log of node {node}: {} records", r.records),
+                    Err(f) => {
+                        faults += 1;
+                        println!("FAULT   audit log of node {node}: {f}");
+                    }
+                }
+            }
+            here?;
+            if faults > 0 {
+                bail!("{faults} nodes' audit logs are faulty");
+            }
+            Ok(())
+        }
         _ => check_in(config, &open(config)?),
     }
 }

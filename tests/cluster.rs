@@ -438,6 +438,10 @@ fn check(label: &str, node: &Server) -> Result<()> {
         let (ok, o) = run_coedit(&["check", "--config", cfg.to_str().context("path")?]);
         if ok {
             ensure!(o.contains("ok      hot: "), "{label}: {o}");
+            ensure!(
+                o.matches("ok      audit log").count() >= 3,
+                "{label}: every node's audit chain is checked: {o}"
+            );
             return Ok(());
         }
         out = o;

@@ -561,7 +561,7 @@ impl DocActor {
                 act.flush();
                 then(act);
                 if let Some(l) = act.lease.take() {
-                    l.release(act.id.clone());
+                    l.release();
                 }
                 ctx.stop();
             })
@@ -863,7 +863,7 @@ impl LeaseHolder for DocActor {
         self.pending_ops.clear();
         self.ack_waiters.clear();
         if let Some(l) = self.lease.take() {
-            l.release(self.id.clone());
+            l.release();
         }
         let (writer, id, name) = (self.writer.clone(), self.id.clone(), self.name.clone());
         let done = async move {

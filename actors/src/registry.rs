@@ -357,7 +357,9 @@ impl Registry {
             let lease = match &cluster {
                 None => None,
                 Some(c) => match find_owner(c, &load_id, wanted).await? {
-                    Acquired::Owned(rev) => Some(HeldLease::new(c.clone(), rev, wanted)),
+                    Acquired::Owned(rev) => {
+                        Some(HeldLease::new(load_id.clone(), c.clone(), rev, wanted))
+                    }
                     Acquired::Held(v) => return Ok(Loaded::Remote(v)),
                 },
             };
@@ -667,7 +669,7 @@ impl Handler<DeleteDocument> for Registry {
                 .await?
                 .map_err(ActorError::Store);
             if let Some((c, rev)) = lease {
-                HeldLease::new(c, rev, DocKind::Text).release(Arc::from(id.as_str()));
+                HeldLease::new(Arc::from(id.as_str()), c, rev, DocKind::Text).release();
             }
             res
         };
@@ -825,6 +827,10 @@ async fn find_owner(c: &Cluster, doc: &str, kind: DocKind) -> Result<Acquired, A
                 metrics().cluster_leases_taken.inc();
                 return Ok(Acquired::Owned(rev));
             }
+            // A Yjs owner takes no requests from other nodes (not routed yet): the caller
+            // names it in its answer; the client retries, and once the lease expires it is
+            // taken here.
+            Ok(Acquired::Held(v)) if v.kind == DocKind::Yjs => return Ok(Acquired::Held(v)),
             Ok(Acquired::Held(v)) => {
                 let ping = ToOwner {
                     v: wire::WIRE_VERSION,

@@ -526,7 +526,7 @@ impl YDocActor {
                 act.flush();
                 then(act);
                 if let Some(l) = act.lease.take() {
-                    l.release(act.id.clone());
+                    l.release();
                 }
                 ctx.stop();
             })
@@ -862,7 +862,7 @@ impl LeaseHolder for YDocActor {
         self.waiters.clear();
         self.round.clear();
         if let Some(l) = self.lease.take() {
-            l.release(self.id.clone());
+            l.release();
         }
         let (writer, id, name) = (self.writer.clone(), self.id.clone(), self.name.clone());
         let done = async move {

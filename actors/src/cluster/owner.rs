@@ -20,6 +20,8 @@ use super::{Cluster, LeaseError};
 
 /// A lease this node holds for an open document.
 pub struct HeldLease {
+    /// The document.
+    pub doc: Arc<str>,
     /// The routing connection.
     pub cluster: Arc<Cluster>,
     /// Revision of the last write of the lease key.
@@ -35,9 +37,10 @@ pub struct HeldLease {
 }
 
 impl HeldLease {
-    /// A lease just taken at `revision`.
-    pub fn new(cluster: Arc<Cluster>, revision: u64, kind: DocKind) -> Self {
+    /// A lease of `doc` just taken at `revision`.
+    pub fn new(doc: Arc<str>, cluster: Arc<Cluster>, revision: u64, kind: DocKind) -> Self {
         HeldLease {
+            doc,
             cluster,
             revision,
             renewed: Instant::now(),
@@ -47,24 +50,25 @@ impl HeldLease {
         }
     }
 
-    /// Stops serving requests and gives the lease up (if nobody took it meanwhile).
-    pub fn release(mut self, doc: Arc<str>) {
-        if let Some(g) = self.gateway.take() {
-            g.abort();
-        }
-        let (leases, revision) = (self.cluster.leases.clone(), self.revision);
-        tokio::spawn(async move {
-            if let Err(e) = leases.release(&doc, revision).await {
-                tracing::debug!(doc = %doc, error = %e, "lease not released (taken or expired)");
-            }
-        });
-    }
+    /// Stops serving requests and gives the lease up (if nobody took it meanwhile). Dropping
+    /// a `HeldLease` does the same (an actor that was loaded but never started, say).
+    pub fn release(self) {}
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
         if let Some(g) = self.gateway.take() {
             g.abort();
+        }
+        let (leases, revision, doc) =
+            (self.cluster.leases.clone(), self.revision, self.doc.clone());
+        // Outside a runtime (a process exiting) the lease simply expires.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = leases.release(&doc, revision).await {
+                    tracing::debug!(doc = %doc, error = %e, "lease not released (taken or expired)");
+                }
+            });
         }
     }
 }

@@ -73,8 +73,11 @@ type Buffer = BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>;
 struct Outgoing {
     bucket: kv::Store,
     key: String,
-    /// Its key space (`ops`: written with `create`, refused if the revision exists).
+    /// Its key space.
     tree: Tree,
+    /// Written with `create` (op records, a document's first data key): refused if the key
+    /// exists with another value.
+    create: bool,
     value: Option<Vec<u8>>,
     /// The store key (names the document of a refused op).
     raw: Vec<u8>,
@@ -100,6 +103,8 @@ pub struct JsKv {
     fenced: Mutex<HashSet<String>>,
     /// Documents fenced since the last [`Kv::take_fenced`].
     newly_fenced: Mutex<Vec<String>>,
+    /// Buffered writes to make with `create` besides op records ([`Kv::put_new`]).
+    creates: Mutex<HashSet<(usize, Vec<u8>)>>,
 }
 
 fn tree_name(t: Tree) -> &'static str {
@@ -200,6 +205,7 @@ impl JsKv {
             flush_lock: Mutex::new(()),
             fenced: Mutex::new(HashSet::new()),
             newly_fenced: Mutex::new(Vec::new()),
+            creates: Mutex::new(HashSet::new()),
         })
     }
 
@@ -432,6 +438,14 @@ impl Kv for JsKv {
         Ok(())
     }
 
+    fn put_new(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.creates
+            .lock()
+            .map_err(backend)?
+            .insert((tree_index(tree), key.to_vec()));
+        self.put(tree, key, value)
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.buffered(tree, key)? {
             return Ok(v);
@@ -546,6 +560,7 @@ impl Kv for JsKv {
             return Ok(());
         }
         self.flushing.lock().map_err(backend)?.extend(batch.clone());
+        let mut creates = self.creates.lock().map_err(backend)?;
         let mut left: Vec<Outgoing> = batch
             .into_iter()
             .map(|((t, k), value)| {
@@ -554,11 +569,13 @@ impl Kv for JsKv {
                     bucket: self.buckets[t].clone(),
                     key: self.encode(tree, &k),
                     tree,
+                    create: tree == Tree::Ops || creates.remove(&(t, k.clone())),
                     value,
                     raw: k,
                 }
             })
             .collect();
+        drop(creates);
         // NATS away (a restart, a leader election, a network blip): the writes that did not get
         // their acknowledgement are sent again, until FLUSH_RETRY_FOR has passed. Every write is
         // idempotent: a put or purge again is the same, and a create whose first try was stored
@@ -626,16 +643,17 @@ fn doc_of(raw: &[u8]) -> String {
 /// One try at a flush's writes: returns the writes to send again and the documents found
 /// fenced now.
 ///
-/// Op records go first, each document's in revision order and one at a time, stopping at the
-/// document's first failure: a document never gets revision N+1 from this node unless its
+/// Op records go first (after the document's first data key, if this flush creates it), each
+/// document's in revision order and one at a time, stopping at the document's first failure: a document never gets revision N+1 from this node unless its
 /// revision N is this node's too (a refused N leaves the rest of its chain unwritten, a
 /// failed one leaves it for the next try). Documents already `fenced` write nothing more.
 /// Then everything else, in parallel, except a document's snapshots while any of its ops are
 /// still to be sent (and never for a fenced document: its snapshot would describe a history
 /// the store does not have).
 async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgoing>, Vec<String>) {
-    let (ops, rest): (Vec<Outgoing>, Vec<Outgoing>) =
-        writes.into_iter().partition(|w| w.tree == Tree::Ops);
+    let (ops, rest): (Vec<Outgoing>, Vec<Outgoing>) = writes
+        .into_iter()
+        .partition(|w| w.tree == Tree::Ops || w.create);
     let mut chains: BTreeMap<String, Vec<Outgoing>> = BTreeMap::new();
     for w in ops {
         chains.entry(doc_of(&w.raw)).or_default().push(w);
@@ -647,7 +665,10 @@ async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgo
                 if skip {
                     return (doc, Vec::new(), true);
                 }
-                chain.sort_by(|a, b| a.raw.cmp(&b.raw));
+                // A first data key before the records sealed under it, then revision order.
+                chain.sort_by(|a, b| {
+                    (a.tree == Tree::Ops, &a.raw).cmp(&(b.tree == Tree::Ops, &b.raw))
+                });
                 for (i, w) in chain.iter().enumerate() {
                     match write_one(w).await {
                         Ok(()) => {}
@@ -696,7 +717,7 @@ async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgo
 /// Writes one buffered write (see [`Kv::flush`]).
 async fn write_one(w: &Outgoing) -> Result<(), StoreError> {
     match &w.value {
-        Some(v) if w.tree == Tree::Ops => match w.bucket.create(&w.key, v.clone().into()).await {
+        Some(v) if w.create => match w.bucket.create(&w.key, v.clone().into()).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 // Ours, stored by an earlier try whose acknowledgement was lost, or another
@@ -732,6 +753,28 @@ async fn write_one(w: &Outgoing) -> Result<(), StoreError> {
 pub type JetStreamStore = RecordStore<JsKv>;
 
 impl JetStreamStore {
+    /// The ids of every node with an audit chain in the store (cluster `coedit check`).
+    pub fn audit_nodes(&self) -> Result<Vec<String>, StoreError> {
+        let bucket = self.kv.buckets[tree_index(Tree::Audit)].clone();
+        let names: Vec<String> = self.kv.run(async move {
+            let keys = bucket
+                .keys()
+                .await
+                .map_err(|e| nats_err("listing keys", e))?;
+            keys.try_collect::<Vec<String>>()
+                .await
+                .map_err(|e| nats_err("listing keys", e))
+        })??;
+        let nodes: std::collections::BTreeSet<String> = names
+            .iter()
+            .filter_map(|k| k.split_once('.'))
+            .filter_map(|(head, _)| head.strip_prefix('n'))
+            .filter_map(|h| hex::decode(h).ok())
+            .filter_map(|b| String::from_utf8(b).ok())
+            .collect();
+        Ok(nodes.into_iter().collect())
+    }
+
     /// Connects to NATS (creating the buckets on first use) and checks the store's format and
     /// encryption mode as [`super::SledStore::open_with`] does: with a master key ring, an
     /// encrypted store.

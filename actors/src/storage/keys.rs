@@ -225,11 +225,15 @@ impl DataKeys {
             .map_err(poisoned)?
             .wrap(&wrap_aad(doc, generation), &key)
             .map_err(|e| Self::crypto(doc, e))?;
-        kv.put(
-            Tree::Keys,
-            doc.as_bytes(),
-            &KeyRecord::encode(generation, master, &wrapped),
-        )?;
+        let record = KeyRecord::encode(generation, master, &wrapped);
+        if generation == 1 {
+            // The document's first key: a shared store refuses it if another node wrote one
+            // first (and fences the document), so records are never sealed under a key that
+            // another writer's key replaced.
+            kv.put_new(Tree::Keys, doc.as_bytes(), &record)?;
+        } else {
+            kv.put(Tree::Keys, doc.as_bytes(), &record)?;
+        }
         let k = DataKey { generation, key };
         self.cache
             .write()
@@ -304,6 +308,14 @@ impl DataKeys {
         }
         *self.ring.write().map_err(poisoned)? = new_ring;
         Ok(n)
+    }
+
+    /// Forgets the cached key of `doc` (its document was fenced: the key another node wrote
+    /// is read at the next use).
+    pub fn forget(&self, doc: &str) {
+        if let Ok(mut c) = self.cache.write() {
+            c.remove(doc);
+        }
     }
 
     /// Empties the cache of unwrapped keys (tests: the next read unwraps again).

@@ -30,6 +30,11 @@ pub(super) const TREES: usize = 6;
 pub trait Kv: Send + Sync + 'static {
     /// Writes a value (buffered).
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Writes a value whose key must not exist yet (buffered): a shared backend refuses it
+    /// at the flush, fencing its document, if another writer wrote the key first.
+    fn put_new(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.put(tree, key, value)
+    }
     /// Reads a value.
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes keys in `[from, to)`.

@@ -198,6 +198,9 @@ impl<K: Kv> Store for RecordStore<K> {
     }
 
     fn unfence(&self, doc: &str) {
+        if let Some(keys) = &self.keys {
+            keys.forget(doc);
+        }
         self.kv.unfence(doc)
     }
 

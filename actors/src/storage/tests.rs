@@ -605,6 +605,20 @@ fn jetstream_store_passes_the_store_tests() {
     b.append("f", &[rec(2, Op::insert_at(1, "b"))]).unwrap();
     b.flush().unwrap();
     assert_eq!(a.load("f").unwrap().ops.len(), 2);
+    // Two nodes create one new sealed document at once: the second one's first data key is
+    // refused, so none of its records is written (they would be sealed under a key the store
+    // does not keep); once unfenced it reads the first node's key and records.
+    let ring = MasterKeyring::generate().unwrap();
+    let ka = JetStreamStore::connect(&js_config(&nats, "K"), Some(ring.clone())).unwrap();
+    let kb = JetStreamStore::connect(&js_config(&nats, "K"), Some(ring)).unwrap();
+    ka.append("s", &[rec(1, Op::insert_at(0, "a"))]).unwrap();
+    kb.append("s", &[rec(1, Op::insert_at(0, "b"))]).unwrap();
+    ka.flush().unwrap();
+    kb.flush().unwrap();
+    assert_eq!(kb.take_fenced(), vec!["s".to_string()]);
+    kb.unfence("s");
+    assert_eq!(kb.load("s").unwrap().ops[0].op, Op::insert_at(0, "a"));
+    assert_eq!(ka.load("s").unwrap().ops.len(), 1);
     // Each node has its own audit chain.
     a.audit_put(1, b"a-1").unwrap();
     a.flush().unwrap();
