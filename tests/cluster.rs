@@ -210,20 +210,21 @@ impl Typist {
     }
 }
 
-/// Runs every typist for a phase, then settles them all; returns them.
-async fn phase(
+/// Runs `work` on every typist at once; returns them.
+async fn each<F, Fut>(
     typists: Vec<(Typist, bool)>,
     shared: &Arc<Shared>,
-    period: Duration,
-) -> Result<Vec<(Typist, bool)>> {
+    work: F,
+) -> Result<Vec<(Typist, bool)>>
+where
+    F: Fn(Typist, Arc<Shared>, bool) -> Fut,
+    Fut: std::future::Future<Output = Result<Typist>> + Send + 'static,
+{
     let tasks: Vec<_> = typists
         .into_iter()
-        .map(|(mut t, hot)| {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                t.type_for(period, &shared, hot).await?;
-                Ok::<_, anyhow::Error>((t, hot))
-            })
+        .map(|(t, hot)| {
+            let run = work(t, shared.clone(), hot);
+            tokio::spawn(async move { Ok::<_, anyhow::Error>((run.await?, hot)) })
         })
         .collect();
     let mut out = Vec::new();
@@ -233,25 +234,29 @@ async fn phase(
     Ok(out)
 }
 
+/// Every typist types for `period`.
+async fn phase(
+    typists: Vec<(Typist, bool)>,
+    shared: &Arc<Shared>,
+    period: Duration,
+) -> Result<Vec<(Typist, bool)>> {
+    each(typists, shared, move |mut t, shared, hot| async move {
+        t.type_for(period, &shared, hot).await?;
+        Ok(t)
+    })
+    .await
+}
+
+/// Every typist settles: all its ops acknowledged, nothing more arriving.
 async fn settle_all(
     typists: Vec<(Typist, bool)>,
     shared: &Arc<Shared>,
 ) -> Result<Vec<(Typist, bool)>> {
-    let tasks: Vec<_> = typists
-        .into_iter()
-        .map(|(mut t, hot)| {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                t.settle(&shared, hot).await?;
-                Ok::<_, anyhow::Error>((t, hot))
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await??);
-    }
-    Ok(out)
+    each(typists, shared, |mut t, shared, hot| async move {
+        t.settle(&shared, hot).await?;
+        Ok(t)
+    })
+    .await
 }
 
 /// The node that holds document `doc`'s lease, read from the lease bucket.

@@ -847,12 +847,6 @@ impl LeaseHolder for DocActor {
         }
         warn!(parent: &self.span, why, rev = self.doc.rev(), durable = self.durable_rev, "stepping down");
         self.closing = true;
-        crate::metrics::metrics().cluster_step_downs.inc();
-        let addr = DocAddr::Text(ctx.address());
-        self.registry.do_send(DocClosing {
-            id: self.id.clone(),
-            addr: addr.clone(),
-        });
         for (_, sub) in self.subs.drain() {
             sub.out.force(Frame::Close(
                 CLOSE_RESTART,
@@ -862,18 +856,13 @@ impl LeaseHolder for DocActor {
         self.undurable.clear();
         self.pending_ops.clear();
         self.ack_waiters.clear();
-        if let Some(l) = self.lease.take() {
-            l.release();
-        }
-        let (writer, id, name) = (self.writer.clone(), self.id.clone(), self.name.clone());
-        let done = async move {
-            let _ = writer.send(FlushNow).await;
-            let _ = writer.send(Unfence { doc: id.clone() }).await;
-            (id, name)
+        let handover = owner::Handover {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            addr: DocAddr::Text(ctx.address()),
+            writer: self.writer.clone(),
+            registry: self.registry.clone(),
         };
-        ctx.wait(done.into_actor(self).map(move |(id, name), act, ctx| {
-            act.registry.do_send(DocClosed { id, name, addr });
-            ctx.stop();
-        }));
+        owner::hand_over(handover, self.lease.take(), ctx);
     }
 }

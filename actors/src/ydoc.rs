@@ -846,12 +846,6 @@ impl LeaseHolder for YDocActor {
         }
         warn!(parent: &self.span, why, rev = self.doc.rev(), "stepping down");
         self.closing = true;
-        crate::metrics::metrics().cluster_step_downs.inc();
-        let addr = DocAddr::Yjs(ctx.address());
-        self.registry.do_send(DocClosing {
-            id: self.id.clone(),
-            addr: addr.clone(),
-        });
         for (_, sub) in self.subs.drain() {
             sub.out.force(Frame::Close(
                 crate::errors::CLOSE_RESTART,
@@ -861,18 +855,13 @@ impl LeaseHolder for YDocActor {
         self.undurable.clear();
         self.waiters.clear();
         self.round.clear();
-        if let Some(l) = self.lease.take() {
-            l.release();
-        }
-        let (writer, id, name) = (self.writer.clone(), self.id.clone(), self.name.clone());
-        let done = async move {
-            let _ = writer.send(FlushNow).await;
-            let _ = writer.send(Unfence { doc: id.clone() }).await;
-            (id, name)
+        let handover = owner::Handover {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            addr: DocAddr::Yjs(ctx.address()),
+            writer: self.writer.clone(),
+            registry: self.registry.clone(),
         };
-        ctx.wait(done.into_actor(self).map(move |(id, name), act, ctx| {
-            act.registry.do_send(DocClosed { id, name, addr });
-            ctx.stop();
-        }));
+        owner::hand_over(handover, self.lease.take(), ctx);
     }
 }

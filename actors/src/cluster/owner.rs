@@ -17,6 +17,8 @@ use tracing::warn;
 use coedit_protocol::DocKind;
 
 use super::{Cluster, LeaseError};
+use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
+use crate::store_actor::{FlushNow, StoreActor, Unfence};
 
 /// A lease this node holds for an open document.
 pub struct HeldLease {
@@ -71,6 +73,51 @@ impl Drop for HeldLease {
             });
         }
     }
+}
+
+/// What a document actor hands over when it steps down.
+pub struct Handover {
+    /// The document id.
+    pub id: Arc<str>,
+    /// The name clients use.
+    pub name: Arc<str>,
+    /// The actor's address, as the registry knows it.
+    pub addr: DocAddr,
+    /// The store writer.
+    pub writer: Addr<StoreActor>,
+    /// The registry.
+    pub registry: Addr<Registry>,
+}
+
+/// The part of a step-down both document actors share, once they closed their subscribers
+/// and dropped what was not durable: the registry hears `DocClosing` at once; the lease is
+/// released; once the writer flushed everything the actor sent, the document may be written
+/// again (`Unfence`); then the registry forgets the actor and it stops.
+pub fn hand_over<A>(h: Handover, lease: Option<HeldLease>, ctx: &mut Context<A>)
+where
+    A: Actor<Context = Context<A>>,
+{
+    crate::metrics::metrics().cluster_step_downs.inc();
+    h.registry.do_send(DocClosing {
+        id: h.id.clone(),
+        addr: h.addr.clone(),
+    });
+    if let Some(l) = lease {
+        l.release();
+    }
+    let Handover {
+        id,
+        name,
+        addr,
+        writer,
+        registry,
+    } = h;
+    let done = async move {
+        let _ = writer.send(FlushNow).await;
+        let _ = writer.send(Unfence { doc: id.clone() }).await;
+        registry.do_send(DocClosed { id, name, addr });
+    };
+    ctx.wait(actix::fut::wrap_future::<_, A>(done).map(|(), _, ctx: &mut Context<A>| ctx.stop()));
 }
 
 /// A document actor that may hold a lease.

@@ -100,12 +100,6 @@ impl RemoteDoc {
             return;
         }
         info!(doc = %self.id, owner = %self.owner, why, "document owner lost: closing its sessions here");
-        self.closing = true;
-        let addr = DocAddr::Remote(ctx.address(), Arc::from(self.owner.as_str()));
-        self.registry.do_send(DocClosing {
-            id: self.id.clone(),
-            addr: addr.clone(),
-        });
         for (_, sub) in self.subs.drain() {
             self.cluster.remove_route(sub.route);
             sub.out.force(Frame::Close(
@@ -113,30 +107,30 @@ impl RemoteDoc {
                 "the server ordering this document moved: reconnect and resume".into(),
             ));
         }
+        self.stop(ctx);
+    }
+
+    /// Nobody here uses the document any more.
+    fn unload_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.subs.is_empty() && !self.closing {
+            self.stop(ctx);
+        }
+    }
+
+    /// Stops; the registry forgets this stand-in (the next request looks for the owner again).
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        let addr = DocAddr::Remote(ctx.address(), Arc::from(self.owner.as_str()));
+        self.registry.do_send(DocClosing {
+            id: self.id.clone(),
+            addr: addr.clone(),
+        });
         self.registry.do_send(DocClosed {
             id: self.id.clone(),
             name: self.name.clone(),
             addr,
         });
         ctx.stop();
-    }
-
-    /// Nobody here uses the document any more.
-    fn unload_if_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.subs.is_empty() && !self.closing {
-            self.closing = true;
-            let addr = DocAddr::Remote(ctx.address(), Arc::from(self.owner.as_str()));
-            self.registry.do_send(DocClosing {
-                id: self.id.clone(),
-                addr: addr.clone(),
-            });
-            self.registry.do_send(DocClosed {
-                id: self.id.clone(),
-                name: self.name.clone(),
-                addr,
-            });
-            ctx.stop();
-        }
     }
 
     fn ping(&mut self, ctx: &mut Context<Self>) {

@@ -209,6 +209,21 @@ impl JsKv {
         })
     }
 
+    /// Every live KV key of `tree`'s bucket, as stored (`keys()` skips deleted ones, reading
+    /// headers, not values).
+    fn kv_keys(&self, tree: Tree) -> Result<Vec<String>, StoreError> {
+        let bucket = self.buckets[tree_index(tree)].clone();
+        self.run(async move {
+            let keys = bucket
+                .keys()
+                .await
+                .map_err(|e| nats_err("listing keys", e))?;
+            keys.try_collect::<Vec<String>>()
+                .await
+                .map_err(|e| nats_err("listing keys", e))
+        })?
+    }
+
     /// The KV key of a store key.
     fn encode(&self, tree: Tree, key: &[u8]) -> String {
         if doc_tree(tree) {
@@ -517,17 +532,7 @@ impl Kv for JsKv {
     }
 
     fn keys(&self, tree: Tree) -> Result<Vec<Vec<u8>>, StoreError> {
-        // Live keys only (`keys()` skips deleted ones, reading headers, not values).
-        let bucket = self.buckets[tree_index(tree)].clone();
-        let names: Vec<String> = self.run(async move {
-            let keys = bucket
-                .keys()
-                .await
-                .map_err(|e| nats_err("listing keys", e))?;
-            keys.try_collect::<Vec<String>>()
-                .await
-                .map_err(|e| nats_err("listing keys", e))
-        })??;
+        let names = self.kv_keys(tree)?;
         let mut out: std::collections::BTreeSet<Vec<u8>> =
             names.iter().filter_map(|n| self.decode(tree, n)).collect();
         let t = tree_index(tree);
@@ -755,16 +760,7 @@ pub type JetStreamStore = RecordStore<JsKv>;
 impl JetStreamStore {
     /// The ids of every node with an audit chain in the store (cluster `coedit check`).
     pub fn audit_nodes(&self) -> Result<Vec<String>, StoreError> {
-        let bucket = self.kv.buckets[tree_index(Tree::Audit)].clone();
-        let names: Vec<String> = self.kv.run(async move {
-            let keys = bucket
-                .keys()
-                .await
-                .map_err(|e| nats_err("listing keys", e))?;
-            keys.try_collect::<Vec<String>>()
-                .await
-                .map_err(|e| nats_err("listing keys", e))
-        })??;
+        let names = self.kv.kv_keys(Tree::Audit)?;
         let nodes: std::collections::BTreeSet<String> = names
             .iter()
             .filter_map(|k| k.split_once('.'))
