@@ -169,14 +169,17 @@ impl RemoteSubs {
             .map(|s| s.local)
     }
 
-    /// Its node mentioned these sessions now.
-    pub fn seen(&mut self, node: &str, sessions: &[u64]) {
+    /// Its node mentioned these sessions now; the answer is those it does not have.
+    pub fn seen(&mut self, node: &str, sessions: &[u64]) -> Vec<u64> {
         let now = Instant::now();
+        let mut unknown = Vec::new();
         for s in sessions {
-            if let Some(r) = self.subs.get_mut(&(Arc::from(node), *s)) {
-                r.seen = now;
+            match self.subs.get_mut(&(Arc::from(node), *s)) {
+                Some(r) => r.seen = now,
+                None => unknown.push(*s),
             }
         }
+        unknown
     }
 
     /// Forgets the sessions not mentioned for [`REMOTE_SILENCE`]; their local ids.
@@ -195,5 +198,30 @@ impl RemoteSubs {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_sessions_are_taken_in_sequence_and_reported_when_unknown() {
+        let mut r = RemoteSubs::default();
+        r.insert(Arc::from("b"), 7, 100);
+        assert_eq!(r.take("b", 7, 2), Ok(Some(100)));
+        assert_eq!(r.take("b", 7, 3), Ok(Some(100)));
+        assert_eq!(r.take("b", 7, 5), Err(100), "a gap drops the session");
+        assert_eq!(r.take("b", 7, 6), Ok(None), "then it is unknown");
+        assert_eq!(r.take("c", 7, 2), Ok(None), "sessions are per node");
+        r.insert(Arc::from("b"), 8, 101);
+        assert_eq!(
+            r.seen("b", &[7, 8]),
+            vec![7],
+            "the node hears which it lost"
+        );
+        assert!(r.expire().is_empty(), "seen just now");
+        assert_eq!(r.remove("b", 8), Some(101));
+        assert!(r.is_empty());
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! Invariants:
 //! - A session's messages leave in the order the session sent them, numbered from 1.
-//! - Every [`PING_INTERVAL`] the owner is told which sessions are still here. An owner that
+//! - Every [`PING_INTERVAL`] the owner is told which sessions are still here; sessions it
+//!   answers it does not have (it dropped them) are closed with 1012 and resume. An owner that
 //!   does not answer, or answers that it no longer owns the document, makes this actor close
 //!   every one of its sessions with 1012 (they reconnect, to any node, and resume by revision:
 //!   unacknowledged ops are resent and recognized by client id and seq) and stop; the next
@@ -110,6 +111,29 @@ impl RemoteDoc {
         self.stop(ctx);
     }
 
+    /// The owner no longer has these sessions (it dropped them): they are closed with 1012
+    /// and resume, instead of waiting for frames that will not come.
+    fn drop_routes(&mut self, routes: &[u64], ctx: &mut Context<Self>) {
+        let gone: Vec<SessionId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| routes.contains(&s.route))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(sub) = self.subs.remove(&id) {
+                info!(doc = %self.id, route = sub.route, "the owner dropped a session: closing it");
+                self.cluster.remove_route(sub.route);
+                sub.out.force(Frame::Close(
+                    CLOSE_RESTART,
+                    "the server ordering this document dropped this session: reconnect and resume"
+                        .into(),
+                ));
+            }
+        }
+        self.unload_if_idle(ctx);
+    }
+
     /// Nobody here uses the document any more.
     fn unload_if_idle(&mut self, ctx: &mut Context<Self>) {
         if self.subs.is_empty() && !self.closing {
@@ -151,6 +175,7 @@ impl RemoteDoc {
             act.pinging = false;
             match res.map(|b| wire::decode::<Reply>(&b)) {
                 Ok(Some(Reply::Ok)) => {}
+                Ok(Some(Reply::Unknown { sessions })) => act.drop_routes(&sessions, ctx),
                 Ok(_) => act.give_up("the owner no longer orders it", ctx),
                 Err(e) => act.give_up(&e.to_string(), ctx),
             }
@@ -208,7 +233,7 @@ impl Handler<Join> for RemoteDoc {
             let answer = match res.map(|b| wire::decode::<Reply>(&b)) {
                 Ok(Some(Reply::Ok)) => return Ok(()),
                 Ok(Some(Reply::Err { code, msg })) => ActorError::Remote { code, msg },
-                Ok(None) => ActorError::Remote {
+                Ok(None | Some(Reply::Unknown { .. })) => ActorError::Remote {
                     code: ErrorCode::Internal,
                     msg: "undecodable answer from the owner".into(),
                 },

@@ -110,6 +110,12 @@ pub enum Reply {
     },
     /// This node does not (or no longer) order the document.
     NotOwner,
+    /// The answer to a `Ping` naming sessions this owner does not have (it dropped them: a
+    /// gap, or their node was silent too long): the node closes them; they resume.
+    Unknown {
+        /// Their routes.
+        sessions: Vec<u64>,
+    },
 }
 
 /// Frames for one session of a node, on `{prefix}.node.{node}.f`.

@@ -30,8 +30,13 @@ impl Handler<FromNode> for DocActor {
         let node: Arc<str> = Arc::from(m.req.node.as_str());
         match m.req.msg {
             OwnerMsg::Ping { sessions } => {
-                self.remote.seen(&node, &sessions);
-                cluster.answer(reply, wire::encode(&Reply::Ok));
+                let unknown = self.remote.seen(&node, &sessions);
+                let answer = if unknown.is_empty() {
+                    Reply::Ok
+                } else {
+                    Reply::Unknown { sessions: unknown }
+                };
+                cluster.answer(reply, wire::encode(&answer));
             }
             OwnerMsg::Join {
                 session,
