@@ -553,7 +553,6 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
     // (b) SIGSTOP the new owner past its lease; another takes over; SIGCONT: it steps down.
     let owner_b = owner_of(&urls[0], "hot").await?;
     let paused: usize = owner_b.trim_start_matches("node-").parse()?;
-    ensure!(owner_b != owner || paused == victim, "owner lookup");
     let background = {
         let shared = shared.clone();
         tokio::spawn(async move { phase(typists, &shared, PHASE * 2).await })

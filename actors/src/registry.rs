@@ -725,11 +725,44 @@ impl DocLink {
     }
 }
 
+/// An actor's answer to a request, as [`ask_open`] awaits it.
+type Asked<R> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Result<R, ActorError>, actix::MailboxError>>>,
+>;
+
+/// The loop both [`call_doc`] and [`call_kind`] run: asks the registry for document `open.id`
+/// as `kind`, hands the address to `ask` (which picks the handle to return and sends the
+/// request, or refuses the address), and asks again when the actor answered `Closing` (it was
+/// unloading; the registry then knows, so the next round waits for the unload to finish and
+/// the document to load anew, or, cluster mode, finds its new owner).
+async fn ask_open<T, R>(
+    registry: &Addr<Registry>,
+    open: OpenDoc,
+    kind: DocKind,
+    mut ask: impl FnMut(DocAddr) -> Result<(T, Asked<R>), ActorError>,
+) -> Result<(T, R), ActorError> {
+    let mut last = ActorError::Closing(open.name.clone());
+    for _ in 0..MAX_OPEN_ROUNDS {
+        let request = OpenDoc {
+            kind,
+            id: open.id.clone(),
+            name: open.name.clone(),
+            create: open.create,
+        };
+        let (handle, answer) = ask(registry.send(request).await??)?;
+        match answer.await {
+            Ok(Ok(r)) => return Ok((handle, r)),
+            Ok(Err(e @ ActorError::Closing(_))) => last = e,
+            Err(e) => last = ActorError::Mailbox(e),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
 /// Sends `make()` to document `open.id`'s actor, opening it (or waiting for it) first: the one
-/// way WebSocket joins reach a text document (REST calls use [`call_kind`]). An actor that
-/// answers `Closing` was unloading when the request reached it; the registry then knows (its
-/// `DocClosing` came first), so asking again waits for the unload to finish and the document
-/// to load anew (or, cluster mode, finds its new owner).
+/// way WebSocket joins reach a text document (REST calls use [`call_kind`]); in cluster mode
+/// the actor may be the `RemoteDoc` standing in for the owner on another node.
 pub async fn call_doc<M, R>(
     registry: &Addr<Registry>,
     open: OpenDoc,
@@ -741,35 +774,26 @@ where
     DocActor: Handler<M>,
     RemoteDoc: Handler<M>,
 {
-    let mut last = ActorError::Closing(open.name.clone());
-    for _ in 0..MAX_OPEN_ROUNDS {
-        let ask = OpenDoc {
-            kind: DocKind::Text,
-            id: open.id.clone(),
-            name: open.name.clone(),
-            create: open.create,
-        };
-        let (link, answer) = match registry.send(ask).await?? {
-            DocAddr::Text(a) => (DocLink::Local(a.clone()), a.send(make()).await),
-            DocAddr::Remote(a, _) => (DocLink::Remote(a.clone()), a.send(make()).await),
-            other => {
-                return Err(ActorError::WrongKind {
-                    doc: open.name.clone(),
-                    kind: other.kind(),
-                })
-            }
-        };
-        match answer {
-            Ok(Ok(r)) => return Ok((link, r)),
-            Ok(Err(e @ ActorError::Closing(_))) => last = e,
-            Err(e) => last = ActorError::Mailbox(e),
-            Ok(Err(e)) => return Err(e),
+    let name = open.name.clone();
+    ask_open(registry, open, DocKind::Text, |addr| match addr {
+        DocAddr::Text(a) => {
+            let answer: Asked<R> = Box::pin(a.send(make()));
+            Ok((DocLink::Local(a), answer))
         }
-    }
-    Err(last)
+        DocAddr::Remote(a, _) => {
+            let answer: Asked<R> = Box::pin(a.send(make()));
+            Ok((DocLink::Remote(a), answer))
+        }
+        other => Err(ActorError::WrongKind {
+            doc: name.clone(),
+            kind: other.kind(),
+        }),
+    })
+    .await
 }
 
-/// [`call_doc`] for a document actor of kind `A` (the request's `kind` is set to `A::KIND`).
+/// [`call_doc`] for a document actor of kind `A` on this node (the request's `kind` is set to
+/// `A::KIND`); a document another node orders is refused, naming that node.
 pub async fn call_kind<A, M, R>(
     registry: &Addr<Registry>,
     open: OpenDoc,
@@ -781,32 +805,22 @@ where
     M: Message<Result = Result<R, ActorError>> + Send + 'static,
     R: Send + 'static,
 {
-    let mut last = ActorError::Closing(open.name.clone());
-    for _ in 0..MAX_OPEN_ROUNDS {
-        let ask = OpenDoc {
-            kind: A::KIND,
-            id: open.id.clone(),
-            name: open.name.clone(),
-            create: open.create,
-        };
-        let addr = registry.send(ask).await??;
+    let name = open.name.clone();
+    ask_open(registry, open, A::KIND, |addr| {
         if let DocAddr::Remote(_, owner) = &addr {
-            return Err(owned_elsewhere(&open.name, owner));
+            return Err(owned_elsewhere(&name, owner));
         }
-        let Some(addr) = A::addr_of(addr.clone()) else {
+        let kind = addr.kind();
+        let Some(a) = A::addr_of(addr) else {
             return Err(ActorError::WrongKind {
-                doc: open.name.clone(),
-                kind: addr.kind(),
+                doc: name.clone(),
+                kind,
             });
         };
-        match addr.send(make()).await {
-            Ok(Ok(r)) => return Ok((addr, r)),
-            Ok(Err(e @ ActorError::Closing(_))) => last = e,
-            Err(e) => last = ActorError::Mailbox(e),
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-    Err(last)
+        let answer: Asked<R> = Box::pin(a.send(make()));
+        Ok((a, answer))
+    })
+    .await
 }
 
 /// The name clients use for document `id`, as the first waiter's request gave it.

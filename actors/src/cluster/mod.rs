@@ -16,7 +16,9 @@
 //!
 //! Invariants:
 //! - Everything a node publishes goes through one queue and one task, so two messages handed
-//!   over in one order reach a subscriber in that order (NATS keeps a connection's order).
+//!   over in one order reach a subscriber in that order (NATS keeps a connection's order). The
+//!   queue is bounded ([`PUBLISH_QUEUE`]): a message that does not fit is dropped, which the
+//!   numbering turns into a resumed session, never into unbounded memory while NATS is away.
 //! - A session's frames from an owner are delivered in sequence or the session is closed with
 //!   1012 (the client resumes by revision): a lost NATS message never becomes a silent gap.
 
@@ -57,6 +59,10 @@ pub const REMOTE_SILENCE: Duration = Duration::from_millis(5_000);
 /// expired yet).
 pub const OWNER_RETRY: Duration = Duration::from_millis(200);
 
+/// Messages waiting for the publisher at most (beyond, new ones are dropped: see
+/// `Cluster::enqueue`).
+pub const PUBLISH_QUEUE: usize = 65_536;
+
 /// Routing errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -90,7 +96,7 @@ pub struct Cluster {
     pub renew: Duration,
     client: async_nats::Client,
     prefix: String,
-    out: mpsc::UnboundedSender<Outgoing>,
+    out: mpsc::Sender<Outgoing>,
     replies: Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, ClusterError>>>>,
     next_reply: AtomicU64,
     /// Joins of local sessions to documents owned elsewhere, by route id.
@@ -129,7 +135,7 @@ impl Cluster {
             .subscribe(format!("{prefix}.node.{}.>", cfg.node))
             .await
             .map_err(|e| ClusterError::Nats(e.to_string()))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let cluster = Arc::new(Cluster {
             node: Arc::from(cfg.node.as_str()),
             leases,
@@ -176,11 +182,20 @@ impl Cluster {
 
     /// Publishes, in order with everything else this node publishes.
     pub fn publish(&self, subject: String, payload: Vec<u8>) {
-        let _ = self.out.send(Outgoing {
+        self.enqueue(Outgoing {
             subject,
             reply: None,
             payload: payload.into(),
         });
+    }
+
+    /// Queues a message for the publisher. With [`PUBLISH_QUEUE`] messages waiting (NATS away
+    /// or too slow) it is dropped: numbered messages then show a gap (the session is closed and
+    /// resumes), requests time out; memory stays bounded.
+    fn enqueue(&self, m: Outgoing) {
+        if self.out.try_send(m).is_err() {
+            debug!("cluster publish queue full: message dropped");
+        }
     }
 
     /// Answers a request.
@@ -197,7 +212,7 @@ impl Cluster {
         if let Ok(mut r) = self.replies.lock() {
             r.insert(id, tx);
         }
-        let _ = self.out.send(Outgoing {
+        self.enqueue(Outgoing {
             subject,
             reply: Some(format!("{}.node.{}.r.{id}", self.prefix, self.node)),
             payload: payload.into(),
@@ -275,7 +290,7 @@ impl Cluster {
 }
 
 /// Publishes everything handed over, in order.
-async fn publish_loop(client: async_nats::Client, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn publish_loop(client: async_nats::Client, mut rx: mpsc::Receiver<Outgoing>) {
     while let Some(m) = rx.recv().await {
         let r = match m.reply {
             Some(reply) => client.publish_with_reply(m.subject, reply, m.payload).await,
