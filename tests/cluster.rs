@@ -8,7 +8,7 @@
 //! (b) the new owner is stopped with SIGSTOP for longer than its lease, another node takes
 //!     over, then it gets SIGCONT: its late writes are refused and it steps down (it stays up,
 //!     serving the others);
-//! (c) one NATS server is killed with SIGKILL.
+//! (c) one NATS server is killed with SIGKILL (and restarted before `coedit check`).
 //!
 //! After each phase, and at the end: every acknowledged op is in its document's log exactly
 //! once, at the revision its ack named, in the author's order; the log has no gap (revisions
@@ -608,6 +608,11 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
         "(c) killed nats-server 3 of 3: acked={acked_c} lost=0 longest ack gap {after_nats:?}"
     );
 
+    // `coedit check` lists every bucket's keys; with one of three nats-servers dead that
+    // listing timed out for over a minute on the CI machine (noted in CLUSTER.md), so the
+    // server comes back first; the data itself was verified above with it down.
+    nats[2].restart()?;
+    wait_jetstream(&urls).await?;
     check("(c)", refs[0])?;
     let reconnects = *shared.reconnects.lock().unwrap();
     println!(
