@@ -320,6 +320,9 @@ pub struct Config {
     pub events: events::EventsConfig,
     /// NATS JetStream, with `backend = "jetstream"`.
     pub cluster: Option<coedit_actors::storage::js_kv::JsConfig>,
+    /// Cluster mode: the HTTP address other nodes forward REST calls for this node's
+    /// documents to (`None`: derived from the bound address, unless that is a wildcard).
+    pub advertise_url: Option<String>,
 }
 
 /// Bounds of every number in the configuration: `(lowest, highest)` accepted values. A value
@@ -678,6 +681,7 @@ impl Config {
             )?),
             anchor_file: f.audit.anchor_file,
             events: f.events.resolve()?,
+            advertise_url: f.cluster.advertise_url()?,
             cluster: f.cluster.resolve()?,
         })
     }

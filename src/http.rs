@@ -63,6 +63,8 @@ pub struct AppState {
     pub audit_check: crate::admin::AuditCheck,
     /// The change-event dispatcher, when a sink is configured.
     pub dispatcher: Option<Addr<coedit_actors::dispatcher::Dispatcher>>,
+    /// Cluster mode: REST calls for documents other nodes order are forwarded to them.
+    pub clustered: bool,
 }
 
 /// An error response.
@@ -70,6 +72,8 @@ pub struct AppState {
 pub struct ApiError {
     pub(crate) code: ErrorCode,
     msg: String,
+    /// Cluster mode: the node the request belongs to (`crate::forward`).
+    pub(crate) forward: Option<crate::forward::ForwardTo>,
 }
 
 impl ApiError {
@@ -77,6 +81,7 @@ impl ApiError {
         ApiError {
             code,
             msg: msg.into(),
+            forward: None,
         }
     }
 
@@ -106,7 +111,16 @@ impl actix_web::ResponseError for ApiError {
 
 impl From<ActorError> for ApiError {
     fn from(e: ActorError) -> Self {
-        ApiError::new(e.code(), e.to_string())
+        let mut api = ApiError::new(e.code(), e.to_string());
+        if let ActorError::Elsewhere {
+            node,
+            url: Some(url),
+            ..
+        } = e
+        {
+            api.forward = Some(crate::forward::ForwardTo { node, url });
+        }
+        api
     }
 }
 
@@ -518,7 +532,8 @@ struct OpBody {
 /// `Content-Length` (or as soon as it passes the limit) with the JSON error 1002.
 pub(crate) async fn read_body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    mut payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+        + Unpin,
     max: usize,
 ) -> Result<web::Bytes, ApiError> {
     use futures_util::StreamExt;

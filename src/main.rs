@@ -20,6 +20,7 @@ mod config;
 mod doc_list;
 mod events_cli;
 mod events_http;
+mod forward;
 mod http;
 mod proxy;
 mod query;
@@ -268,12 +269,14 @@ fn serve(config: Config) -> Result<()> {
         let mut registry = Registry::new(config.doc.clone(), store, writer.clone(), handles)
             .with_ledger(manifest, disk)
             .with_yjs(config.yjs.clone());
+        let mut cluster = None;
         if let (Backend::Jetstream, Some(c)) = (config.backend, &config.cluster) {
-            let cluster = Cluster::connect(c)
+            let joined = Cluster::connect(c)
                 .await
                 .context("joining the cluster (NATS routing connection, lease bucket)")?;
-            info!(node = %cluster.node, lease = ?c.lease, renew = ?c.renew, "cluster mode: documents are ordered under leases");
-            registry = registry.with_cluster(cluster);
+            info!(node = %joined.node, lease = ?c.lease, renew = ?c.renew, "cluster mode: documents are ordered under leases");
+            registry = registry.with_cluster(joined.clone());
+            cluster = Some(joined);
         }
         let registry = registry.start();
         let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -296,10 +299,12 @@ fn serve(config: Config) -> Result<()> {
             max_update: config.yjs.max_update_bytes,
             history_reads: Arc::new(tokio::sync::Semaphore::new(http::HISTORY_READS_AT_ONCE)),
             dispatcher,
+            clustered: cluster.is_some(),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(forward::forward_to_owner))
                 .configure(http::routes)
         })
         .on_connect(disable_nagle)
@@ -316,6 +321,9 @@ fn serve(config: Config) -> Result<()> {
                 Backend::Memory => info!(%addr, storage = "memory (nothing survives a restart)", crypto = ?config.crypto_mode, auth = ?config.auth_mode, "coedit listening"),
             }
             println!("coedit listening on {addr}");
+        }
+        if let Some(c) = &cluster {
+            advertise(c, config.advertise_url.clone(), &server.addrs());
         }
         let server = server.run();
         let handle = server.handle();
@@ -451,4 +459,26 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> 
             _ = int.recv() => "SIGINT",
         }
     })
+}
+
+/// Cluster mode: writes this node's HTTP address in the leases it takes, so other nodes can
+/// forward REST calls for its documents (`forward.rs`): `[cluster] advertise_url`, else the
+/// first bound address that is not a wildcard.
+fn advertise(cluster: &Cluster, configured: Option<String>, bound: &[std::net::SocketAddr]) {
+    let url = configured.or_else(|| {
+        bound
+            .iter()
+            .find(|a| !a.ip().is_unspecified())
+            .map(|a| format!("http://{a}"))
+    });
+    match url {
+        Some(url) => {
+            info!(%url, "cluster: other nodes forward REST calls for this node's documents here");
+            cluster.leases.advertise(url);
+        }
+        None => warn!(
+            "cluster: bound to a wildcard address and no [cluster] advertise_url: REST calls \
+             for this node's documents that reach other nodes answer 503 naming this node"
+        ),
+    }
 }

@@ -353,6 +353,74 @@ fn stored(nodes: &[&Server], doc: &str) -> Result<(BTreeMap<u64, Logged>, String
     }
 }
 
+/// REST through every node: the owner answers, the others forward to it (and name it in
+/// `x-coedit-served-by`), all alike; an op posted to a node that does not own the document is
+/// applied once (its retry with the same client and seq is a duplicate), and every node shows it.
+fn rest_through_every_node(nodes: &[&Server], owner: &str, doc: &str) -> Result<()> {
+    let path = format!("/api/docs/{doc}");
+    let mut answers = Vec::new();
+    for n in nodes {
+        let (status, head, body) = http_raw(n.addr, &path);
+        ensure!(status == 200, "{}: GET {path}: {status} {body}", n.addr);
+        let served_by = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-coedit-served-by:"))
+            .map(|v| v.trim().to_string());
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        answers.push((n.addr, served_by, v["rev"].as_u64(), v["text"].clone()));
+    }
+    let direct = answers.iter().filter(|a| a.1.is_none()).count();
+    ensure!(
+        direct == 1,
+        "not exactly one node answered itself: {answers:?}"
+    );
+    ensure!(
+        answers
+            .iter()
+            .all(|a| a.1.as_deref().is_none_or(|o| o == owner)),
+        "a forwarded answer came from another node than {owner}: {answers:?}"
+    );
+    ensure!(
+        answers
+            .iter()
+            .all(|a| (a.2, &a.3) == (answers[0].2, &answers[0].3)),
+        "the nodes disagree: {answers:?}"
+    );
+    let rev = answers[0].2.context("rev")?;
+    let via = answers
+        .iter()
+        .find(|a| a.1.is_some())
+        .context("a non-owner")?
+        .0;
+    let op = format!(r#"{{"base_rev": {rev}, "op": ["R"], "client": "rest-forwarded", "seq": 1}}"#);
+    let (status, first) = http(via, "POST", &format!("{path}/ops"), Some(&op))?;
+    ensure!(status == 200, "POST through {via}: {status} {first}");
+    ensure!(
+        first["rev"] == rev + 1 && first["duplicate"] == false,
+        "{first}"
+    );
+    let (status, again) = http(via, "POST", &format!("{path}/ops"), Some(&op))?;
+    ensure!(
+        status == 200 && again["duplicate"] == true,
+        "the retry: {status} {again}"
+    );
+    for n in nodes {
+        let (status, v) = http(n.addr, "GET", &path, None)?;
+        ensure!(
+            status == 200 && v["rev"] == rev + 1,
+            "{}: {status} {v}",
+            n.addr
+        );
+        ensure!(
+            v["text"].as_str().is_some_and(|t| t.starts_with('R')),
+            "{}: {v}",
+            n.addr
+        );
+    }
+    println!("REST through every node: the owner {owner} answered for the others; an op posted to {via} applied once at rev {}", rev + 1);
+    Ok(())
+}
+
 /// Every check after a phase; returns (acked ops, documents).
 fn verify(
     label: &str,
@@ -614,6 +682,8 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
     nats[2].restart()?;
     wait_jetstream(&urls).await?;
     check("(c)", refs[0])?;
+    let owner = owner_of(&urls[0], "hot").await?;
+    rest_through_every_node(&refs, &owner, "hot")?;
     let reconnects = *shared.reconnects.lock().unwrap();
     println!(
         "cluster: {} clients, 1 hot + {OTHER_DOCS} documents, {:?}; acked={acked_c} lost=0 \

@@ -68,6 +68,17 @@ pub enum ActorError {
          not applied; resend it later)"
     )]
     StorageFull,
+    /// Cluster mode: another node orders the document, and this request is not routed to it
+    /// here (the HTTP layer forwards it to `url`, the owner's advertised address, if known).
+    #[error("document {doc:?} is ordered by node {node:?}: send this request to that node")]
+    Elsewhere {
+        /// The document.
+        doc: String,
+        /// The owner node.
+        node: String,
+        /// Its advertised HTTP address (`[cluster] advertise_url`).
+        url: Option<String>,
+    },
     /// Another node (cluster mode) refused or could not serve the request.
     #[error("{msg}")]
     Remote {
@@ -89,6 +100,7 @@ impl ActorError {
             ) => ErrorCode::DocumentDamaged,
             ActorError::StorageFull => ErrorCode::StorageFull,
             ActorError::Remote { code, .. } => *code,
+            ActorError::Elsewhere { .. } => ErrorCode::Unavailable,
             ActorError::Store(_) => ErrorCode::Internal,
             ActorError::NotSubscribed(_) => ErrorCode::NotJoined,
             ActorError::NoSuchDocument(_) => ErrorCode::UnknownDocument,

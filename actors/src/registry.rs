@@ -68,16 +68,19 @@ pub enum DocAddr {
     Text(Addr<DocActor>),
     /// A Yjs document.
     Yjs(Addr<YDocActor>),
-    /// A text document another node owns (cluster mode), and that node.
-    Remote(Addr<RemoteDoc>, Arc<str>),
+    /// A document another node owns (cluster mode), and its lease: that node, the kind the
+    /// lease names (the owner's actor answers a request of the other kind `WrongKind`), its
+    /// advertised address.
+    Remote(Addr<RemoteDoc>, Arc<LeaseValue>),
 }
 
 impl DocAddr {
     /// Its kind.
     pub fn kind(&self) -> DocKind {
         match self {
-            DocAddr::Text(_) | DocAddr::Remote(..) => DocKind::Text,
+            DocAddr::Text(_) => DocKind::Text,
             DocAddr::Yjs(_) => DocKind::Yjs,
+            DocAddr::Remote(_, lease) => lease.kind,
         }
     }
 
@@ -85,7 +88,7 @@ impl DocAddr {
         match self {
             DocAddr::Text(a) => a.connected(),
             DocAddr::Yjs(a) => a.connected(),
-            DocAddr::Remote(a, _) => a.connected(),
+            DocAddr::Remote(a, ..) => a.connected(),
         }
     }
 
@@ -94,7 +97,7 @@ impl DocAddr {
         match self {
             DocAddr::Text(a) => a.send(Shutdown).await,
             DocAddr::Yjs(a) => a.send(Shutdown).await,
-            DocAddr::Remote(a, _) => a.send(Shutdown).await,
+            DocAddr::Remote(a, ..) => a.send(Shutdown).await,
         }
     }
 }
@@ -134,7 +137,7 @@ pub enum Loaded {
     /// A Yjs document.
     Yjs(Box<YDocActor>),
     /// Owned by another node (cluster mode).
-    Remote(LeaseValue),
+    Remote(Arc<LeaseValue>),
 }
 
 /// Someone waiting for a document's actor.
@@ -149,9 +152,10 @@ struct Waiter {
 }
 
 impl Waiter {
-    /// Answers with `addr` if it is of the kind asked for.
+    /// Answers with `addr` if it is of the kind asked for (a stand-in for another node's
+    /// owner takes both kinds: the owner answers).
     fn answer(self, id: &str, addr: &DocAddr) {
-        let res = if addr.kind() == self.kind {
+        let res = if addr.kind() == self.kind || matches!(addr, DocAddr::Remote(..)) {
             Ok(addr.clone())
         } else {
             Err(ActorError::WrongKind {
@@ -360,7 +364,7 @@ impl Registry {
                     Acquired::Owned(rev) => {
                         Some(HeldLease::new(load_id.clone(), c.clone(), rev, wanted))
                     }
-                    Acquired::Held(v) => return Ok(Loaded::Remote(v)),
+                    Acquired::Held(v) => return Ok(Loaded::Remote(Arc::new(v))),
                 },
             };
             // The semaphore is never closed: an error cannot happen, and would only mean no
@@ -428,26 +432,10 @@ impl Registry {
                 let Some(cluster) = self.cluster.clone() else {
                     return;
                 };
-                if held.kind != DocKind::Text {
-                    let e = ActorError::Remote {
-                        code: coedit_protocol::ErrorCode::Unavailable,
-                        msg: format!(
-                            "Yjs document {id:?} is served by node {:?}: connect to that node \
-                             (Yjs documents are not routed between nodes yet)",
-                            held.node
-                        ),
-                    };
-                    for w in waiters {
-                        let _ = w.tx.send(Err(e.clone()));
-                    }
-                    return;
-                }
                 let name: Arc<str> = Arc::from(waiters_name(&waiters, &id));
-                let owner: Arc<str> = Arc::from(held.node.as_str());
                 let remote =
-                    RemoteDoc::new(id.clone(), name, held.node.clone(), cluster, ctx.address())
-                        .start();
-                let addr = DocAddr::Remote(remote, owner);
+                    RemoteDoc::new(id.clone(), name, held.clone(), cluster, ctx.address()).start();
+                let addr = DocAddr::Remote(remote, held.clone());
                 self.docs.insert(id.clone(), Slot::Open(addr.clone()));
                 for w in waiters {
                     w.answer(&id, &addr);
@@ -657,7 +645,7 @@ impl Handler<DeleteDocument> for Registry {
             let lease = match &cluster {
                 Some(c) => match find_owner(c, &id, DocKind::Text).await? {
                     Acquired::Owned(rev) => Some((c.clone(), rev)),
-                    Acquired::Held(v) => return Err(owned_elsewhere(&id, &v.node)),
+                    Acquired::Held(v) => return Err(owned_elsewhere(&id, &v)),
                 },
                 None => None,
             };
@@ -681,14 +669,13 @@ impl Handler<DeleteDocument> for Registry {
     }
 }
 
-/// The answer to a request this node cannot serve because `owner` orders document `doc`.
-fn owned_elsewhere(doc: &str, owner: &str) -> ActorError {
-    ActorError::Remote {
-        code: coedit_protocol::ErrorCode::Unavailable,
-        msg: format!(
-            "document {doc:?} is ordered by node {owner:?}: send this request to that node (only \
-             WebSocket sessions are routed between nodes)"
-        ),
+/// The answer to a request this node cannot serve because `owner`'s lease orders document
+/// `doc` (the HTTP layer forwards it to the owner's address).
+fn owned_elsewhere(doc: &str, owner: &LeaseValue) -> ActorError {
+    ActorError::Elsewhere {
+        doc: doc.to_string(),
+        node: owner.node.clone(),
+        url: owner.url.clone(),
     }
 }
 
@@ -699,28 +686,56 @@ fn refuse_all(waiters: Vec<Waiter>, id: &str) {
     }
 }
 
-/// A text document's actor as a session holds it: this node's `DocActor`, or (cluster mode)
-/// the `RemoteDoc` standing in for the owner on another node. Both take the same messages.
-#[derive(Clone, Debug)]
-pub enum DocLink {
+/// A document's actor as a session holds it: this node's actor of kind `A` (a `DocActor`
+/// for text, a `YDocActor` for Yjs), or (cluster mode) the `RemoteDoc` standing in for the
+/// owner on another node. Both take the same messages.
+pub enum DocLink<A: Actor = DocActor> {
     /// The document actor on this node.
-    Local(Addr<DocActor>),
+    Local(Addr<A>),
     /// The stand-in for the owner on another node.
     Remote(Addr<RemoteDoc>),
 }
 
-impl DocLink {
+impl<A: Actor> Clone for DocLink<A> {
+    fn clone(&self) -> Self {
+        match self {
+            DocLink::Local(a) => DocLink::Local(a.clone()),
+            DocLink::Remote(a) => DocLink::Remote(a.clone()),
+        }
+    }
+}
+
+impl<A: Actor> DocLink<A> {
     /// Sends `m` without waiting for its answer.
     pub fn do_send<M>(&self, m: M)
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        DocActor: Handler<M>,
+        A: Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
         RemoteDoc: Handler<M>,
     {
         match self {
             DocLink::Local(a) => a.do_send(m),
             DocLink::Remote(a) => a.do_send(m),
+        }
+    }
+
+    /// Sends `m` and returns its answer.
+    pub fn send<M>(
+        &self,
+        m: M,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<M::Result, MailboxError>>>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+        RemoteDoc: Handler<M>,
+    {
+        match self {
+            DocLink::Local(a) => Box::pin(a.send(m)),
+            DocLink::Remote(a) => Box::pin(a.send(m)),
         }
     }
 }
@@ -760,34 +775,36 @@ async fn ask_open<T, R>(
     Err(last)
 }
 
-/// Sends `make()` to document `open.id`'s actor, opening it (or waiting for it) first: the one
-/// way WebSocket joins reach a text document (REST calls use [`call_kind`]); in cluster mode
-/// the actor may be the `RemoteDoc` standing in for the owner on another node.
-pub async fn call_doc<M, R>(
+/// Sends `make()` to document `open.id`'s actor of kind `A`, opening it (or waiting for it)
+/// first: the one way WebSocket joins reach a document (REST calls use [`call_kind`]); in
+/// cluster mode the actor may be the `RemoteDoc` standing in for the owner on another node.
+pub async fn call_doc<A, M, R>(
     registry: &Addr<Registry>,
     open: OpenDoc,
     make: impl Fn() -> M,
-) -> Result<(DocLink, R), ActorError>
+) -> Result<(DocLink<A>, R), ActorError>
 where
+    A: KindActor + Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
     M: Message<Result = Result<R, ActorError>> + Send + 'static,
     R: Send + 'static,
-    DocActor: Handler<M>,
     RemoteDoc: Handler<M>,
 {
     let name = open.name.clone();
-    ask_open(registry, open, DocKind::Text, |addr| match addr {
-        DocAddr::Text(a) => {
+    ask_open(registry, open, A::KIND, |addr| {
+        if let DocAddr::Remote(a, ..) = addr {
             let answer: Asked<R> = Box::pin(a.send(make()));
-            Ok((DocLink::Local(a), answer))
+            return Ok((DocLink::Remote(a), answer));
         }
-        DocAddr::Remote(a, _) => {
-            let answer: Asked<R> = Box::pin(a.send(make()));
-            Ok((DocLink::Remote(a), answer))
-        }
-        other => Err(ActorError::WrongKind {
-            doc: name.clone(),
-            kind: other.kind(),
-        }),
+        let kind = addr.kind();
+        let Some(a) = A::addr_of(addr) else {
+            return Err(ActorError::WrongKind {
+                doc: name.clone(),
+                kind,
+            });
+        };
+        let answer: Asked<R> = Box::pin(a.send(make()));
+        Ok((DocLink::Local(a), answer))
     })
     .await
 }
@@ -833,7 +850,7 @@ fn waiters_name(waiters: &[Waiter], id: &str) -> String {
 /// Cluster mode: takes document `doc`'s lease, or finds the live node that holds it. A holder
 /// that does not answer (dead, or unloading the document) is waited for until its lease
 /// expires or it releases it, up to [`OWNER_WAIT`].
-async fn find_owner(c: &Cluster, doc: &str, kind: DocKind) -> Result<Acquired, ActorError> {
+async fn find_owner(c: &Arc<Cluster>, doc: &str, kind: DocKind) -> Result<Acquired, ActorError> {
     let deadline = std::time::Instant::now() + OWNER_WAIT;
     loop {
         match c.leases.acquire(doc, kind).await {
@@ -841,10 +858,6 @@ async fn find_owner(c: &Cluster, doc: &str, kind: DocKind) -> Result<Acquired, A
                 metrics().cluster_leases_taken.inc();
                 return Ok(Acquired::Owned(rev));
             }
-            // A Yjs owner takes no requests from other nodes (not routed yet): the caller
-            // names it in its answer; the client retries, and once the lease expires it is
-            // taken here.
-            Ok(Acquired::Held(v)) if v.kind == DocKind::Yjs => return Ok(Acquired::Held(v)),
             Ok(Acquired::Held(v)) => {
                 let ping = ToOwner {
                     v: wire::WIRE_VERSION,

@@ -617,7 +617,9 @@ impl WsSession {
                 access: access.clone(),
                 user: user.clone(),
             };
-            call_doc(&registry, open, make).await.map(|(addr, ())| addr)
+            call_doc::<crate::DocActor, _, _>(&registry, open, make)
+                .await
+                .map(|(addr, ())| addr)
         };
         ctx.wait(join.into_actor(self).map(move |res, act, ctx| match res {
             Ok(addr) => {

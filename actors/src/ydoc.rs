@@ -1,6 +1,6 @@
 //! The Yjs document actor: owns one [`YDocument`], everyone subscribed to it (over
 //! y-websocket or Hocuspocus) and their awareness states. REST reads and writes are in
-//! `ydoc/rest.rs`.
+//! `ydoc/rest.rs`; cluster mode's requests from sessions on other nodes in `ydoc/remote.rs`.
 //!
 //! Invariants:
 //! - Updates are serialized by the mailbox; each is checked and applied at once (`YDocument`
@@ -38,7 +38,9 @@ use tokio::time::Instant;
 use tracing::{debug, info_span, warn};
 use yrs::StateVector;
 
+use crate::cluster::gateway::{self, RemoteSubs};
 use crate::cluster::owner::{self, HeldLease, LeaseHolder};
+use crate::cluster::PING_INTERVAL;
 use crate::document::MAX_FANOUT_TICK;
 use crate::document::{DocActorConfig, DocDeps, Durable, Shutdown};
 use crate::errors::{ActorError, CLOSE_INTERNAL, CLOSE_RESTART, CLOSE_TRY_AGAIN};
@@ -52,6 +54,7 @@ use crate::storage::{Durability, LogEntry, SnapshotEntry, Store, YStateRecord, Y
 use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor, Unfence};
 use crate::SessionId;
 
+mod remote;
 mod rest;
 pub use rest::{YHistory, YPost, YRead, YReadWhat, YState};
 
@@ -117,6 +120,8 @@ pub struct YDocActor {
     disk: Arc<DiskSpace>,
     /// Cluster mode: the lease this node holds for the document.
     lease: Option<HeldLease>,
+    /// Cluster mode: subscribers on other nodes.
+    remote: RemoteSubs,
     span: tracing::Span,
 }
 
@@ -184,6 +189,7 @@ impl YDocActor {
             registry,
             disk,
             lease: None,
+            remote: RemoteSubs::default(),
             span,
         })
     }
@@ -557,7 +563,16 @@ impl Actor for YDocActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         debug!(parent: &self.span, rev = self.doc.rev(), "Yjs document loaded");
         self.schedule_idle_check(ctx);
-        owner::keep_lease(self, ctx);
+        if let Some(l) = &mut self.lease {
+            let to = ctx.address().recipient();
+            l.gateway = Some(gateway::serve(l.cluster.clone(), &self.id, to));
+            owner::keep_lease(self, ctx);
+            ctx.run_interval(PING_INTERVAL, |a, ctx| {
+                for local in a.remote.expire() {
+                    a.remove_subscriber(local, ctx);
+                }
+            });
+        }
         ctx.run_interval(self.config.snapshot_interval, |a, _| {
             if !a.closing {
                 a.snapshot();
@@ -790,9 +805,17 @@ impl Handler<YLeave> for YDocActor {
     type Result = ();
 
     fn handle(&mut self, m: YLeave, ctx: &mut Context<Self>) {
-        if self.subs.remove(&m.session).is_some() {
-            self.answers.remove(&m.session);
-            self.unsubscribed(m.session);
+        self.remove_subscriber(m.session, ctx);
+    }
+}
+
+impl YDocActor {
+    /// Unsubscribes a session (local or remote); its awareness states are cleared for the
+    /// others.
+    fn remove_subscriber(&mut self, session: SessionId, ctx: &mut Context<Self>) {
+        if self.subs.remove(&session).is_some() {
+            self.answers.remove(&session);
+            self.unsubscribed(session);
         }
         if self.subs.is_empty() {
             self.schedule_idle_check(ctx);

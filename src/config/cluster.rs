@@ -40,6 +40,9 @@ pub struct ClusterSection {
     pub lease_ms: Option<u64>,
     /// How often an owner renews its leases, in milliseconds (at most half of `lease_ms`).
     pub renew_ms: Option<u64>,
+    /// The `http://host:port` or `https://…` other nodes forward REST calls for this node's
+    /// documents to (default: the bound address, unless it is a wildcard).
+    pub advertise_url: Option<String>,
 }
 
 /// A node id or bucket prefix: `[A-Za-z0-9_-]`, 1 to 64.
@@ -66,6 +69,28 @@ fn node_from_host(host: &str) -> String {
 }
 
 impl ClusterSection {
+    /// `advertise_url`, checked: an absolute `http` or `https` URL with a host and no path,
+    /// query or credentials (it is prefixed to the forwarded request's path).
+    pub fn advertise_url(&self) -> Result<Option<String>> {
+        let Some(u) = &self.advertise_url else {
+            return Ok(None);
+        };
+        let bad = || {
+            anyhow::anyhow!(
+                "configuration: [cluster] advertise_url {u:?}: an http:// or https:// URL with a \
+                 host and port, nothing after them (for instance \"http://10.0.0.11:8080\")"
+            )
+        };
+        let uri: ureq::http::Uri = u.parse().map_err(|_| bad())?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+        let no_user = uri.authority().is_some_and(|a| !a.as_str().contains('@'));
+        if !scheme_ok || uri.host().is_none() || !bare || !no_user {
+            return Err(bad());
+        }
+        Ok(Some(u.trim_end_matches('/').to_string()))
+    }
+
     /// The connection settings, when `nats` is given (`None`: no cluster configured).
     pub fn resolve(self) -> Result<Option<JsConfig>> {
         let Some(urls) = self.nats else {
@@ -164,5 +189,26 @@ mod tests {
         assert!(renew_too_slow.resolve().is_err());
         assert_eq!(c.lease, DEFAULT_LEASE);
         assert!(ClusterSection::default().resolve().expect("none").is_none());
+        let url = |u: &str| {
+            ClusterSection {
+                advertise_url: Some(u.into()),
+                ..ClusterSection::default()
+            }
+            .advertise_url()
+        };
+        assert_eq!(
+            url("http://10.0.0.11:8080/").expect("valid").as_deref(),
+            Some("http://10.0.0.11:8080")
+        );
+        assert!(url("https://node-1.example:443").is_ok());
+        for bad in [
+            "10.0.0.11:8080",
+            "ftp://h:1",
+            "http://h:1/api",
+            "http://u:p@h:1",
+            "http://h:1/?x=1",
+        ] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
     }
 }

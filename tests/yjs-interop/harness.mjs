@@ -11,6 +11,7 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
@@ -143,6 +144,59 @@ export async function stopServer(server) {
   clearTimeout(timer);
 }
 
+/** SIGKILL, and wait for the exit. */
+export async function killServer(server) {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+  server.child.kill('SIGKILL');
+  await server.exited;
+}
+
+// ---- nats-server (cluster mode) ------------------------------------------------------------
+
+/** The nats-server binary: $COEDIT_NATS_SERVER, else `nats-server` on the PATH, else null. */
+export function natsBinary() {
+  if (process.env.COEDIT_NATS_SERVER) return process.env.COEDIT_NATS_SERVER;
+  try {
+    return execFileSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (the OS's choice, released for the caller). */
+async function freePort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/**
+ * Starts `nats-server -js` on 127.0.0.1 (a free port) with its store in `dir`; resolves once it
+ * accepts connections with `{ url, child, exited }`. Killed at exit like the coedit servers.
+ */
+export async function startNats(bin, dir) {
+  const port = await freePort();
+  const log = openSync(join(dir, `nats-${port}.log`), 'w');
+  const child = spawn(bin, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir, `js-${port}`)], {
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  running.add(child);
+  if (process.env.COEDIT_YJS_PIDFILE) appendFileSync(process.env.COEDIT_YJS_PIDFILE, `${child.pid}\n`);
+  const exited = new Promise((r) => child.once('exit', (code, signal) => (running.delete(child), r({ code, signal }))));
+  await until(
+    () =>
+      new Promise((r) => {
+        const s = connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
+        s.on('error', () => r(false));
+      }),
+    `nats-server on port ${port} to accept connections`,
+  );
+  return { url: `nats://127.0.0.1:${port}`, child, exited };
+}
+
 /** The same server (data dir, config) started again, on a new port. */
 export const restartServer = (server) => startServer(server);
 
@@ -166,7 +220,10 @@ export function authLines(mode, keysDir) {
 
 // ---- REST ----------------------------------------------------------------------------------
 
-/** One REST call; answers `{ status, type, json, text, bytes }`. `body`: object (JSON) or bytes. */
+/**
+ * One REST call; answers `{ status, type, json, text, bytes, headers }`. `body`: object (JSON)
+ * or bytes.
+ */
 export async function api(server, method, path, { token, body } = {}) {
   const headers = {};
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
@@ -192,7 +249,7 @@ export async function api(server, method, path, { token, body } = {}) {
   } catch {
     // not JSON: the assertions show the text
   }
-  return { status: res.status, type: res.headers.get('content-type') ?? '', json, text, bytes };
+  return { status: res.status, type: res.headers.get('content-type') ?? '', json, text, bytes, headers: res.headers };
 }
 
 // ---- the JSON view of a document -------------------------------------------------------------

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tests/yjs-interop/test.sh: runs the Yjs interoperability suite (yjs-interop.test.mjs): the
+# tests/yjs-interop/test.sh: runs the Yjs interoperability suite (yjs-interop.test.mjs, and
+# cluster.test.mjs: three nodes on one nats-server, from $COEDIT_NATS_SERVER): the
 # real npm clients (yjs, y-websocket's WebsocketProvider, @hocuspocus/provider's
 # HocuspocusProvider, on the `ws` package) against real coedit servers that the suite starts on
 # 127.0.0.1 from $COEDIT_BIN (default target/release/coedit at the repository root).
@@ -41,8 +42,8 @@ cleanup() {
   local pid
   while read -r pid; do
     # Only a process that is still a coedit server (the id may have been reused).
-    if [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q 'coedit serve'; then
-      echo "stopping coedit server $pid left by the suite" >&2
+    if [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -Eq 'coedit serve|nats-server'; then
+      echo "stopping server $pid left by the suite" >&2
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
       kill -KILL "$pid" 2>/dev/null || true
@@ -87,12 +88,12 @@ npm_ci "$here"
 npm_ci "$root/protocol/issuers/node"
 (cd "$here" && node -p '["yjs", "y-websocket", "@hocuspocus/provider", "ws"].map((p) => p + " " + require("./node_modules/" + p + "/package.json").version).join(", ")')
 
-echo "== node --test (yjs-interop.test.mjs)"
+echo "== node --test (yjs-interop.test.mjs, cluster.test.mjs)"
 # The spec reporter's closing lines ("ℹ pass N", …) give the counts (with --test-force-exit a
 # second reporter writing to a file may lose its closing lines).
 status=0
 (cd "$here" && timeout -k 10 "$suite_s" node --test --test-force-exit --test-timeout="$test_ms" \
-  --test-reporter=spec yjs-interop.test.mjs) 2>&1 | tee "$work/spec.out" || status=$?
+  --test-reporter=spec yjs-interop.test.mjs cluster.test.mjs) 2>&1 | tee "$work/spec.out" || status=$?
 
 count() { sed -n "s/^ℹ $1 \([0-9][0-9]*\)$/\1/p" "$work/spec.out" | tail -1; }
 pass="$(count pass)" fail="$(count fail)" skip="$(count skipped)" cancelled="$(count cancelled)"

@@ -18,13 +18,15 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use tracing::warn;
 
-use super::wire::{self, ToOwner};
+use super::wire::{self, Reply, ToOwner};
 use super::{Cluster, REMOTE_SILENCE};
-use crate::outbox::Outbound;
+use crate::outbox::{Outbound, Outbox};
 use crate::SessionId;
 
 /// Mailbox capacity of a [`RemoteSink`] (frames wait there only for the publisher).
 pub const REMOTE_SINK_CAPACITY: usize = 4096;
+/// Bytes a remote session's queue may hold before it is cut as a slow consumer.
+pub const REMOTE_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
 
 /// A request from another node for the document, as its actor receives it.
 #[derive(Message)]
@@ -91,6 +93,12 @@ impl RemoteSink {
             seq: 0,
         }
     }
+}
+
+/// The outbox of remote session `session` of node `node`: a new [`RemoteSink`].
+pub fn remote_outbox(cluster: Arc<Cluster>, node: Arc<str>, session: u64) -> Outbox {
+    let sink = RemoteSink::new(cluster, node, session).start();
+    Outbox::new(sink.recipient(), REMOTE_OUTBOUND_BYTES)
 }
 
 impl Actor for RemoteSink {
@@ -180,6 +188,17 @@ impl RemoteSubs {
             }
         }
         unknown
+    }
+
+    /// The answer to node `node`'s ping naming `sessions`: `Ok`, or those this owner does not
+    /// have (their node closes them).
+    pub fn answer_ping(&mut self, node: &str, sessions: &[u64]) -> Reply {
+        let unknown = self.seen(node, sessions);
+        if unknown.is_empty() {
+            Reply::Ok
+        } else {
+            Reply::Unknown { sessions: unknown }
+        }
     }
 
     /// Forgets the sessions not mentioned for [`REMOTE_SILENCE`]; their local ids.

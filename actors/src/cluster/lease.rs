@@ -10,6 +10,7 @@
 //! - A lease is a routing hint, not the safety: two nodes that both believe they own a
 //!   document are kept apart by the store's conditional append (`storage::js_kv`).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -24,6 +25,10 @@ pub struct LeaseValue {
     pub node: String,
     /// The document's kind (a node routing to the owner answers the right kind).
     pub kind: DocKind,
+    /// The owner's advertised HTTP address (REST calls reaching another node are forwarded
+    /// there); absent if it advertises none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The answer to [`Leases::acquire`].
@@ -56,6 +61,8 @@ pub enum LeaseError {
 pub struct Leases {
     bucket: kv::Store,
     node: String,
+    /// This node's advertised HTTP address, once known (set after the listener binds).
+    url: Arc<OnceLock<String>>,
 }
 
 impl Leases {
@@ -105,7 +112,24 @@ impl Leases {
         Ok(Leases {
             bucket,
             node: node.to_string(),
+            url: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Sets this node's advertised HTTP address (written in every lease it takes or renews
+    /// from now on); the first call wins.
+    pub fn advertise(&self, url: String) {
+        let _ = self.url.set(url);
+    }
+
+    /// What this node writes in a lease of kind `kind`.
+    fn value(&self, doc: &str, kind: DocKind) -> Result<Vec<u8>, LeaseError> {
+        serde_json::to_vec(&LeaseValue {
+            node: self.node.clone(),
+            kind,
+            url: self.url.get().cloned(),
+        })
+        .map_err(|e| Self::nats(doc, e))
     }
 
     fn key(doc: &str) -> String {
@@ -123,11 +147,7 @@ impl Leases {
     /// this node, which is gone), else says who does.
     pub async fn acquire(&self, doc: &str, kind: DocKind) -> Result<Acquired, LeaseError> {
         let key = Self::key(doc);
-        let value = serde_json::to_vec(&LeaseValue {
-            node: self.node.clone(),
-            kind,
-        })
-        .map_err(|e| Self::nats(doc, e))?;
+        let value = self.value(doc, kind)?;
         match self.bucket.create(&key, value.clone().into()).await {
             Ok(rev) => return Ok(Acquired::Owned(rev)),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
@@ -163,11 +183,7 @@ impl Leases {
 
     /// Renews the lease written at `revision`; the answer is the new revision.
     pub async fn renew(&self, doc: &str, kind: DocKind, revision: u64) -> Result<u64, LeaseError> {
-        let value = serde_json::to_vec(&LeaseValue {
-            node: self.node.clone(),
-            kind,
-        })
-        .map_err(|e| Self::nats(doc, e))?;
+        let value = self.value(doc, kind)?;
         match self
             .bucket
             .update(Self::key(doc), value.into(), revision)

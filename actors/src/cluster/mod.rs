@@ -205,8 +205,13 @@ impl Cluster {
         }
     }
 
-    /// Sends a request in order with everything else and waits for its answer.
-    pub async fn request(&self, subject: String, payload: Vec<u8>) -> Result<Bytes, ClusterError> {
+    /// Sends a request in order with everything else, now (it is queued before this returns,
+    /// so a message handed over after this call leaves after it), and returns its answer.
+    pub fn request(
+        self: &Arc<Self>,
+        subject: String,
+        payload: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Bytes, ClusterError>> + 'static {
         let id = self.next_reply.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut r) = self.replies.lock() {
@@ -217,13 +222,16 @@ impl Cluster {
             reply: Some(format!("{}.node.{}.r.{id}", self.prefix, self.node)),
             payload: payload.into(),
         });
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, rx).await;
-        if let Ok(mut r) = self.replies.lock() {
-            r.remove(&id);
-        }
-        match answer {
-            Ok(Ok(a)) => a,
-            _ => Err(ClusterError::NoOwner),
+        let this = self.clone();
+        async move {
+            let answer = tokio::time::timeout(REQUEST_TIMEOUT, rx).await;
+            if let Ok(mut r) = this.replies.lock() {
+                r.remove(&id);
+            }
+            match answer {
+                Ok(Ok(a)) => a,
+                _ => Err(ClusterError::NoOwner),
+            }
         }
     }
 

@@ -1,8 +1,9 @@
-//! The `RemoteDoc` actor: a node's stand-in for a text document another node owns (one per
-//! such document with local sessions, on the registry's thread). It takes the same messages
-//! as a `DocActor` from sessions (`Join`, `Leave`, `Submit`, `SetPresence`, `Shutdown`) and
-//! sends them to the owner; the owner's frames reach the sessions through the node's inbox
-//! (`Cluster::add_route`).
+//! The `RemoteDoc` actor: a node's stand-in for a document another node owns (one per such
+//! document with local sessions, on the registry's thread). It takes the same messages as a
+//! `DocActor` from text sessions (`Join`, `Leave`, `Submit`, `SetPresence`, `Shutdown`) and
+//! as a `YDocActor` from Yjs sessions (`remote_doc/yjs.rs`), and sends them to the owner,
+//! whose actor answers a session of the wrong kind `WrongKind`; the owner's frames reach the
+//! sessions through the node's inbox (`Cluster::add_route`).
 //!
 //! Invariants:
 //! - A session's messages leave in the order the session sent them, numbered from 1.
@@ -21,6 +22,7 @@ use tracing::{debug, info};
 
 use coedit_protocol::ErrorCode;
 
+use super::lease::LeaseValue;
 use super::wire::{self, OwnerMsg, Reply, ToOwner};
 use super::{Cluster, ClusterError, PING_INTERVAL};
 use crate::document::{Applied, Join, Leave, SetPresence, Shutdown, Submit};
@@ -29,6 +31,8 @@ use crate::frame::{Format, Frame};
 use crate::outbox::Outbox;
 use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
 use crate::SessionId;
+
+mod yjs;
 
 /// A local session subscribed through the owner.
 struct Sub {
@@ -43,8 +47,8 @@ struct Sub {
 pub struct RemoteDoc {
     id: Arc<str>,
     name: Arc<str>,
-    /// The owner node, as its lease says.
-    owner: String,
+    /// The owner's lease as this node read it.
+    owner: Arc<LeaseValue>,
     subject: String,
     cluster: Arc<Cluster>,
     registry: Addr<Registry>,
@@ -56,11 +60,11 @@ pub struct RemoteDoc {
 }
 
 impl RemoteDoc {
-    /// A stand-in for document `id` owned by node `owner`.
+    /// A stand-in for document `id`, owned by the node holding lease `owner`.
     pub fn new(
         id: Arc<str>,
         name: Arc<str>,
-        owner: String,
+        owner: Arc<LeaseValue>,
         cluster: Arc<Cluster>,
         registry: Addr<Registry>,
     ) -> Self {
@@ -100,7 +104,7 @@ impl RemoteDoc {
         if self.closing {
             return;
         }
-        info!(doc = %self.id, owner = %self.owner, why, "document owner lost: closing its sessions here");
+        info!(doc = %self.id, owner = %self.owner.node, why, "document owner lost: closing its sessions here");
         for (_, sub) in self.subs.drain() {
             self.cluster.remove_route(sub.route);
             sub.out.force(Frame::Close(
@@ -144,7 +148,7 @@ impl RemoteDoc {
     /// Stops; the registry forgets this stand-in (the next request looks for the owner again).
     fn stop(&mut self, ctx: &mut Context<Self>) {
         self.closing = true;
-        let addr = DocAddr::Remote(ctx.address(), Arc::from(self.owner.as_str()));
+        let addr = DocAddr::Remote(ctx.address(), self.owner.clone());
         self.registry.do_send(DocClosing {
             id: self.id.clone(),
             addr: addr.clone(),
@@ -169,8 +173,7 @@ impl RemoteDoc {
                 sessions: self.subs.values().map(|s| s.route).collect(),
             },
         };
-        let (cluster, subject) = (self.cluster.clone(), self.subject.clone());
-        let ask = async move { cluster.request(subject, wire::encode(&m)).await };
+        let ask = self.cluster.request(self.subject.clone(), wire::encode(&m));
         ctx.spawn(ask.into_actor(self).map(|res, act, ctx| {
             act.pinging = false;
             match res.map(|b| wire::decode::<Reply>(&b)) {
@@ -187,7 +190,7 @@ impl Actor for RemoteDoc {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        debug!(doc = %self.id, owner = %self.owner, "routing to the document's owner");
+        debug!(doc = %self.id, owner = %self.owner.node, "routing to the document's owner");
         ctx.run_interval(PING_INTERVAL, |act, ctx| {
             act.unload_if_idle(ctx);
             act.ping(ctx);
@@ -195,40 +198,29 @@ impl Actor for RemoteDoc {
     }
 }
 
-impl Handler<Join> for RemoteDoc {
-    type Result = ResponseActFuture<Self, Result<(), ActorError>>;
-
-    /// Subscribes the session at the owner; its frames come back through the node's inbox.
-    fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
+impl RemoteDoc {
+    /// Subscribes local session `session` at the owner with the message `join(route)` makes
+    /// (numbered 1); its frames come back through the node's inbox to `out`.
+    fn subscribe(
+        &mut self,
+        session: SessionId,
+        out: Outbox,
+        join: impl FnOnce(u64) -> OwnerMsg,
+    ) -> ResponseActFuture<Self, Result<(), ActorError>> {
         if self.closing {
             let e = ActorError::Closing(self.name.to_string());
             return Box::pin(actix::fut::ready(Err(e)));
         }
-        let route = self.cluster.add_route(m.out.clone());
-        self.subs.insert(
-            m.session,
-            Sub {
-                route,
-                seq: 1,
-                out: m.out,
-            },
-        );
+        let route = self.cluster.add_route(out.clone());
+        self.subs.insert(session, Sub { route, seq: 1, out });
         let msg = ToOwner {
             v: wire::WIRE_VERSION,
             node: self.cluster.node.to_string(),
-            msg: OwnerMsg::Join {
-                session: route,
-                seq: 1,
-                client: m.client.to_string(),
-                rev: m.rev,
-                json: m.format == Format::Json,
-                access: m.access,
-                user: m.user.as_deref().cloned(),
-            },
+            msg: join(route),
         };
-        let (cluster, subject) = (self.cluster.clone(), self.subject.clone());
-        let session = m.session;
-        let ask = async move { cluster.request(subject, wire::encode(&msg)).await };
+        let ask = self
+            .cluster
+            .request(self.subject.clone(), wire::encode(&msg));
         Box::pin(ask.into_actor(self).map(move |res, act, ctx| {
             let answer = match res.map(|b| wire::decode::<Reply>(&b)) {
                 Ok(Some(Reply::Ok)) => return Ok(()),
@@ -258,19 +250,52 @@ impl Handler<Join> for RemoteDoc {
     }
 }
 
-impl Handler<Leave> for RemoteDoc {
-    type Result = ();
+impl Handler<Join> for RemoteDoc {
+    type Result = ResponseActFuture<Self, Result<(), ActorError>>;
 
-    fn handle(&mut self, m: Leave, ctx: &mut Context<Self>) {
-        if let Some((route, seq)) = self.next_seq(m.session) {
+    /// Subscribes the session at the owner; its frames come back through the node's inbox.
+    fn handle(&mut self, m: Join, _: &mut Context<Self>) -> Self::Result {
+        let Join {
+            session,
+            client,
+            rev,
+            format,
+            out,
+            access,
+            user,
+        } = m;
+        self.subscribe(session, out, |route| OwnerMsg::Join {
+            session: route,
+            seq: 1,
+            client: client.to_string(),
+            rev,
+            json: format == Format::Json,
+            access,
+            user: user.as_deref().cloned(),
+        })
+    }
+}
+
+impl RemoteDoc {
+    /// A session leaves: the owner is told, its route closed.
+    fn leave(&mut self, session: SessionId, ctx: &mut Context<Self>) {
+        if let Some((route, seq)) = self.next_seq(session) {
             self.send(OwnerMsg::Leave {
                 session: route,
                 seq,
             });
-            self.subs.remove(&m.session);
+            self.subs.remove(&session);
             self.cluster.remove_route(route);
         }
         self.unload_if_idle(ctx);
+    }
+}
+
+impl Handler<Leave> for RemoteDoc {
+    type Result = ();
+
+    fn handle(&mut self, m: Leave, ctx: &mut Context<Self>) {
+        self.leave(m.session, ctx);
     }
 }
 

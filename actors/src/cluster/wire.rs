@@ -88,6 +88,73 @@ pub enum OwnerMsg {
         /// The selection.
         sel: Vec<Selection>,
     },
+    /// Subscribe a session of the sending node to a Yjs document (`seq` 1, answered with a
+    /// [`Reply`]), or (a later `seq`) ask again for its sync step 1 and the awareness states
+    /// (a resync after a transient refusal; not answered).
+    YJoin {
+        /// The session's route on the sending node.
+        session: u64,
+        /// Its message number.
+        seq: u64,
+        /// Hocuspocus: the document address its messages carry; y-websocket: none.
+        hocuspocus: Option<String>,
+        /// Whether its updates are refused (viewer).
+        readonly: bool,
+    },
+    /// A Yjs session's sync step 1 (its state vector, v1 encoding).
+    YSync {
+        /// The session.
+        session: u64,
+        /// Its message number.
+        seq: u64,
+        /// The state vector.
+        #[serde(with = "serde_bytes")]
+        sv: Vec<u8>,
+    },
+    /// A Yjs session's update (answered with a [`Reply`]: `Ok`, or the refusal the owner
+    /// also told the client in its frames).
+    YUpdate {
+        /// The session.
+        session: u64,
+        /// Its message number.
+        seq: u64,
+        /// Its client id.
+        client: String,
+        /// The update (Yjs v1).
+        #[serde(with = "serde_bytes")]
+        update: Vec<u8>,
+        /// The token subject, for the audit record.
+        subject: Option<String>,
+    },
+    /// A Yjs session's node refused one of its updates (rate limit): told to the client after
+    /// the statuses of its earlier updates.
+    YRefuse {
+        /// The session.
+        session: u64,
+        /// Its message number.
+        seq: u64,
+        /// Why.
+        code: ErrorCode,
+        /// What to tell the client.
+        msg: String,
+    },
+    /// A Yjs session's awareness update.
+    YAwareness {
+        /// The session.
+        session: u64,
+        /// Its message number.
+        seq: u64,
+        /// The awareness update.
+        #[serde(with = "serde_bytes")]
+        update: Vec<u8>,
+    },
+    /// A Yjs session asks for every awareness state.
+    YQueryAwareness {
+        /// The session.
+        session: u64,
+        /// Its message number.
+        seq: u64,
+    },
     /// The sending node still has these sessions in the document (answered with a
     /// [`Reply`]; sessions the owner has not heard of for a while are dropped).
     Ping {
@@ -221,6 +288,19 @@ mod tests {
                 ..
             }
         ));
+        let y = ToOwner {
+            v: WIRE_VERSION,
+            node: "n2".into(),
+            msg: OwnerMsg::YUpdate {
+                session: 3,
+                seq: 2,
+                client: "y".into(),
+                update: vec![1, 0, 0],
+                subject: Some("alice".into()),
+            },
+        };
+        let back: ToOwner = decode(&encode(&y)).expect("decodes");
+        assert!(matches!(back.msg, OwnerMsg::YUpdate { ref update, .. } if update == &[1, 0, 0]));
         assert!(decode::<ToOwner>(b"\xc1garbage").is_none());
     }
 }

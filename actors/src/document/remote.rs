@@ -10,11 +10,8 @@
 //!   again.
 
 use super::*;
-use crate::cluster::gateway::{FromNode, RemoteSink};
+use crate::cluster::gateway::{remote_outbox, FromNode};
 use crate::cluster::wire::{self, OwnerMsg, Reply};
-
-/// Bytes a remote session's queue may hold before it is cut as a slow consumer.
-pub const REMOTE_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
 
 impl Handler<FromNode> for DocActor {
     type Result = ();
@@ -30,14 +27,25 @@ impl Handler<FromNode> for DocActor {
         let node: Arc<str> = Arc::from(m.req.node.as_str());
         match m.req.msg {
             OwnerMsg::Ping { sessions } => {
-                let unknown = self.remote.seen(&node, &sessions);
-                let answer = if unknown.is_empty() {
-                    Reply::Ok
-                } else {
-                    Reply::Unknown { sessions: unknown }
+                let answer = self.remote.answer_ping(&node, &sessions);
+                cluster.answer(reply, wire::encode(&answer));
+            }
+            // A Yjs session's join or update (the others are of no session here).
+            OwnerMsg::YJoin { .. } | OwnerMsg::YUpdate { .. } => {
+                let e = ActorError::WrongKind {
+                    doc: self.name.to_string(),
+                    kind: coedit_protocol::DocKind::Text,
+                };
+                let answer = Reply::Err {
+                    code: e.code(),
+                    msg: e.to_string(),
                 };
                 cluster.answer(reply, wire::encode(&answer));
             }
+            OwnerMsg::YSync { .. }
+            | OwnerMsg::YRefuse { .. }
+            | OwnerMsg::YAwareness { .. }
+            | OwnerMsg::YQueryAwareness { .. } => {}
             OwnerMsg::Join {
                 session,
                 client,
@@ -52,13 +60,12 @@ impl Handler<FromNode> for DocActor {
                 }
                 let local =
                     crate::session::NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let sink = RemoteSink::new(cluster.clone(), node.clone(), session).start();
                 let join = Join {
                     session: local,
                     client: Arc::from(client.as_str()),
                     rev,
                     format: if json { Format::Json } else { Format::MsgPack },
-                    out: Outbox::new(sink.recipient(), REMOTE_OUTBOUND_BYTES),
+                    out: remote_outbox(cluster.clone(), node.clone(), session),
                     access,
                     user: user.map(Arc::new),
                 };

@@ -48,7 +48,7 @@ use crate::errors::{
 use crate::frame::Frame;
 use crate::metrics::metrics;
 use crate::outbox::{Outbound, Outbox};
-use crate::registry::{call_kind, OpenDoc, Registry};
+use crate::registry::{call_doc, DocLink, OpenDoc, Registry};
 use crate::security::audit::AuditEvent;
 use crate::security::auth::{now_s, Action, AuthError, Claims, Resolved};
 use crate::security::guard::{Guard, Refusal};
@@ -93,7 +93,7 @@ pub enum YEndpoint {
 /// One document channel of the session.
 struct Channel {
     /// The document, once joined.
-    addr: Option<Addr<YDocActor>>,
+    addr: Option<DocLink<YDocActor>>,
     framing: Framing,
     readonly: bool,
     claims: Option<Claims>,
@@ -396,7 +396,7 @@ impl YSession {
             readonly,
             out: out.clone(),
         };
-        let fut = async move { call_kind::<YDocActor, _, _>(&registry, open, make).await };
+        let fut = async move { call_doc::<YDocActor, _, _>(&registry, open, make).await };
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
             let framing = match act.channels.get(&address) {
                 Some(ch) => ch.framing.clone(),

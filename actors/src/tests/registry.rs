@@ -151,7 +151,9 @@ async fn a_join_during_an_unload_waits_for_it_and_gets_the_saved_document() {
             access: join.access.clone(),
             user: join.user.clone(),
         };
-        actix::spawn(async move { call_doc(&registry, open("d", true), make).await })
+        actix::spawn(
+            async move { call_doc::<DocActor, _, _>(&registry, open("d", true), make).await },
+        )
     };
     for _ in 0..50 {
         tokio::task::yield_now().await;
