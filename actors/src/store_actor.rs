@@ -36,7 +36,7 @@
 //!   `EXIT_STORAGE_FAILURE` after [`FATAL_EXIT_DELAY`] (systemd restarts it; clients resend
 //!   what was not acknowledged).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,9 +195,10 @@ pub struct StoreActor {
     flush_timer: bool,
     /// Documents waiting for durability, in write order.
     waiters: Vec<Waiter>,
-    /// Documents another node wrote first (cluster mode): their writes are not durable, their
-    /// actors are told so (`Durable::fenced`) until they stepped down ([`Unfence`]).
-    fenced: HashSet<Arc<str>>,
+    /// Documents another node wrote first (cluster mode), with this node's first revision
+    /// not stored: their writes are not durable, their actors are told so
+    /// (`Durable::fenced`) until they stepped down ([`Unfence`]).
+    fenced: HashMap<Arc<str>, u64>,
     /// Callers of `FlushNow`, with the write they need covered.
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     /// Decides which refusals are recorded one by one and which are only counted.
@@ -251,7 +252,7 @@ impl StoreActor {
             last_flush_start: None,
             flush_timer: false,
             waiters: Vec::new(),
-            fenced: HashSet::new(),
+            fenced: HashMap::new(),
             flush_waiters: Vec::new(),
             refusals: RefusalFilter::new(crate::security::audit::now_ms()),
             events: None,
@@ -407,7 +408,7 @@ impl StoreActor {
                             act.marks.audit_len = act.marks.audit_len.max(c.len());
                         }
                         metrics().store_flush_batch.observe(covered as f64);
-                        act.notify();
+                        act.notify(ctx);
                     } else {
                         if let Some(c) = &act.chain {
                             act.marks.audit.push_back((last, c.len()));
@@ -455,7 +456,7 @@ impl StoreActor {
                         .observe(started.elapsed().as_secs_f64());
                     m.store_flush_batch.observe(batch as f64);
                     act.flushed = target;
-                    act.notify();
+                    act.notify(ctx);
                     act.kick(ctx);
                 }
                 Ok(Err(e)) => act.fatal(&e, ctx),
@@ -498,7 +499,7 @@ impl StoreActor {
     }
 
     /// Tells documents and `FlushNow` callers what the last flush covered.
-    fn notify(&mut self) {
+    fn notify(&mut self, ctx: &mut Context<Self>) {
         let flushed = self.flushed;
         let mut highest: HashMap<Arc<str>, (u64, Recipient<Durable>)> = HashMap::new();
         self.waiters.retain(|w| {
@@ -511,12 +512,20 @@ impl StoreActor {
             e.0 = e.0.max(w.rev);
             false
         });
-        for doc in self.store.take_fenced() {
+        for f in self.store.take_fenced() {
             metrics().cluster_fenced.inc();
-            self.fenced.insert(Arc::from(doc));
+            self.fenced.insert(Arc::from(f.doc.as_str()), f.from_rev);
+            // The audit chain says that the ops it recorded from `from_rev` on were not stored.
+            if self.audit {
+                let e = AuditEvent::Fenced {
+                    doc: f.doc,
+                    from_rev: f.from_rev,
+                };
+                self.enqueue(Write::Audit(e), ctx);
+            }
         }
         for (doc, (rev, notify)) in highest {
-            let fenced = self.fenced.contains(&doc);
+            let fenced = self.fenced.contains_key(&doc);
             notify.do_send(Durable { rev, fenced });
         }
         self.events_flushed();

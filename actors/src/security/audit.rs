@@ -107,6 +107,15 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
     },
+    /// Cluster mode: another node ordered `doc` first; the ops this node applied to it from
+    /// revision `from_rev` on (recorded above as `op`) were refused by the store and are not
+    /// in the document's log. This node stopped ordering the document.
+    Fenced {
+        /// Document.
+        doc: String,
+        /// This node's first revision the store refused.
+        from_rev: u64,
+    },
     /// A change event's delivery to a sink ended (`delivered`, `dead`), or a sink was
     /// `disabled` (it answered 410) or `enabled` again.
     Delivery {

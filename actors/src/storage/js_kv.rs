@@ -102,7 +102,7 @@ pub struct JsKv {
     /// [`Kv::unfence`] (their actor stepped down and a new one loads them).
     fenced: Mutex<HashSet<String>>,
     /// Documents fenced since the last [`Kv::take_fenced`].
-    newly_fenced: Mutex<Vec<String>>,
+    newly_fenced: Mutex<Vec<Fenced>>,
     /// Buffered writes to make with `create` besides op records ([`Kv::put_new`]).
     creates: Mutex<HashSet<(usize, Vec<u8>)>>,
 }
@@ -596,10 +596,10 @@ impl Kv for JsKv {
             if !refused.is_empty() {
                 let mut set = self.fenced.lock().map_err(backend)?;
                 let mut news = self.newly_fenced.lock().map_err(backend)?;
-                for doc in refused {
-                    tracing::warn!(doc = %doc, "another node wrote this document first: fenced");
+                for (doc, from_rev) in refused {
+                    tracing::warn!(doc = %doc, from_rev, "another node wrote this document first: fenced");
                     if set.insert(doc.clone()) {
-                        news.push(doc);
+                        news.push(Fenced { doc, from_rev });
                     }
                 }
             }
@@ -622,7 +622,7 @@ impl Kv for JsKv {
         result
     }
 
-    fn take_fenced(&self) -> Vec<String> {
+    fn take_fenced(&self) -> Vec<Fenced> {
         self.newly_fenced
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
@@ -645,8 +645,14 @@ fn doc_of(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw.split(|&b| b == 0).next().unwrap_or(&[])).into_owned()
 }
 
+/// The revision of an op record's key (`doc \0 rev`, big-endian).
+fn rev_of(raw: &[u8]) -> Option<u64> {
+    let tail = raw.len().checked_sub(8).map(|i| &raw[i..])?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
 /// One try at a flush's writes: returns the writes to send again and the documents found
-/// fenced now.
+/// fenced now, each with its first revision not written.
 ///
 /// Op records go first (after the document's first data key, if this flush creates it), each
 /// document's in revision order and one at a time, stopping at the document's first failure: a document never gets revision N+1 from this node unless its
@@ -655,7 +661,10 @@ fn doc_of(raw: &[u8]) -> String {
 /// Then everything else, in parallel, except a document's snapshots while any of its ops are
 /// still to be sent (and never for a fenced document: its snapshot would describe a history
 /// the store does not have).
-async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgoing>, Vec<String>) {
+async fn write_all(
+    writes: Vec<Outgoing>,
+    fenced: HashSet<String>,
+) -> (Vec<Outgoing>, Vec<(String, u64)>) {
     let (ops, rest): (Vec<Outgoing>, Vec<Outgoing>) = writes
         .into_iter()
         .partition(|w| w.tree == Tree::Ops || w.create);
@@ -663,12 +672,12 @@ async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgo
     for w in ops {
         chains.entry(doc_of(&w.raw)).or_default().push(w);
     }
-    let results: Vec<(String, Vec<Outgoing>, bool)> =
+    let results: Vec<(String, Vec<Outgoing>, Option<u64>)> =
         futures_util::stream::iter(chains.into_iter().map(|(doc, mut chain)| {
             let skip = fenced.contains(&doc);
             async move {
                 if skip {
-                    return (doc, Vec::new(), true);
+                    return (doc, Vec::new(), Some(0));
                 }
                 // A first data key before the records sealed under it, then revision order.
                 chain.sort_by(|a, b| {
@@ -677,11 +686,21 @@ async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgo
                 for (i, w) in chain.iter().enumerate() {
                     match write_one(w).await {
                         Ok(()) => {}
-                        Err(StoreError::Fenced { .. }) => return (doc, Vec::new(), true),
-                        Err(_) => return (doc, chain.split_off(i), false),
+                        Err(StoreError::Fenced { .. }) => {
+                            // The refused write and everything after it in the chain: the
+                            // first op revision among them is the first not written.
+                            let from = chain[i..]
+                                .iter()
+                                .filter(|w| w.tree == Tree::Ops)
+                                .filter_map(|w| rev_of(&w.raw))
+                                .min()
+                                .unwrap_or(0);
+                            return (doc, Vec::new(), Some(from));
+                        }
+                        Err(_) => return (doc, chain.split_off(i), None),
                     }
                 }
-                (doc, Vec::new(), false)
+                (doc, Vec::new(), None)
             }
         }))
         .buffer_unordered(READS_AT_ONCE)
@@ -692,9 +711,9 @@ async fn write_all(writes: Vec<Outgoing>, fenced: HashSet<String>) -> (Vec<Outgo
     let mut waiting: HashSet<String> = HashSet::new();
     let mut dead: HashSet<String> = fenced;
     for (doc, left, fenced_now) in results {
-        if fenced_now {
+        if let Some(from) = fenced_now {
             if !dead.contains(&doc) {
-                refused.push(doc.clone());
+                refused.push((doc.clone(), from));
             }
             dead.insert(doc);
         } else if !left.is_empty() {

@@ -73,7 +73,7 @@ pub trait Kv: Send + Sync + 'static {
     }
     /// Documents whose writes another writer refused since the last call (a shared backend's
     /// conditional append; local ones never refuse).
-    fn take_fenced(&self) -> Vec<String> {
+    fn take_fenced(&self) -> Vec<super::Fenced> {
         Vec::new()
     }
     /// Lets `doc` be written again after it was fenced (its old actor is gone).

@@ -300,7 +300,7 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// Documents another node wrote first since the last call (cluster mode: their actors
     /// step down; nothing more of theirs is written until [`Store::unfence`]).
-    fn take_fenced(&self) -> Vec<String> {
+    fn take_fenced(&self) -> Vec<Fenced> {
         Vec::new()
     }
     /// Lets a fenced document be written again (its old actor stepped down, its writes were
@@ -405,6 +405,17 @@ fn prefix(doc: &str) -> Vec<u8> {
     k.extend_from_slice(doc.as_bytes());
     k.push(0);
     k
+}
+
+/// A document another node wrote first (cluster mode): this node's revisions of it from
+/// `from_rev` on were not stored (those below were), nor is anything more of it until it is
+/// unfenced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fenced {
+    /// The document.
+    pub doc: String,
+    /// This node's first revision the store refused.
+    pub from_rev: u64,
 }
 
 /// `doc \0 rev` with `rev` big-endian.

@@ -193,7 +193,7 @@ impl<K: Kv> Store for RecordStore<K> {
         self.kv.flush()
     }
 
-    fn take_fenced(&self) -> Vec<String> {
+    fn take_fenced(&self) -> Vec<super::Fenced> {
         self.kv.take_fenced()
     }
 

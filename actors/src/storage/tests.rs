@@ -581,8 +581,30 @@ fn jetstream_store_passes_the_store_tests() {
     b.append("g", &[rec(1, Op::insert_at(0, "g"))]).unwrap();
     a.flush().unwrap();
     b.flush().unwrap();
-    assert_eq!(b.take_fenced(), vec!["f".to_string()]);
+    let fenced = |doc: &str, from_rev| Fenced {
+        doc: doc.into(),
+        from_rev,
+    };
+    assert_eq!(
+        b.take_fenced(),
+        vec![fenced("f", 1)],
+        "refused from revision 1"
+    );
     assert!(b.take_fenced().is_empty(), "told once");
+    // Refused mid-chain: b's revision 1 of "h" is stored, a wrote revision 2 first, so b's 2
+    // and 3 are not: fenced from revision 2.
+    b.append("h", &[rec(1, Op::insert_at(0, "b"))]).unwrap();
+    b.flush().unwrap();
+    a.append("h", &[rec(2, Op::insert_at(1, "a"))]).unwrap();
+    a.flush().unwrap();
+    b.append(
+        "h",
+        &[rec(2, Op::insert_at(1, "b")), rec(3, Op::insert_at(2, "b"))],
+    )
+    .unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.take_fenced(), vec![fenced("h", 2)]);
+    assert_eq!(a.load("h").unwrap().ops.len(), 2);
     let f = b.load("f").unwrap();
     assert_eq!(
         f.ops.len(),
@@ -615,7 +637,7 @@ fn jetstream_store_passes_the_store_tests() {
     kb.append("s", &[rec(1, Op::insert_at(0, "b"))]).unwrap();
     ka.flush().unwrap();
     kb.flush().unwrap();
-    assert_eq!(kb.take_fenced(), vec!["s".to_string()]);
+    assert_eq!(kb.take_fenced(), vec![fenced("s", 1)]);
     kb.unfence("s");
     assert_eq!(kb.load("s").unwrap().ops[0].op, Op::insert_at(0, "a"));
     assert_eq!(ka.load("s").unwrap().ops.len(), 1);

@@ -170,11 +170,17 @@ impl StoreActor {
     /// dispatcher.
     pub(super) fn events_flushed(&mut self) {
         let flushed = self.flushed;
+        let fenced = &self.fenced;
         let Some(e) = self.events.as_mut() else {
             return;
         };
         while e.ops.front().is_some_and(|o| o.wseq <= flushed) {
             if let Some(o) = e.ops.pop_front() {
+                // Cluster mode: revisions the store refused (another node's are there) are
+                // not this node's changes to tell.
+                if fenced.get(&o.doc).is_some_and(|from| o.rev >= *from) {
+                    continue;
+                }
                 e.coalescer.note(&o.doc, o.kind, o.rev, o.subject.as_ref());
             }
         }

@@ -14,7 +14,7 @@ use coedit_protocol::DocumentSnapshot;
 
 use super::WAIT_LIMIT;
 use crate::security::crypto::MasterKeyring;
-use crate::storage::{LogRecord, MemoryStore, Store, StoreError, StoredDoc, Versions};
+use crate::storage::{Fenced, LogRecord, MemoryStore, Store, StoreError, StoredDoc, Versions};
 
 /// One thing the store saw, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,8 @@ struct GateState {
     waiting: usize,
     /// Loads are held until released.
     loads_held: bool,
+    /// What the next `take_fenced` reports (as a cluster store would after a refused write).
+    fenced: Vec<Fenced>,
     /// Loads running now, and the most at once so far.
     loading: usize,
     max_loading: usize,
@@ -118,6 +120,15 @@ impl GatedStore {
     }
 
     /// Everything seen so far.
+    /// The next `take_fenced` reports `doc` fenced from revision `from_rev` (the writes still
+    /// go to the memory store: the tests look at what the store actor does about it).
+    pub(crate) fn fence(&self, doc: &str, from_rev: u64) {
+        self.lock().fenced.push(Fenced {
+            doc: doc.into(),
+            from_rev,
+        });
+    }
+
     pub(crate) fn events(&self) -> Vec<StoreEvent> {
         self.lock().events.clone()
     }
@@ -213,6 +224,10 @@ impl Store for GatedStore {
 
     /// Logs the start, waits while flushes are held (at most [`WAIT_LIMIT`]), flushes, logs
     /// the end.
+    fn take_fenced(&self) -> Vec<Fenced> {
+        std::mem::take(&mut self.lock().fenced)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.started += 1;

@@ -39,6 +39,7 @@ use coedit_protocol::{ClientId, ErrorCode, Op};
 
 use crate::document::{Applied, DocActor, DocActorConfig, DocDeps, GetText, Submit};
 use crate::errors::ActorError;
+use crate::events::EventType;
 use crate::history::Answer;
 use crate::registry::Registry;
 use crate::security::anchor::AnchorLog;
@@ -154,6 +155,8 @@ pub(crate) struct RigOptions {
     pub(crate) group_commit: Duration,
     /// Documents the registry loads at once.
     pub(crate) parallel_loads: usize,
+    /// Change events: every kind, told to this recipient as they become durable.
+    pub(crate) events: Option<Recipient<crate::dispatcher::EventsDurable>>,
 }
 
 impl Default for RigOptions {
@@ -167,6 +170,7 @@ impl Default for RigOptions {
             manifest: false,
             group_commit: Duration::ZERO,
             parallel_loads: crate::registry::DEFAULT_PARALLEL_LOADS,
+            events: None,
         }
     }
 }
@@ -223,7 +227,7 @@ impl Rig {
             disk: opts.store_disk,
             close_all: None,
         };
-        let writer = StoreActor::new(
+        let mut writer = StoreActor::new(
             dyn_store.clone(),
             opts.durability,
             pool,
@@ -233,8 +237,21 @@ impl Rig {
             0,
         )
         .expect("store actor")
-        .with_group_commit(opts.group_commit)
-        .start();
+        .with_group_commit(opts.group_commit);
+        if let Some(dispatcher) = opts.events {
+            writer = writer.with_events(crate::store_actor::EventsSetup {
+                changed_interval: Duration::ZERO,
+                wanted: [EventType::Created, EventType::Changed]
+                    .into_iter()
+                    .collect(),
+                state: crate::events::outbox::OutboxState {
+                    prefix: "test".into(),
+                    last_seq: 0,
+                },
+                dispatcher,
+            });
+        }
+        let writer = writer.start();
         let config = DocActorConfig {
             durability: opts.durability,
             ..opts.config

@@ -30,6 +30,8 @@ struct Heard {
     manifest_rev: Option<u64>,
     /// Flushes completed then.
     flushes: usize,
+    /// Told fenced (cluster mode: another node wrote the document first).
+    fenced: bool,
 }
 
 /// Stands in for a document actor: records every `Durable` it is sent.
@@ -52,6 +54,7 @@ impl Handler<Durable> for DurableLog {
             rev: m.rev,
             manifest_rev: self.manifest.expected_rev(&self.doc),
             flushes: self.store.flushes_finished(),
+            fenced: m.fenced,
         };
         self.heard
             .lock()
@@ -140,7 +143,8 @@ async fn appends_during_a_flush_go_into_the_next_flush() {
         [Heard {
             rev: 1,
             manifest_rev: Some(1),
-            flushes: 1
+            flushes: 1,
+            fenced: false
         }],
         "flush 1 covers revision 1 only"
     );
@@ -158,7 +162,8 @@ async fn appends_during_a_flush_go_into_the_next_flush() {
         Heard {
             rev: 4,
             manifest_rev: Some(4),
-            flushes: 2
+            flushes: 2,
+            fenced: false
         }
     );
     assert_eq!(
@@ -166,7 +171,8 @@ async fn appends_during_a_flush_go_into_the_next_flush() {
         [Heard {
             rev: 2,
             manifest_rev: Some(2),
-            flushes: 2
+            flushes: 2,
+            fenced: false
         }]
     );
     let (received, written, flushed, flushing) =
@@ -246,7 +252,8 @@ async fn a_group_commit_window_spaces_flushes_and_batches_what_arrives_inside_it
         Heard {
             rev: 4,
             manifest_rev: Some(4),
-            flushes: 2
+            flushes: 2,
+            fenced: false
         }
     );
 }
@@ -553,4 +560,81 @@ async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
     .expect("batch applies");
     assert_eq!(plain.events(), [ev("c", 1), ev("c", 2)]);
     assert!(anchors.is_empty());
+}
+
+/// Collects the change events the store writer hands to the dispatcher.
+struct EventsSeen(Arc<Mutex<Vec<Arc<crate::events::Event>>>>);
+
+impl Actor for EventsSeen {
+    type Context = Context<Self>;
+}
+
+impl Handler<crate::dispatcher::EventsDurable> for EventsSeen {
+    type Result = ();
+
+    fn handle(&mut self, m: crate::dispatcher::EventsDurable, _: &mut Context<Self>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend(m.0);
+    }
+}
+
+/// Invariant (cluster fence): a flush after which the store reports a document fenced from
+/// revision N tells the document `Durable { fenced: true }`; the audit chain gets a `fenced`
+/// record naming N after the ops' own records; change events tell the revisions below N and
+/// none from N on (another node's revisions are stored there).
+#[actix::test]
+async fn a_fenced_document_is_told_audited_and_its_refused_revisions_not_evented() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let collector = EventsSeen(seen.clone()).start();
+    let rig = Rig::with(RigOptions {
+        audit: true,
+        events: Some(collector.recipient()),
+        ..RigOptions::default()
+    });
+    let (a, heard_a) = durable_log(&rig, "a");
+    rig.store.fence("a", 2);
+    for rev in 1..=3 {
+        rig.writer.do_send(append("a", rev, Some("alice"), &a));
+    }
+    rig.all_written().await;
+    rig.writer.send(FlushNow).await.expect("store actor");
+    wait_until("the document hears of the fence", || {
+        heard(&heard_a).iter().any(|h| h.fenced)
+    })
+    .await;
+    // The audit record of the fence is written by the next flush.
+    rig.writer.send(FlushNow).await.expect("store actor");
+    let records = rig.store.audit_all().expect("audit records");
+    let events: Vec<AuditEvent> = records
+        .iter()
+        .map(|(_, v)| audit::decode(v).expect("decodes").event)
+        .collect();
+    let ops = events
+        .iter()
+        .filter(|e| matches!(e, AuditEvent::Op { .. }))
+        .count();
+    assert_eq!(ops, 3, "the ops applied are recorded: {events:?}");
+    assert_eq!(
+        events.last(),
+        Some(&AuditEvent::Fenced {
+            doc: "a".into(),
+            from_rev: 2
+        }),
+        "{events:?}"
+    );
+    // Change events (due every EVENT_TICK, written, then told once flushed): revision 1 only.
+    for _ in 0..5 {
+        rig.clock.advance(crate::store_actor::EVENT_TICK).await;
+        rig.writer.send(FlushNow).await.expect("store actor");
+    }
+    let told: Vec<serde_json::Value> = seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|e| serde_json::from_str(&e.json).expect("event JSON"))
+        .collect();
+    let highest = told
+        .iter()
+        .filter_map(|e| e["data"]["revs"]["to"].as_u64())
+        .max();
+    assert_eq!(highest, Some(1), "refused revisions were evented: {told:?}");
 }
