@@ -504,10 +504,11 @@ fn verify(
 
 /// `coedit check` over the whole store in JetStream (every document's records, every
 /// node's audit chain), with `node`'s configuration; retried while NATS settles.
-fn check(label: &str, node: &Server) -> Result<()> {
+/// Runs `coedit check` on the cluster (through `node`'s configuration); the tries it took.
+fn check(label: &str, node: &Server) -> Result<usize> {
     let cfg = node.data_dir.with_extension("toml");
     let mut out = String::new();
-    for _ in 0..CHECK_TRIES {
+    for tries in 1..=CHECK_TRIES {
         let (ok, o) = run_coedit(&["check", "--config", cfg.to_str().context("path")?]);
         if ok {
             ensure!(o.contains("ok      hot: "), "{label}: {o}");
@@ -515,7 +516,7 @@ fn check(label: &str, node: &Server) -> Result<()> {
                 o.matches("ok      audit log").count() >= 3,
                 "{label}: every node's audit chain is checked: {o}"
             );
-            return Ok(());
+            return Ok(tries);
         }
         out = o;
         std::thread::sleep(Duration::from_secs(2));
@@ -676,12 +677,10 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
         "(c) killed nats-server 3 of 3: acked={acked_c} lost=0 longest ack gap {after_nats:?}"
     );
 
-    // `coedit check` lists every bucket's keys; with one of three nats-servers dead that
-    // listing timed out for over a minute on the CI machine (noted in CLUSTER.md), so the
-    // server comes back first; the data itself was verified above with it down.
-    nats[2].restart()?;
-    wait_jetstream(&urls).await?;
-    check("(c)", refs[0])?;
+    // `coedit check` with that nats-server still down (its key listings' consumers may be
+    // placed on the dead server: `JsKv::kv_keys` tries again).
+    let tries = check("(c)", refs[0])?;
+    println!("(c) coedit check with nats-server 3 of 3 down: passed on try {tries}");
     let owner = owner_of(&urls[0], "hot").await?;
     rest_through_every_node(&refs, &owner, "hot")?;
     let reconnects = *shared.reconnects.lock().unwrap();

@@ -36,6 +36,10 @@ use super::*;
 pub const DEFAULT_BUCKET_PREFIX: &str = "COEDIT";
 /// Time allowed for one call to NATS (connect, read, or a whole flush).
 pub const NATS_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one try at creating a key listing's consumer may take (see `JsKv::kv_keys`).
+pub const KEYS_TRY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between tries at a key listing.
+const KEYS_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long a flush keeps sending writes NATS did not acknowledge (NATS restarting, a leader
 /// election) before it fails.
 pub const FLUSH_RETRY_FOR: Duration = Duration::from_secs(120);
@@ -211,13 +215,22 @@ impl JsKv {
 
     /// Every live KV key of `tree`'s bucket, as stored (`keys()` skips deleted ones, reading
     /// headers, not values).
+    ///
+    /// A listing reads through an ephemeral consumer, which the NATS meta leader places on one
+    /// of the stream's peers, an unreachable one included (a server down: measured, about one
+    /// creation in three then waits for the request timeout): the creation is given
+    /// [`KEYS_TRY_TIMEOUT`] and asked again, within the call's [`NATS_CALL_TIMEOUT`].
     fn kv_keys(&self, tree: Tree) -> Result<Vec<String>, StoreError> {
         let bucket = self.buckets[tree_index(tree)].clone();
         self.run(async move {
-            let keys = bucket
-                .keys()
-                .await
-                .map_err(|e| nats_err("listing keys", e))?;
+            let keys = loop {
+                match tokio::time::timeout(KEYS_TRY_TIMEOUT, bucket.keys()).await {
+                    Ok(Ok(keys)) => break keys,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "listing keys: trying again"),
+                    Err(_) => tracing::debug!("listing keys: no consumer in time; trying again"),
+                }
+                tokio::time::sleep(KEYS_RETRY_PAUSE).await;
+            };
             keys.try_collect::<Vec<String>>()
                 .await
                 .map_err(|e| nats_err("listing keys", e))
