@@ -588,7 +588,10 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
         let refs: Vec<&Server> = nodes.iter().flatten().collect();
         let n = verify("warm-up", &refs, &typists, &shared)?;
         check("warm-up", refs[0])?;
-        println!("warm-up: acked={n} lost=0");
+        println!(
+            "warm-up: acked={n} lost=0 reconnects={}",
+            shared.reconnects.lock().unwrap()
+        );
     }
 
     // (a) SIGKILL the hot document's owner while they type.
@@ -608,7 +611,11 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
     let refs: Vec<&Server> = nodes.iter().flatten().collect();
     let acked_a = verify("(a) owner killed", &refs, &typists, &shared)?;
     check("(a)", refs[0])?;
-    println!("(a) killed owner {owner}: acked={acked_a} lost=0 failover={failover_kill:?}");
+    println!(
+        "(a) killed owner {owner}: acked={acked_a} lost=0 failover={failover_kill:?} \
+         reconnects={}",
+        shared.reconnects.lock().unwrap()
+    );
     // The killed node comes back (empty: nothing is local) so that three nodes serve again.
     nodes[victim] = Some(start_server_with(&node_config(&urls, &owner)));
     let ws: Vec<String> = (0..3)
@@ -656,8 +663,9 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
     println!(
         "(b) paused owner {owner_b} for {:?}: {taken_over} took over; it stepped down \
          {step_downs} documents, {fenced} of its writes refused; acked={acked_b} lost=0 \
-         failover={failover_pause:?}",
-        Duration::from_millis(LEASE_MS * 2)
+         failover={failover_pause:?} reconnects={}",
+        Duration::from_millis(LEASE_MS * 2),
+        shared.reconnects.lock().unwrap()
     );
 
     // (c) SIGKILL one NATS server while they type.
