@@ -1,8 +1,9 @@
 // tests/yjs-interop/cluster.test.mjs: Yjs documents in cluster mode, with the real npm clients
 // (y-websocket's WebsocketProvider, @hocuspocus/provider's HocuspocusProvider) connected to
 // different coedit nodes of one cluster: three `coedit serve` on 127.0.0.1 sharing one
-// `nats-server -js` (docs/CLUSTER.md). One node orders each document (it holds the lease); the
-// others route their sessions' sync, updates and awareness to it, and forward REST calls.
+// `nats-server -js` (docs/CLUSTER.md), with authentication on (HMAC-SM3 tokens). One node
+// orders each document (it holds the lease); the others route their sessions' sync, updates
+// and awareness to it, and forward REST calls.
 //
 // Needs a nats-server: $COEDIT_NATS_SERVER or `nats-server` on the PATH (.ci/nats-server.sh
 // installs one). Without it the suite is skipped, unless COEDIT_REQUIRE_NATS=1 (CI), where it
@@ -15,9 +16,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import {
+  QUIET_MS,
   Y,
   allSynced,
   api,
+  authLines,
+  coedit,
   contentOf,
   converge,
   describeDocs,
@@ -30,6 +34,7 @@ import {
   startNats,
   startServer,
   stopServer,
+  tokenMaker,
   until,
   writeConfig,
   yws,
@@ -52,11 +57,14 @@ const fx = { nodes: [] };
 before(async () => {
   if (!NATS) return;
   fx.dir = mkdtempSync(join(tmpdir(), 'coedit-yjs-cluster-'));
+  fx.keys = join(fx.dir, 'keys');
+  coedit(['keygen', '--out', fx.keys]);
+  fx.token = tokenMaker('hmac', fx.keys);
   fx.nats = await startNats(NATS, fx.dir);
   fx.nodes = await Promise.all(
     [0, 1, 2].map((i) => {
       const name = `node-${i}`;
-      const config = writeConfig(fx.dir, name);
+      const config = writeConfig(fx.dir, name, authLines('hmac', fx.keys));
       appendFileSync(
         config,
         [
@@ -111,9 +119,12 @@ function edit(doc, who, rng, n) {
   });
 }
 
+/** An editor's token (every document of tenant acme). */
+const editor = () => fx.token('editor');
+
 /** GET …/state from `node`, applied to a fresh Y.Doc. */
 async function stateFrom(node, name) {
-  const r = await api(node, 'GET', `/api/docs/${name}/state`);
+  const r = await api(node, 'GET', `/api/docs/${name}/state`, { token: editor() });
   assert.equal(r.status, 200, `${node.name}: ${r.text}`);
   const doc = new Y.Doc();
   Y.applyUpdate(doc, r.bytes);
@@ -135,10 +146,10 @@ describe('cluster mode: Yjs documents routed between nodes (3 coedit nodes, one 
     const rng = prng(SEED);
     t.diagnostic(`SEED=${SEED} (replay: YJS_INTEROP_SEED=${SEED})`);
     // The first client's node takes the lease: node-0 orders the document.
-    const a = own(yws(n0, name));
+    const a = own(yws(n0, name, { token: editor() }));
     await allSynced([a]);
-    const b = own(hocus(n1, name));
-    const c = own(yws(n2, name));
+    const b = own(hocus(n1, name, { token: editor() }));
+    const c = own(yws(n2, name, { token: editor() }));
     const clients = [a, b, c];
     t.diagnostic(`initial sync of two clients on non-owner nodes: ${await allSynced(clients)} ms`);
     assert.deepEqual(b.log.scopes, ['read-write'], b.describe());
@@ -188,7 +199,7 @@ describe('cluster mode: Yjs documents routed between nodes (3 coedit nodes, one 
         `${node.name}: …/state differs from the clients:\n${describeDocs([doc, a.doc])}`,
       );
       assert.equal(servedBy, node === n0 ? null : 'node-0', `${node.name} answered for node-0's document`);
-      const r = await api(node, 'GET', `/api/docs/${name}`);
+      const r = await api(node, 'GET', `/api/docs/${name}`, { token: editor() });
       assert.equal(r.status, 200, r.text);
       assert.equal(r.json.kind, 'yjs', r.text);
     }
@@ -196,7 +207,10 @@ describe('cluster mode: Yjs documents routed between nodes (3 coedit nodes, one 
     const fresh = (await stateFrom(n2, name)).doc;
     const sv = Y.encodeStateVector(fresh);
     fresh.getText('text').insert(0, '[posted to node-2] ');
-    const posted = await api(n2, 'POST', `/api/docs/${name}/updates`, { body: Y.encodeStateAsUpdate(fresh, sv) });
+    const posted = await api(n2, 'POST', `/api/docs/${name}/updates`, {
+      token: editor(),
+      body: Y.encodeStateAsUpdate(fresh, sv),
+    });
     assert.equal(posted.status, 200, posted.text);
     assert.equal(posted.headers.get('x-coedit-served-by'), 'node-0', posted.text);
     await converge([fresh, a.doc, b.doc], 'the update posted to node-2 at every client');
@@ -206,19 +220,75 @@ describe('cluster mode: Yjs documents routed between nodes (3 coedit nodes, one 
     const own = clientsOf(t);
     const [n0, n1] = fx.nodes;
     const name = docName('cluster-text');
-    const created = await api(n0, 'POST', `/api/docs/${name}/ops`, { body: { base_rev: 0, op: ['hello'] } });
+    const created = await api(n0, 'POST', `/api/docs/${name}/ops`, {
+      token: editor(),
+      body: { base_rev: 0, op: ['hello'] },
+    });
     assert.equal(created.status, 200, created.text);
-    const ws = own(yws(n1, name));
+    const ws = own(yws(n1, name, { token: editor() }));
     await until(() => ws.log.closes.some((x) => x !== 'local'), 'the y-websocket socket closed by node-1', {
       detail: ws.describe,
     });
     const close = ws.log.closes.find((x) => x !== 'local');
     assert.equal(close.code, 4409, ws.describe());
     assert.match(close.reason, /^3006 /, ws.describe());
-    const r = await api(n1, 'GET', `/api/docs/${name}`);
+    const r = await api(n1, 'GET', `/api/docs/${name}`, { token: editor() });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.text, 'hello', r.text);
     assert.equal(r.headers.get('x-coedit-served-by'), 'node-0', r.text);
+  });
+
+  test('viewers on non-owner nodes sync but their edits reach nobody; tokens are checked where calls arrive', async (t) => {
+    const own = clientsOf(t);
+    const [n0, n1, n2] = fx.nodes;
+    const name = docName('cluster-viewer');
+    const e = own(hocus(n0, name, { token: editor() }));
+    await allSynced([e]);
+    e.doc.getText('text').insert(0, 'written by the editor');
+    await until(() => e.provider.unsyncedChanges === 0, 'the editor’s edit acknowledged', { detail: e.describe });
+    const hv = own(hocus(n1, name, { token: fx.token('viewer') }));
+    const wv = own(yws(n2, name, { token: fx.token('viewer') }));
+    await allSynced([hv, wv]);
+    assert.deepEqual(hv.log.scopes, ['readonly'], hv.describe());
+    await converge([e.doc, hv.doc, wv.doc], 'the viewers to receive the document');
+    hv.doc.getText('text').insert(0, 'HP-VIEWER ');
+    wv.doc.getText('text').insert(0, 'WS-VIEWER ');
+    await until(() => hv.log.syncStatus.includes(false), 'SyncStatus(false) for the Hocuspocus viewer on node-1', {
+      detail: hv.describe,
+    });
+    await until(() => wv.log.denied.length > 0, 'permission denied for the y-websocket viewer on node-2', {
+      detail: wv.describe,
+    });
+    for (const reason of wv.log.denied) assert.equal(JSON.parse(reason).error?.code, 5006, wv.describe());
+    e.doc.getText('text').insert(e.doc.getText('text').length, ' and more');
+    await until(
+      () => [hv, wv].every((v) => v.doc.getText('text').toString().endsWith(' and more')),
+      'the viewers to receive a later edit',
+    );
+    await sleep(QUIET_MS);
+    assert.ok(!e.doc.getText('text').toString().includes('VIEWER'), e.doc.getText('text').toString());
+    const { doc } = await stateFrom(n2, name);
+    assert.ok(!doc.getText('text').toString().includes('VIEWER'), doc.getText('text').toString());
+    // REST through a non-owner: the node a call reaches checks its token and role (and the
+    // owner checks them again on a forwarded call): no token 401, a viewer reads (forwarded)
+    // but does not write (403 / 5006), another tenant's token gets nothing.
+    const anon = await api(n1, 'GET', `/api/docs/${name}`);
+    assert.equal(anon.status, 401, anon.text);
+    const read = await api(n1, 'GET', `/api/docs/${name}`, { token: fx.token('viewer') });
+    assert.equal(read.status, 200, read.text);
+    assert.equal(read.headers.get('x-coedit-served-by'), 'node-0', read.text);
+    const u = new Y.Doc();
+    Y.applyUpdate(u, (await api(n1, 'GET', `/api/docs/${name}/state`, { token: editor() })).bytes);
+    const sv = Y.encodeStateVector(u);
+    u.getText('text').insert(0, 'REST-VIEWER ');
+    const denied = await api(n1, 'POST', `/api/docs/${name}/updates`, {
+      token: fx.token('viewer'),
+      body: Y.encodeStateAsUpdate(u, sv),
+    });
+    assert.equal(denied.status, 403, denied.text);
+    assert.equal(denied.json?.error?.code, 5006, denied.text);
+    const other = await api(n1, 'GET', `/api/docs/${name}`, { token: fx.token('editor', { tenant: 'other' }) });
+    assert.ok([403, 404].includes(other.status), `another tenant's token: ${other.status} ${other.text}`);
   });
 
   // Last: it kills node-0.
@@ -227,10 +297,10 @@ describe('cluster mode: Yjs documents routed between nodes (3 coedit nodes, one 
     const [n0, n1, n2] = fx.nodes;
     const name = docName('cluster-failover');
     const rng = prng(SEED + 1);
-    const a = own(yws(n0, name));
+    const a = own(yws(n0, name, { token: editor() }));
     await allSynced([a]);
-    const b = own(hocus(n1, name));
-    const c = own(yws(n2, name));
+    const b = own(hocus(n1, name, { token: editor() }));
+    const c = own(yws(n2, name, { token: editor() }));
     await allSynced([a, b, c]);
     let edits = 0;
     for (let round = 0; round < 10; round++) {
