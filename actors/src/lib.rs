@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! Actors (one file each, messages next to their handlers), and what runs where:
-//! - [`registry`]: the `Registry` actor (one, on the system arbiter): opens one `DocActor` per
-//!   document on first use and forgets it when it unloads.
+//! - [`registry`]: the `Registry` actor (one, on the system arbiter): opens one `DocActor` or
+//!   `YDocActor` per document on first use (in cluster mode, a `RemoteDoc` when another node
+//!   owns it) and forgets it when it unloads; `registry/calls.rs`: how sessions and REST
+//!   calls reach a document through it.
 //! - [`document`]: the `DocActor` (one per open document, spread over the worker arbiters):
 //!   owns one `Document`, serializes submits, fans ops and presence out in rounds (one
 //!   message per subscriber per tick; the tick stretches with the subscribers), keeps the
@@ -47,7 +49,7 @@
 //!   document another node owns, the owner's gateway, the wire between nodes. See its `//!`
 //!   layout.
 //! - [`storage`]: the `Store` trait and `StoreError`, the record codec, the `Kv` backends
-//!   (memory, sled), the offline checker, data keys, the manifest, free disk space, the
+//!   (memory, sled, NATS JetStream), the offline checker, data keys, the manifest, free disk space, the
 //!   durability policy. See its `//!` layout.
 //! - [`events`]: change events: their JSON, the coalescer, the outbox in the store, Standard
 //!   Webhooks signatures, the retry schedule, the sinks. See its `//!` layout.

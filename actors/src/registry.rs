@@ -1,7 +1,7 @@
 //! The registry: one actor per open document (a `DocActor` for text, a `YDocActor` for Yjs),
 //! opened on first use. It owns the whole
 //! open lifecycle: WebSocket joins and REST calls reach a document only through
-//! [`call_doc`] ("open or wait, then ask").
+//! [`call_doc`] and [`call_kind`] ("open or wait, then ask", `registry/calls.rs`).
 //!
 //! A document's slot goes `Opening` (its store read, decryption and replay run on a blocking
 //! thread, off the registry's: opens of different documents proceed in parallel, and every
@@ -36,10 +36,10 @@ use coedit_protocol::yjs::YDocConfig;
 use coedit_protocol::DocKind;
 
 use crate::cluster::lease::LeaseValue;
+use crate::cluster::owner::find_owner;
 use crate::cluster::owner::HeldLease;
 use crate::cluster::remote_doc::RemoteDoc;
-use crate::cluster::wire::{self, OwnerMsg, Reply, ToOwner};
-use crate::cluster::{Acquired, Cluster, OWNER_RETRY};
+use crate::cluster::{Acquired, Cluster};
 use crate::document::{DocActor, DocActorConfig, DocDeps, Shutdown};
 use crate::errors::ActorError;
 use crate::metrics::metrics;
@@ -50,14 +50,15 @@ use crate::storage::Store;
 use crate::store_actor::{AppendAudit, Checkpoint, DeleteDoc, FlushNow, StoreActor};
 use crate::ydoc::YDocActor;
 
+mod calls;
+pub use calls::{call_doc, call_kind, DocLink};
+
 /// Times a request asks the registry again after the actor it got was closing (each round
 /// waits for that actor's `DocClosed`; more than one round happens only when a document
 /// unloads again at once).
 pub const MAX_OPEN_ROUNDS: u32 = 4;
 /// Longest a request waits for a document to open (its load, or an unloading actor's save).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Cluster mode: longest a load waits for a silent owner's lease to expire.
-pub const OWNER_WAIT: Duration = Duration::from_secs(20);
 /// Default number of documents loading at once.
 pub const DEFAULT_PARALLEL_LOADS: usize = 16;
 
@@ -686,203 +687,9 @@ fn refuse_all(waiters: Vec<Waiter>, id: &str) {
     }
 }
 
-/// A document's actor as a session holds it: this node's actor of kind `A` (a `DocActor`
-/// for text, a `YDocActor` for Yjs), or (cluster mode) the `RemoteDoc` standing in for the
-/// owner on another node. Both take the same messages.
-pub enum DocLink<A: Actor = DocActor> {
-    /// The document actor on this node.
-    Local(Addr<A>),
-    /// The stand-in for the owner on another node.
-    Remote(Addr<RemoteDoc>),
-}
-
-impl<A: Actor> Clone for DocLink<A> {
-    fn clone(&self) -> Self {
-        match self {
-            DocLink::Local(a) => DocLink::Local(a.clone()),
-            DocLink::Remote(a) => DocLink::Remote(a.clone()),
-        }
-    }
-}
-
-impl<A: Actor> DocLink<A> {
-    /// Sends `m` without waiting for its answer.
-    pub fn do_send<M>(&self, m: M)
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        A: Handler<M>,
-        A::Context: actix::dev::ToEnvelope<A, M>,
-        RemoteDoc: Handler<M>,
-    {
-        match self {
-            DocLink::Local(a) => a.do_send(m),
-            DocLink::Remote(a) => a.do_send(m),
-        }
-    }
-
-    /// Sends `m` and returns its answer.
-    pub fn send<M>(
-        &self,
-        m: M,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<M::Result, MailboxError>>>>
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        A: Handler<M>,
-        A::Context: actix::dev::ToEnvelope<A, M>,
-        RemoteDoc: Handler<M>,
-    {
-        match self {
-            DocLink::Local(a) => Box::pin(a.send(m)),
-            DocLink::Remote(a) => Box::pin(a.send(m)),
-        }
-    }
-}
-
-/// An actor's answer to a request, as [`ask_open`] awaits it.
-type Asked<R> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Result<R, ActorError>, actix::MailboxError>>>,
->;
-
-/// The loop both [`call_doc`] and [`call_kind`] run: asks the registry for document `open.id`
-/// as `kind`, hands the address to `ask` (which picks the handle to return and sends the
-/// request, or refuses the address), and asks again when the actor answered `Closing` (it was
-/// unloading; the registry then knows, so the next round waits for the unload to finish and
-/// the document to load anew, or, cluster mode, finds its new owner).
-async fn ask_open<T, R>(
-    registry: &Addr<Registry>,
-    open: OpenDoc,
-    kind: DocKind,
-    mut ask: impl FnMut(DocAddr) -> Result<(T, Asked<R>), ActorError>,
-) -> Result<(T, R), ActorError> {
-    let mut last = ActorError::Closing(open.name.clone());
-    for _ in 0..MAX_OPEN_ROUNDS {
-        let request = OpenDoc {
-            kind,
-            id: open.id.clone(),
-            name: open.name.clone(),
-            create: open.create,
-        };
-        let (handle, answer) = ask(registry.send(request).await??)?;
-        match answer.await {
-            Ok(Ok(r)) => return Ok((handle, r)),
-            Ok(Err(e @ ActorError::Closing(_))) => last = e,
-            Err(e) => last = ActorError::Mailbox(e),
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-    Err(last)
-}
-
-/// Sends `make()` to document `open.id`'s actor of kind `A`, opening it (or waiting for it)
-/// first: the one way WebSocket joins reach a document (REST calls use [`call_kind`]); in
-/// cluster mode the actor may be the `RemoteDoc` standing in for the owner on another node.
-pub async fn call_doc<A, M, R>(
-    registry: &Addr<Registry>,
-    open: OpenDoc,
-    make: impl Fn() -> M,
-) -> Result<(DocLink<A>, R), ActorError>
-where
-    A: KindActor + Handler<M>,
-    A::Context: actix::dev::ToEnvelope<A, M>,
-    M: Message<Result = Result<R, ActorError>> + Send + 'static,
-    R: Send + 'static,
-    RemoteDoc: Handler<M>,
-{
-    let name = open.name.clone();
-    ask_open(registry, open, A::KIND, |addr| {
-        if let DocAddr::Remote(a, ..) = addr {
-            let answer: Asked<R> = Box::pin(a.send(make()));
-            return Ok((DocLink::Remote(a), answer));
-        }
-        let kind = addr.kind();
-        let Some(a) = A::addr_of(addr) else {
-            return Err(ActorError::WrongKind {
-                doc: name.clone(),
-                kind,
-            });
-        };
-        let answer: Asked<R> = Box::pin(a.send(make()));
-        Ok((DocLink::Local(a), answer))
-    })
-    .await
-}
-
-/// [`call_doc`] for a document actor of kind `A` on this node (the request's `kind` is set to
-/// `A::KIND`); a document another node orders is refused, naming that node.
-pub async fn call_kind<A, M, R>(
-    registry: &Addr<Registry>,
-    open: OpenDoc,
-    make: impl Fn() -> M,
-) -> Result<(Addr<A>, R), ActorError>
-where
-    A: KindActor + Handler<M>,
-    A::Context: actix::dev::ToEnvelope<A, M>,
-    M: Message<Result = Result<R, ActorError>> + Send + 'static,
-    R: Send + 'static,
-{
-    let name = open.name.clone();
-    ask_open(registry, open, A::KIND, |addr| {
-        if let DocAddr::Remote(_, owner) = &addr {
-            return Err(owned_elsewhere(&name, owner));
-        }
-        let kind = addr.kind();
-        let Some(a) = A::addr_of(addr) else {
-            return Err(ActorError::WrongKind {
-                doc: name.clone(),
-                kind,
-            });
-        };
-        let answer: Asked<R> = Box::pin(a.send(make()));
-        Ok((a, answer))
-    })
-    .await
-}
-
 /// The name clients use for document `id`, as the first waiter's request gave it.
 fn waiters_name(waiters: &[Waiter], id: &str) -> String {
     waiters
         .first()
         .map_or_else(|| id.to_string(), |w| w.name.clone())
-}
-
-/// Cluster mode: takes document `doc`'s lease, or finds the live node that holds it. A holder
-/// that does not answer (dead, or unloading the document) is waited for until its lease
-/// expires or it releases it, up to [`OWNER_WAIT`].
-async fn find_owner(c: &Arc<Cluster>, doc: &str, kind: DocKind) -> Result<Acquired, ActorError> {
-    let deadline = std::time::Instant::now() + OWNER_WAIT;
-    loop {
-        match c.leases.acquire(doc, kind).await {
-            Ok(Acquired::Owned(rev)) => {
-                metrics().cluster_leases_taken.inc();
-                return Ok(Acquired::Owned(rev));
-            }
-            Ok(Acquired::Held(v)) => {
-                let ping = ToOwner {
-                    v: wire::WIRE_VERSION,
-                    node: c.node.to_string(),
-                    msg: OwnerMsg::Ping {
-                        sessions: Vec::new(),
-                    },
-                };
-                let answer = c.request(c.doc_subject(doc), wire::encode(&ping)).await;
-                if let Ok(Some(Reply::Ok)) = answer.map(|b| wire::decode::<Reply>(&b)) {
-                    return Ok(Acquired::Held(v));
-                }
-                debug!(doc, holder = %v.node, "lease holder does not answer; waiting for the lease");
-            }
-            Err(e) => debug!(doc, error = %e, "lease not taken; trying again"),
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(ActorError::Remote {
-                code: coedit_protocol::ErrorCode::Unavailable,
-                msg: format!(
-                    "no node can serve document {doc:?} now: its owner does not answer and its \
-                     lease has not expired, or NATS is out of reach; retry"
-                ),
-            });
-        }
-        tokio::time::sleep(OWNER_RETRY).await;
-    }
 }

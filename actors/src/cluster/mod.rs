@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`lease`]: the lease bucket: who orders a document.
 //! - [`wire`]: the messages nodes send each other.
-//! - [`owner`]: an owning document actor's lease: renewal, step-down, release.
+//! - [`owner`]: an owning document actor's lease: renewal, step-down, release; finding a
+//!   document's owner (or taking its lease) before a load.
 //! - [`remote_doc`]: the `RemoteDoc` actor, a node's stand-in for a document another node
-//!   owns: its sessions' joins, ops, presence and leaves go to the owner; the owner's frames
-//!   come back through [`Cluster`]'s inbox.
+//!   owns: its sessions' joins, ops, presence and leaves (text), or sync, updates and
+//!   awareness (Yjs, `remote_doc/yjs.rs`) go to the owner; the owner's frames come back
+//!   through [`Cluster`]'s inbox.
 //! - [`gateway`]: the owner's side: a document actor's subscription to its requests, and the
 //!   `RemoteSink` actor standing in for a remote session in the document's subscriber table.
 //! - This file: [`Cluster`], the node's NATS connection for routing: one ordered publisher

@@ -1,6 +1,8 @@
 //! What an owning document actor (text or Yjs) does with its lease: renew it every
 //! `renew`, step down when it is lost or when NATS was out of reach for longer than
 //! `lease − renew` (another node may take it after `lease`), release it when the actor stops.
+//! And [`find_owner`]: how a node about to load a document takes its lease or finds the live
+//! node holding it.
 //!
 //! Invariants:
 //! - One renewal in flight at a time; each carries the revision of the last one.
@@ -12,13 +14,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use coedit_protocol::DocKind;
 
-use super::{Cluster, LeaseError};
+use super::wire::{self, OwnerMsg, Reply, ToOwner};
+use super::{Acquired, Cluster, LeaseError, OWNER_RETRY};
+use crate::errors::ActorError;
+use crate::metrics::metrics;
 use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
 use crate::store_actor::{FlushNow, StoreActor, Unfence};
+
+/// Cluster mode: longest a load waits for a silent owner's lease to expire.
+pub const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A lease this node holds for an open document.
 pub struct HeldLease {
@@ -169,4 +177,48 @@ fn renew_once<A: LeaseHolder>(act: &mut A, ctx: &mut Context<A>) {
             Err(e) => warn!(error = %e, "lease renewal failed; retrying"),
         }
     }));
+}
+
+/// Cluster mode: takes document `doc`'s lease, or finds the live node that holds it. A holder
+/// that does not answer (dead, or unloading the document) is waited for until its lease
+/// expires or it releases it, up to [`OWNER_WAIT`].
+pub async fn find_owner(
+    c: &Arc<Cluster>,
+    doc: &str,
+    kind: DocKind,
+) -> Result<Acquired, ActorError> {
+    let deadline = std::time::Instant::now() + OWNER_WAIT;
+    loop {
+        match c.leases.acquire(doc, kind).await {
+            Ok(Acquired::Owned(rev)) => {
+                metrics().cluster_leases_taken.inc();
+                return Ok(Acquired::Owned(rev));
+            }
+            Ok(Acquired::Held(v)) => {
+                let ping = ToOwner {
+                    v: wire::WIRE_VERSION,
+                    node: c.node.to_string(),
+                    msg: OwnerMsg::Ping {
+                        sessions: Vec::new(),
+                    },
+                };
+                let answer = c.request(c.doc_subject(doc), wire::encode(&ping)).await;
+                if let Ok(Some(Reply::Ok)) = answer.map(|b| wire::decode::<Reply>(&b)) {
+                    return Ok(Acquired::Held(v));
+                }
+                debug!(doc, holder = %v.node, "lease holder does not answer; waiting for the lease");
+            }
+            Err(e) => debug!(doc, error = %e, "lease not taken; trying again"),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ActorError::Remote {
+                code: coedit_protocol::ErrorCode::Unavailable,
+                msg: format!(
+                    "no node can serve document {doc:?} now: its owner does not answer and its \
+                     lease has not expired, or NATS is out of reach; retry"
+                ),
+            });
+        }
+        tokio::time::sleep(OWNER_RETRY).await;
+    }
 }
