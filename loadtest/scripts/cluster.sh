@@ -5,9 +5,10 @@
 # Starts 3 nats-servers on 127.0.0.1 (one JetStream cluster, R3, default sync), NODES coedit
 # nodes in cluster mode, runs one load spread over the nodes (--url per node), prints the
 # load summary and the CPU seconds of all coedit and all nats-server processes; stops every
-# process it started.
+# process it started. WSPATH=/hocuspocus (with `--kind yjs`) drives Yjs clients.
 set -u
 NODES=$1; LABEL=$2; shift 2
+WSPATH=${WSPATH:-/ws}
 BIN=${BIN:-target/release}
 NATS=${COEDIT_NATS_SERVER:-$(.ci/nats-server.sh)}
 D=$(mktemp -d /tmp/cbench.XXXX)
@@ -36,14 +37,14 @@ for i in $(seq 0 $((NODES-1))); do
     [[ $ok == 1 ]] && break
     kill $P 2>/dev/null; wait $P 2>/dev/null; sleep 1
   done
-  CP+=($P); WS+=(--url ws://127.0.0.1:$PORT/ws)
+  CP+=($P); WS+=(--url ws://127.0.0.1:$PORT$WSPATH)
 done
 cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
 C0=$(cpu "${CP[@]}"); N0=$(cpu "${NP[@]}")
 $BIN/coedit-loadtest run "${WS[@]}" "$@" > $D/load.out 2>&1
 RC=$?
 C1=$(cpu "${CP[@]}"); N1=$(cpu "${NP[@]}")
-EDITS=$(grep -oE "[0-9]+ ops acked" $D/load.out | head -1 | grep -oE "^[0-9]+")
+EDITS=$(grep -oE "[0-9]+ (ops|updates) acked" $D/load.out | head -1 | grep -oE "^[0-9]+")
 echo "== $LABEL nodes=$NODES rc=$RC coedit_cpu_s=$(awk "BEGIN{print ($C1-$C0)/100}") nats_cpu_s=$(awk "BEGIN{print ($N1-$N0)/100}") edits=$EDITS"
 grep -iE "acked|p50|p99|converged|errors|visible|offered" $D/load.out | head -20
 for p in "${CP[@]}"; do kill $p; done; for p in "${CP[@]}"; do wait $p 2>/dev/null; done
