@@ -3,10 +3,11 @@
 //! document's lease), and its answer returned as it came, so a client may send any call to
 //! any node, as it may open a WebSocket on any node.
 //!
-//! How: this middleware keeps the request's body (bounded by the largest body a route takes);
-//! the route runs as on one node; if it answers with `ActorError::Elsewhere` naming an owner
-//! with an address, the same method, path, query, body and the headers that matter
-//! (`Authorization`, `Content-Type`, `Accept`) go to the owner, which checks the token and the
+//! How: the route runs as on one node (it authenticates and authorizes the caller before it
+//! reads a body, and `http::read_body` keeps a copy of what it read in the request's
+//! extensions); if it answers with `ActorError::Elsewhere` naming an owner with an address,
+//! this middleware sends the same method, path, query, body and the headers that matter
+//! (`Authorization`, `Content-Type`, `Accept`) to the owner, which checks the token and the
 //! role itself: nodes trust no forwarded claim.
 //!
 //! Invariants:
@@ -20,14 +21,15 @@
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use actix_web::{web, HttpResponse};
 use tracing::{debug, warn};
 
-use crate::http::{read_body, ApiError, AppState};
+use crate::http::{ApiError, AppState};
 
 /// Marks a forwarded request (its value: the forwarding node's address for the client).
 pub const FORWARDED_HEADER: &str = "x-coedit-forwarded";
@@ -43,6 +45,11 @@ const FORWARDED_HEADERS: [HeaderName; 3] =
 /// The answer headers returned.
 const ANSWER_HEADERS: [&str; 3] = ["content-type", "etag", "x-coedit-rev"];
 
+/// The body a route read, kept in the request's extensions by `http::read_body` (a cheap
+/// copy: the same buffer) for a forward.
+#[derive(Clone, Debug)]
+pub struct BodyRead(pub web::Bytes);
+
 /// The owner a request must go to (an `ApiError` made from `ActorError::Elsewhere`).
 #[derive(Clone, Debug)]
 pub struct ForwardTo {
@@ -54,7 +61,7 @@ pub struct ForwardTo {
 
 /// The middleware. See the module documentation.
 pub async fn forward_to_owner(
-    mut req: ServiceRequest,
+    req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -67,23 +74,6 @@ pub async fn forward_to_owner(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let has_body = matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
-    let body = if has_body {
-        let max = state.max_body.max(state.max_update);
-        let payload = std::mem::replace(req.parts_mut().1, Payload::None);
-        match read_body(req.request(), payload, max).await {
-            Ok(b) => b,
-            Err(e) => return Ok(req.error_response(e)),
-        }
-    } else {
-        web::Bytes::new()
-    };
-    if has_body {
-        req.set_payload(Payload::from(body.clone()));
-    }
     let method = req.method().clone();
     let path = req
         .uri()
@@ -103,6 +93,12 @@ pub async fn forward_to_owner(
     let Some(to) = target else {
         return Ok(res);
     };
+    // The body the route read (none for reads and deletions).
+    let body = res
+        .request()
+        .extensions()
+        .get::<BodyRead>()
+        .map_or_else(web::Bytes::new, |b| b.0.clone());
     let call = Forwarded {
         method,
         url: format!("{}{path}", to.url),

@@ -558,7 +558,10 @@ pub(crate) async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    let body = body.freeze();
+    // Cluster mode: a forward to the document's owner sends what was read (`forward.rs`).
+    actix_web::HttpMessage::extensions_mut(req).insert(crate::forward::BodyRead(body.clone()));
+    Ok(body)
 }
 
 /// `POST /api/docs/{id}/ops`: the caller is authenticated and authorized before its body is

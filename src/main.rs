@@ -465,12 +465,19 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> 
 /// forward REST calls for its documents (`forward.rs`): `[cluster] advertise_url`, else the
 /// first bound address that is not a wildcard.
 fn advertise(cluster: &Cluster, configured: Option<String>, bound: &[std::net::SocketAddr]) {
+    let derived = configured.is_none();
     let url = configured.or_else(|| {
         bound
             .iter()
             .find(|a| !a.ip().is_unspecified())
             .map(|a| format!("http://{a}"))
     });
+    if derived && bound.iter().all(|a| a.ip().is_loopback()) {
+        warn!(
+            "cluster: advertising a loopback address: only nodes on this machine can forward \
+             REST calls to it; set [cluster] advertise_url on a multi-machine cluster"
+        );
+    }
     match url {
         Some(url) => {
             info!(%url, "cluster: other nodes forward REST calls for this node's documents here");
