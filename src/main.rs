@@ -229,7 +229,9 @@ fn serve(config: Config) -> Result<()> {
         if config.audit && signer.is_none() {
             warn!("audit checkpoints are not signed: set [crypto] signing_key_file to an SM2 key");
         }
-        let events = start_events(&config.events, &store)?;
+        // Cluster mode: other nodes store and tell revisions of the same documents.
+        let shared = config.backend == Backend::Jetstream;
+        let events = start_events(&config.events, &store, shared)?;
         let crypto = WritePool::start(store.clone(), manifest.clone(), signer.clone());
         let verifier = TokenVerifier::start(config.verifier_threads, tokens);
         let checkpoints = signer.as_ref().map(|_| config.checkpoint_interval);
@@ -373,14 +375,20 @@ fn serve(config: Config) -> Result<()> {
 fn start_events(
     config: &EventsConfig,
     store: &Arc<dyn Store>,
+    shared: bool,
 ) -> Result<Option<(Addr<Dispatcher>, EventsSetup)>> {
     if config.sinks.is_empty() {
         return Ok(None);
     }
     let wanted = sinks::wanted(&config.sinks);
     let tell = wanted.contains(&EventType::Created) || wanted.contains(&EventType::Changed);
-    let caught = outbox::catch_up(&**store, coedit_actors::security::audit::now_ms(), tell)
-        .context("opening the change-events outbox")?;
+    let caught = outbox::catch_up(
+        &**store,
+        coedit_actors::security::audit::now_ms(),
+        tell,
+        shared,
+    )
+    .context("opening the change-events outbox")?;
     if !caught.recovered.is_empty() {
         info!(
             events = caught.recovered.len(),

@@ -188,8 +188,16 @@ pub struct CatchUp {
 /// told); later, emits `document.changed` (and `document.created` from revision 1) for every
 /// document whose stored revision is past its cursor: changes that became durable but were not
 /// yet told when the process stopped. With `tell` false (no sink takes document changes),
-/// cursors only follow the documents. Flushes what it wrote.
-pub fn catch_up(store: &dyn Store, now_ms: u64, tell: bool) -> Result<CatchUp, EventsError> {
+/// cursors only follow the documents. With `shared` (cluster mode: other nodes write the same
+/// documents and tell their own revisions), nothing is told either: a revision past this
+/// node's cursor may be another node's, and telling it again would duplicate that node's
+/// event (and re-tell every document another node created). Flushes what it wrote.
+pub fn catch_up(
+    store: &dyn Store,
+    now_ms: u64,
+    tell: bool,
+    shared: bool,
+) -> Result<CatchUp, EventsError> {
     let mut recovered = Vec::new();
     let mut baselined = 0;
     let (mut st, first) = match state(store)? {
@@ -219,9 +227,9 @@ pub fn catch_up(store: &dyn Store, now_ms: u64, tell: bool) -> Result<CatchUp, E
         if last == cursor {
             continue;
         }
-        if first || !tell || last < cursor {
-            // First start (history is not told), changes not told, or a store accepted as
-            // rolled back.
+        if first || !tell || shared || last < cursor {
+            // First start (history is not told), changes not told, a store other nodes write
+            // too, or a store accepted as rolled back.
             store.events_put(&cursor_key(&doc), &last.to_be_bytes())?;
             baselined += 1;
             continue;
@@ -510,4 +518,59 @@ pub fn valid_sink_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LogRecord, MemoryStore};
+    use coedit_protocol::Op;
+
+    fn write(store: &MemoryStore, doc: &str, revs: std::ops::RangeInclusive<u64>) {
+        for rev in revs {
+            let r = LogRecord {
+                rev,
+                client: "c".into(),
+                seq: rev,
+                op: Op::insert_at(rev as usize - 1, "x"),
+            };
+            store.append(doc, &[r]).expect("append");
+        }
+        store.flush().expect("flush");
+    }
+
+    /// Invariant: a restart tells the changes that became durable untold (a document past its
+    /// cursor, a new document from revision 1), except on a store other nodes write too
+    /// (cluster mode), where such revisions may be theirs: the cursors follow, nothing is told.
+    #[test]
+    fn catch_up_tells_untold_changes_except_on_a_shared_store() {
+        let store = MemoryStore::new();
+        write(&store, "a", 1..=2);
+        let first = catch_up(&store, 1, true, false).expect("first start");
+        assert!(first.recovered.is_empty(), "history is not told");
+        write(&store, "a", 3..=4);
+        write(&store, "b", 1..=2);
+        let shared = catch_up(&store, 2, true, true).expect("cluster restart");
+        assert!(shared.recovered.is_empty(), "{:?}", shared.recovered);
+        assert_eq!(shared.baselined, 2);
+        let again = catch_up(&store, 3, true, false).expect("restart");
+        assert!(again.recovered.is_empty(), "the cursors followed");
+        // The same on a store of its own: told, "b" as created.
+        write(&store, "a", 5..=5);
+        write(&store, "c", 1..=1);
+        let own = catch_up(&store, 4, true, false).expect("restart");
+        let kinds: Vec<(EventType, Option<String>)> = own
+            .recovered
+            .iter()
+            .map(|e| (e.kind, e.doc.as_deref().map(String::from)))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (EventType::Changed, Some("a".into())),
+                (EventType::Created, Some("c".into())),
+                (EventType::Changed, Some("c".into())),
+            ]
+        );
+    }
 }
