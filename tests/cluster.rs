@@ -692,6 +692,32 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
     let owner = owner_of(&urls[0], "hot").await?;
     rest_through_every_node(&refs, &owner, "hot")?;
     let reconnects = *shared.reconnects.lock().unwrap();
+    // A deletion sent to a node that does not order the document is forwarded too; then no
+    // node has it.
+    let owner0: usize = owner_of(&urls[0], "doc-0")
+        .await?
+        .trim_start_matches("node-")
+        .parse()?;
+    let via = nodes[(owner0 + 1) % nodes.len()]
+        .as_ref()
+        .context("every node runs")?
+        .addr;
+    let (status, v) = http(via, "DELETE", "/api/docs/doc-0", None)?;
+    ensure!(
+        status == 200 && v["deleted"] == true,
+        "DELETE via {via}: {status} {v}"
+    );
+    for n in &refs {
+        let (status, v) = http(n.addr, "GET", "/api/docs/doc-0", None)?;
+        ensure!(
+            status == 404,
+            "{}: doc-0 after its deletion: {status} {v}",
+            n.addr
+        );
+    }
+    println!(
+        "DELETE through a non-owner node: doc-0 deleted by node-{owner0}, gone from every node"
+    );
     println!(
         "cluster: {} clients, 1 hot + {OTHER_DOCS} documents, {:?}; acked={acked_c} lost=0 \
          reconnects={reconnects} SEED={seed}",
