@@ -40,6 +40,12 @@ pub const NATS_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const KEYS_TRY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between tries at a key listing.
 const KEYS_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long a read keeps being asked again while NATS fails it (a stream leader election
+/// after a server died takes seconds: a read inside a write batch — a range deletion, the
+/// events outbox — must wait it out, not stop the process).
+pub const READ_RETRY_FOR: Duration = Duration::from_secs(30);
+/// Pause between tries at a read.
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How long a flush keeps sending writes NATS did not acknowledge (NATS restarting, a leader
 /// election) before it fails.
 pub const FLUSH_RETRY_FOR: Duration = Duration::from_secs(120);
@@ -85,6 +91,13 @@ struct Outgoing {
     value: Option<Vec<u8>>,
     /// The store key (names the document of a refused op).
     raw: Vec<u8>,
+    /// A create's message id (`Nats-Msg-Id`), the same on every try: the stored message that
+    /// carries it is this write (an earlier try whose acknowledgement was lost), one that does
+    /// not is another writer's, even with the same bytes (another node applying the same op,
+    /// resent by its client, at the same revision).
+    id: String,
+    /// The JetStream context (a create is a conditional publish).
+    js: jetstream::Context,
 }
 
 /// The JetStream backend. See the module documentation.
@@ -96,6 +109,10 @@ pub struct JsKv {
     buckets: Vec<kv::Store>,
     names: Vec<String>,
     node_token: String,
+    /// Names this connection's creates (random, per process start).
+    write_tag: String,
+    /// Numbers them.
+    writes: std::sync::atomic::AtomicU64,
     /// Writes not flushed yet: `None` deletes.
     pending: Mutex<Buffer>,
     /// Writes being flushed (read until JetStream acknowledged them).
@@ -204,6 +221,8 @@ impl JsKv {
             buckets,
             names,
             node_token: format!("n{}", hex::encode(cfg.node.as_bytes())),
+            write_tag: format!("{}-{}", cfg.node, random_tag()?),
+            writes: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(BTreeMap::new()),
             flushing: Mutex::new(BTreeMap::new()),
             flush_lock: Mutex::new(()),
@@ -221,20 +240,24 @@ impl JsKv {
     /// creation in three then waits for the request timeout): the creation is given
     /// [`KEYS_TRY_TIMEOUT`] and asked again, within the call's [`NATS_CALL_TIMEOUT`].
     fn kv_keys(&self, tree: Tree) -> Result<Vec<String>, StoreError> {
-        let bucket = self.buckets[tree_index(tree)].clone();
-        self.run(async move {
-            let keys = loop {
-                match tokio::time::timeout(KEYS_TRY_TIMEOUT, bucket.keys()).await {
-                    Ok(Ok(keys)) => break keys,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "listing keys: trying again"),
-                    Err(_) => tracing::debug!("listing keys: no consumer in time; trying again"),
-                }
-                tokio::time::sleep(KEYS_RETRY_PAUSE).await;
-            };
-            keys.try_collect::<Vec<String>>()
-                .await
-                .map_err(|e| nats_err("listing keys", e))
-        })?
+        self.read_retrying("listing keys", || {
+            let bucket = self.buckets[tree_index(tree)].clone();
+            async move {
+                let keys = loop {
+                    match tokio::time::timeout(KEYS_TRY_TIMEOUT, bucket.keys()).await {
+                        Ok(Ok(keys)) => break keys,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "listing keys: trying again"),
+                        Err(_) => {
+                            tracing::debug!("listing keys: no consumer in time; trying again")
+                        }
+                    }
+                    tokio::time::sleep(KEYS_RETRY_PAUSE).await;
+                };
+                keys.try_collect::<Vec<String>>()
+                    .await
+                    .map_err(|e| nats_err("listing keys", e))
+            }
+        })
     }
 
     /// The KV key of a store key.
@@ -313,21 +336,23 @@ impl JsKv {
         let filter = self.filter(tree, from, to);
         let stream_name = format!("KV_{}", self.names[tree_index(tree)]);
         let prefix = format!("$KV.{}.", self.names[tree_index(tree)]);
-        let js = self.js.clone();
-        let subjects: Vec<String> = self.run(async move {
-            let stream = js
-                .get_stream(&stream_name)
-                .await
-                .map_err(|e| nats_err("stream", e))?;
-            let info = stream
-                .info_with_subjects(filter)
-                .await
-                .map_err(|e| nats_err("listing keys", e))?;
-            info.map_ok(|(s, _)| s)
-                .try_collect::<Vec<String>>()
-                .await
-                .map_err(|e| nats_err("listing keys", e))
-        })??;
+        let subjects: Vec<String> = self.read_retrying("listing keys", || {
+            let (js, stream_name, filter) = (self.js.clone(), stream_name.clone(), filter.clone());
+            async move {
+                let stream = js
+                    .get_stream(&stream_name)
+                    .await
+                    .map_err(|e| nats_err("stream", e))?;
+                let info = stream
+                    .info_with_subjects(filter)
+                    .await
+                    .map_err(|e| nats_err("listing keys", e))?;
+                info.map_ok(|(s, _)| s)
+                    .try_collect::<Vec<String>>()
+                    .await
+                    .map_err(|e| nats_err("listing keys", e))
+            }
+        })?;
         let mut keys: BTreeMap<Vec<u8>, String> = subjects
             .iter()
             .filter_map(|s| s.strip_prefix(&prefix))
@@ -363,17 +388,19 @@ impl JsKv {
             }
             out.push(b);
         }
-        let bucket = self.buckets[tree_index(tree)].clone();
-        let fetched: Vec<(usize, Option<Vec<u8>>)> = self.run(async move {
-            futures_util::stream::iter(remote.into_iter().map(|(i, k)| {
-                let bucket = bucket.clone();
-                async move { bucket.get(k).await.map(|v| (i, v.map(|b| b.to_vec()))) }
-            }))
-            .buffered(READS_AT_ONCE)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| nats_err("reading", e))
-        })??;
+        let fetched: Vec<(usize, Option<Vec<u8>>)> = self.read_retrying("reading", || {
+            let (bucket, remote) = (self.buckets[tree_index(tree)].clone(), remote.clone());
+            async move {
+                futures_util::stream::iter(remote.into_iter().map(|(i, k)| {
+                    let bucket = bucket.clone();
+                    async move { bucket.get(k).await.map(|v| (i, v.map(|b| b.to_vec()))) }
+                }))
+                .buffered(READS_AT_ONCE)
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| nats_err("reading", e))
+            }
+        })?;
         for (i, v) in fetched {
             out[i] = Some(v);
         }
@@ -428,6 +455,28 @@ impl JsKv {
     }
 }
 
+impl JsKv {
+    /// Runs the read `make` builds, and again while NATS fails it (`StoreError::Backend`: no
+    /// answer, a leader election, a server away), until [`READ_RETRY_FOR`] has passed.
+    fn read_retrying<T, F, Fut>(&self, what: &str, make: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let deadline = std::time::Instant::now() + READ_RETRY_FOR;
+        loop {
+            match self.run(make()).and_then(|r| r) {
+                Err(StoreError::Backend(e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(what, error = %e, "NATS JetStream read failed; trying again");
+                    std::thread::sleep(READ_RETRY_PAUSE);
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
 impl Drop for JsKv {
     /// Stops the connection's runtime without waiting (it may be dropped on an async thread).
     fn drop(&mut self) {
@@ -478,11 +527,17 @@ impl Kv for JsKv {
         if let Some(v) = self.buffered(tree, key)? {
             return Ok(v);
         }
-        let bucket = self.buckets[tree_index(tree)].clone();
         let k = self.encode(tree, key);
-        self.run(async move { bucket.get(k).await })?
-            .map(|v| v.map(|b| b.to_vec()))
-            .map_err(|e| nats_err("reading", e))
+        self.read_retrying("reading", || {
+            let (bucket, k) = (self.buckets[tree_index(tree)].clone(), k.clone());
+            async move {
+                bucket
+                    .get(k)
+                    .await
+                    .map(|v| v.map(|b| b.to_vec()))
+                    .map_err(|e| nats_err("reading", e))
+            }
+        })
     }
 
     fn delete_range(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
@@ -583,6 +638,9 @@ impl Kv for JsKv {
             .into_iter()
             .map(|((t, k), value)| {
                 let tree = ALL_TREES[t];
+                let n = self
+                    .writes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Outgoing {
                     bucket: self.buckets[t].clone(),
                     key: self.encode(tree, &k),
@@ -590,6 +648,8 @@ impl Kv for JsKv {
                     create: tree == Tree::Ops || creates.remove(&(t, k.clone())),
                     value,
                     raw: k,
+                    id: format!("{}-{n}", self.write_tag),
+                    js: self.js.clone(),
                 }
             })
             .collect();
@@ -754,24 +814,7 @@ async fn write_all(
 /// Writes one buffered write (see [`Kv::flush`]).
 async fn write_one(w: &Outgoing) -> Result<(), StoreError> {
     match &w.value {
-        Some(v) if w.create => match w.bucket.create(&w.key, v.clone().into()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                // Ours, stored by an earlier try whose acknowledgement was lost, or another
-                // writer's: only the value tells.
-                match w.bucket.get(&w.key).await {
-                    Ok(Some(there)) if there.as_ref() == v.as_slice() => Ok(()),
-                    Ok(_) => Err(StoreError::Fenced {
-                        doc: String::from_utf8_lossy(
-                            w.raw.split(|&b| b == 0).next().unwrap_or(&[]),
-                        )
-                        .into_owned(),
-                    }),
-                    Err(e) => Err(nats_err("reading", e)),
-                }
-            }
-            Err(e) => Err(nats_err("writing", e)),
-        },
+        Some(v) if w.create => create_one(w, v).await,
         Some(v) => w
             .bucket
             .put(&w.key, v.clone().into())
@@ -784,6 +827,70 @@ async fn write_one(w: &Outgoing) -> Result<(), StoreError> {
             .await
             .map_err(|e| nats_err("deleting", e)),
     }
+}
+
+/// Tries of a create whose key is being deleted and recreated under it.
+const CREATE_TRIES: usize = 3;
+
+/// A create: a publish to the key's subject expecting no message there yet
+/// (`Nats-Expected-Last-Subject-Sequence`, as `kv::Store::create` does: 0, or the sequence of
+/// a deletion marker, since a deleted key may be created again), carrying the write's id.
+/// Refused because the key holds a value: ours if the stored message carries our id (an
+/// earlier try was stored and its acknowledgement lost), else another writer's (`Fenced`).
+async fn create_one(w: &Outgoing, v: &[u8]) -> Result<(), StoreError> {
+    use async_nats::jetstream::context::PublishErrorKind;
+    let prefix = w.bucket.put_prefix.as_ref().unwrap_or(&w.bucket.prefix);
+    let subject = format!("{prefix}{}", w.key);
+    let mut expected = 0;
+    for _ in 0..CREATE_TRIES {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected.to_string().as_str(),
+        );
+        headers.insert("Nats-Msg-Id", w.id.as_str());
+        let sent =
+            w.js.publish_with_headers(subject.clone(), headers, v.to_vec().into())
+                .await
+                .map_err(|e| nats_err("writing", e))?;
+        match sent.await {
+            // Stored now, or a duplicate of our own earlier try (its id): ours either way.
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+            Err(e) => return Err(nats_err("writing", e)),
+        }
+        let there = w
+            .bucket
+            .stream
+            .get_last_raw_message_by_subject(&format!("{}{}", w.bucket.prefix, w.key))
+            .await
+            .map_err(|e| nats_err("reading", e))?;
+        if there.headers.get("Nats-Msg-Id").map(|h| h.as_str()) == Some(w.id.as_str()) {
+            return Ok(());
+        }
+        let deleted = matches!(
+            there.headers.get("KV-Operation").map(|h| h.as_str()),
+            Some("DEL" | "PURGE")
+        );
+        if !deleted {
+            return Err(StoreError::Fenced {
+                doc: String::from_utf8_lossy(w.raw.split(|&b| b == 0).next().unwrap_or(&[]))
+                    .into_owned(),
+            });
+        }
+        expected = there.sequence;
+    }
+    Err(nats_err(
+        "writing",
+        "the key kept changing while it was created",
+    ))
+}
+
+/// 8 random bytes, hex.
+fn random_tag() -> Result<String, StoreError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(backend)?;
+    Ok(hex::encode(b))
 }
 
 /// The store on NATS JetStream.

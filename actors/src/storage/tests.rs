@@ -605,6 +605,25 @@ fn jetstream_store_passes_the_store_tests() {
     b.flush().unwrap();
     assert_eq!(b.take_fenced(), vec![fenced("h", 2)]);
     assert_eq!(a.load("h").unwrap().ops.len(), 2);
+    // Byte-identical records (the same op, resent by its client to another node, applied at
+    // the same revision): still another writer's. The second node is fenced, not told the
+    // revision is its own.
+    a.append("i", &[rec(1, Op::insert_at(0, "same"))]).unwrap();
+    b.append("i", &[rec(1, Op::insert_at(0, "same"))]).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert!(a.take_fenced().is_empty());
+    assert_eq!(b.take_fenced(), vec![fenced("i", 1)]);
+    // A deleted document is created again (its keys' deletion markers are not a value).
+    a.delete("i").unwrap();
+    a.flush().unwrap();
+    a.append("i", &[rec(1, Op::insert_at(0, "again"))]).unwrap();
+    a.flush().unwrap();
+    assert!(
+        a.take_fenced().is_empty(),
+        "a deleted key may be created again"
+    );
+    assert_eq!(a.load("i").unwrap().ops[0].op, Op::insert_at(0, "again"));
     let f = b.load("f").unwrap();
     assert_eq!(
         f.ops.len(),
