@@ -408,6 +408,7 @@ fn start_events(
         wanted,
         state: caught.state,
         dispatcher: dispatcher.clone().recipient(),
+        shared,
     };
     Ok(Some((dispatcher, setup)))
 }

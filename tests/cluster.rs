@@ -76,12 +76,17 @@ struct Hook {
     secret: String,
 }
 
-/// Change events from every node, once delivered: no revision of a document is told by two
-/// events (the fence keeps a node from telling revisions the store refused it; the start-up
-/// scan of a restarted node does not re-tell other nodes' revisions), and none past the
-/// stored log. (A node killed with revisions stored and not yet told leaves them untold:
-/// coverage is not asserted.) Returns the `document.changed` events and revisions told.
-fn events_told_once(recv: &Receiver, nodes: &[&Server], docs: &[String]) -> Result<(usize, u64)> {
+/// Change events from every node, once delivered: every stored revision of every document is
+/// told (a node killed or paused with revisions it had not told leaves them to the document's
+/// next owner, which tells them as `recovered`), none past the stored log, and a revision told
+/// twice only where one of the two events is such a catch-up (a paused owner's event already
+/// on its way when the new owner read the cursor). Returns the `document.changed` events, the
+/// revisions told, those told by a new owner's catch-up, and those told twice.
+fn events_cover_the_log(
+    recv: &Receiver,
+    nodes: &[&Server],
+    docs: &[String],
+) -> Result<(usize, u64, u64, u64)> {
     // Delivered: no new delivery for 2 s (bounded).
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut last, mut since) = (usize::MAX, Instant::now());
@@ -104,7 +109,7 @@ fn events_told_once(recv: &Receiver, nodes: &[&Server], docs: &[String]) -> Resu
         );
         events.insert(d.id, d.body);
     }
-    let mut ranges: HashMap<String, Vec<(u64, u64, String)>> = HashMap::new();
+    let mut ranges: HashMap<String, Vec<(u64, u64, bool, String)>> = HashMap::new();
     for (id, e) in &events {
         if e["type"] != "document.changed" {
             continue;
@@ -115,32 +120,57 @@ fn events_told_once(recv: &Receiver, nodes: &[&Server], docs: &[String]) -> Resu
             .to_string();
         let from = e["data"]["revs"]["from"].as_u64().context("from")?;
         let to = e["data"]["revs"]["to"].as_u64().context("to")?;
-        ranges.entry(doc).or_default().push((from, to, id.clone()));
+        let recovered = e["data"]["recovered"].as_bool().unwrap_or(false);
+        ensure!(
+            from >= 1 && from <= to,
+            "{doc}: bad range {from}..{to} in {id}"
+        );
+        ranges
+            .entry(doc)
+            .or_default()
+            .push((from, to, recovered, id.clone()));
     }
-    let mut told = 0;
+    let (mut told, mut caught_up, mut twice) = (0, 0, 0);
     for doc in docs {
         let (status, v) = http(nodes[0].addr, "GET", &format!("/api/docs/{doc}"), None)?;
         ensure!(status == 200, "{doc}: {status} {v}");
         let stored = v["rev"].as_u64().context("rev")?;
         let mut r = ranges.remove(doc).unwrap_or_default();
-        ensure!(!r.is_empty(), "{doc}: no change event at all");
         r.sort();
-        for w in r.windows(2) {
+        caught_up += r.iter().filter(|x| x.2).map(|x| x.1 - x.0 + 1).sum::<u64>();
+        // Walk the ranges in order: `upto` is the highest revision told so far.
+        let mut upto = 0u64;
+        let mut last: Option<&(u64, u64, bool, String)> = None;
+        for x in &r {
             ensure!(
-                w[1].0 > w[0].1,
-                "{doc}: revisions told twice: {:?} and {:?}",
-                w[0],
-                w[1]
+                x.0 <= upto + 1,
+                "{doc}: revisions {}..{} never told (the next event, {}, tells {}..{})",
+                upto + 1,
+                x.0 - 1,
+                x.3,
+                x.0,
+                x.1
             );
+            if x.0 <= upto {
+                let prev = last.context("an overlap has a previous range")?;
+                ensure!(
+                    x.2 || prev.2,
+                    "{doc}: revisions told twice by owners' own changes: {prev:?} and {x:?}"
+                );
+                twice += upto.min(x.1) - x.0 + 1;
+            }
+            if x.1 > upto {
+                upto = x.1;
+                last = Some(x);
+            }
         }
-        let top = r.last().map_or(0, |x| x.1);
         ensure!(
-            top <= stored,
-            "{doc}: an event tells revision {top}, the log ends at {stored}"
+            upto == stored,
+            "{doc}: the events tell up to revision {upto}, the log ends at {stored}"
         );
-        told += r.iter().map(|x| x.1 - x.0 + 1).sum::<u64>();
+        told += stored;
     }
-    Ok((events.len(), told))
+    Ok((events.len(), told, caught_up, twice))
 }
 
 /// A document's acknowledged ops: (client, seq) → revision.
@@ -784,10 +814,10 @@ async fn three_nodes_survive_owner_kill_owner_pause_and_nats_server_kill() -> Re
     println!("(c) coedit check with nats-server 3 of 3 down: passed on try {tries}");
     let mut docs: Vec<String> = (0..OTHER_DOCS).map(|d| format!("doc-{d}")).collect();
     docs.push("hot".into());
-    let (events, told) = events_told_once(&recv, &refs, &docs)?;
+    let (events, told, caught_up, twice) = events_cover_the_log(&recv, &refs, &docs)?;
     println!(
-        "change events from 3 nodes: {events} events, {told} revisions of {} documents told, \
-         none twice, none past the log",
+        "change events from 3 nodes: {events} events; all {told} revisions of {} documents \
+         told ({caught_up} by new owners' catch-ups), none past the log, {twice} told twice",
         docs.len()
     );
     let owner = owner_of(&urls[0], "hot").await?;

@@ -546,7 +546,7 @@ impl DocActor {
         self.writer
             .send(FlushNow)
             .into_actor(self)
-            .map(move |res, act, ctx| {
+            .then(move |res, act, ctx| {
                 if act.store.is_fenced(&act.id) {
                     // Not durable after all: nothing more is acknowledged; sessions resume
                     // on the node that wrote first.
@@ -560,11 +560,10 @@ impl DocActor {
                 }
                 act.flush();
                 then(act);
-                if let Some(l) = act.lease.take() {
-                    l.release();
-                }
-                ctx.stop();
+                let tell = !act.store.is_fenced(&act.id);
+                owner::give_up(act.writer.clone(), act.lease.take(), tell).into_actor(act)
             })
+            .map(|(), _, ctx| ctx.stop())
     }
 
     /// Saves the document and stops.
@@ -656,6 +655,7 @@ impl Actor for DocActor {
         debug!(parent: &self.span, rev = self.doc.rev(), "document loaded");
         self.schedule_idle_check(ctx);
         if let Some(l) = &mut self.lease {
+            l.own_events(&self.writer, self.doc.rev());
             let to = ctx.address().recipient();
             l.gateway = Some(gateway::serve(l.cluster.clone(), &self.id, to));
             owner::keep_lease(self, ctx);

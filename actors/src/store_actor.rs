@@ -19,7 +19,8 @@
 //!
 //! Its audit messages (`AppendAudit`, `AuditRefusal`, `Checkpoint`) are in `store_actor/audit.rs`;
 //! its part in change events (noting durable ops, writing events, handing them to the
-//! dispatcher once durable, `RecordDelivery`) in `store_actor/events.rs`.
+//! dispatcher once durable, `RecordDelivery`) in `store_actor/events.rs`; in cluster mode, which
+//! documents' changes this node tells (`EventsOwn`, `EventsDisown`) in `store_actor/owned.rs`.
 //!
 //! Invariants:
 //! - Writes are applied in the order this actor received them (one mailbox, one batch in
@@ -78,7 +79,9 @@ pub use crate::storage::Durability;
 mod audit;
 pub use audit::{AppendAudit, AuditRefusal, Checkpoint};
 mod events;
+mod owned;
 pub use events::{EventsSetup, RecordDelivery, EVENT_TICK};
+pub use owned::{EventsDisown, EventsOwn};
 
 struct Waiter {
     seq: u64,

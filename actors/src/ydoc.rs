@@ -522,7 +522,7 @@ impl YDocActor {
         self.writer
             .send(FlushNow)
             .into_actor(self)
-            .map(move |res, act, ctx| {
+            .then(move |res, act, _ctx| {
                 if act.store.is_fenced(&act.id) {
                     // Not durable after all: nothing more is answered.
                     act.undurable.clear();
@@ -535,11 +535,10 @@ impl YDocActor {
                 }
                 act.flush();
                 then(act);
-                if let Some(l) = act.lease.take() {
-                    l.release();
-                }
-                ctx.stop();
+                let tell = !act.store.is_fenced(&act.id);
+                owner::give_up(act.writer.clone(), act.lease.take(), tell).into_actor(act)
             })
+            .map(|(), _, ctx| ctx.stop())
     }
 
     /// Saves the document and stops; the registry hears `DocClosing` first.
@@ -568,6 +567,7 @@ impl Actor for YDocActor {
         debug!(parent: &self.span, rev = self.doc.rev(), "Yjs document loaded");
         self.schedule_idle_check(ctx);
         if let Some(l) = &mut self.lease {
+            l.own_events(&self.writer, self.doc.rev());
             let to = ctx.address().recipient();
             l.gateway = Some(gateway::serve(l.cluster.clone(), &self.id, to));
             owner::keep_lease(self, ctx);

@@ -23,7 +23,7 @@ use super::{Acquired, Cluster, LeaseError, OWNER_RETRY};
 use crate::errors::ActorError;
 use crate::metrics::metrics;
 use crate::registry::{DocAddr, DocClosed, DocClosing, Registry};
-use crate::store_actor::{FlushNow, StoreActor, Unfence};
+use crate::store_actor::{EventsDisown, EventsOwn, FlushNow, StoreActor, Unfence};
 
 /// Cluster mode: longest a load waits for a silent owner's lease to expire.
 pub const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -44,11 +44,49 @@ pub struct HeldLease {
     pub kind: DocKind,
     /// The task feeding the actor other nodes' requests.
     pub gateway: Option<tokio::task::JoinHandle<()>>,
+    /// When the lease was last proven held, shared with the store writer's change events
+    /// (which hold a document's changes while the lease is not fresh).
+    pub clock: Arc<LeaseClock>,
+}
+
+/// When a lease was last proven held (taken or renewed), readable from other actors: a lease
+/// is *fresh* while less than `lease − renew` has passed since, the time after which its
+/// holder steps down because another node may take it.
+#[derive(Debug)]
+pub struct LeaseClock {
+    renewed: std::sync::Mutex<Instant>,
+    limit: std::time::Duration,
+}
+
+impl LeaseClock {
+    /// A clock of a lease just taken, fresh for `limit`.
+    pub fn new(limit: std::time::Duration) -> Self {
+        LeaseClock {
+            renewed: std::sync::Mutex::new(Instant::now()),
+            limit,
+        }
+    }
+
+    /// The lease was proven held at `at`.
+    pub fn renewed(&self, at: Instant) {
+        if let Ok(mut r) = self.renewed.lock() {
+            *r = (*r).max(at);
+        }
+    }
+
+    /// Whether this node may still act as the document's owner.
+    pub fn is_fresh(&self) -> bool {
+        self.renewed
+            .lock()
+            .map(|r| r.elapsed() < self.limit)
+            .unwrap_or(false)
+    }
 }
 
 impl HeldLease {
     /// A lease of `doc` just taken at `revision`.
     pub fn new(doc: Arc<str>, cluster: Arc<Cluster>, revision: u64, kind: DocKind) -> Self {
+        let clock = Arc::new(LeaseClock::new(cluster.lease.saturating_sub(cluster.renew)));
         HeldLease {
             doc,
             cluster,
@@ -57,12 +95,39 @@ impl HeldLease {
             renewing: false,
             kind,
             gateway: None,
+            clock,
         }
     }
 
     /// Stops serving requests and gives the lease up (if nobody took it meanwhile). Dropping
     /// a `HeldLease` does the same (an actor that was loaded but never started, say).
     pub fn release(self) {}
+
+    /// Tells the store writer this node now orders the document, loaded at `rev` (change
+    /// events: it tells what an earlier owner left untold, then this node's changes).
+    pub fn own_events(&self, writer: &Addr<StoreActor>, rev: u64) {
+        writer.do_send(EventsOwn {
+            doc: self.doc.clone(),
+            kind: self.kind,
+            rev,
+            clock: self.clock.clone(),
+        });
+    }
+}
+
+/// An unloading actor gives its lease up: first the store writer writes the document's
+/// pending change (`tell`; dropped if not: the actor was fenced) and flushes it, so that the
+/// next owner's event cursor is past it; then the lease is released. Nothing without a lease.
+pub async fn give_up(writer: Addr<StoreActor>, lease: Option<HeldLease>, tell: bool) {
+    if let Some(l) = lease {
+        let _ = writer
+            .send(EventsDisown {
+                doc: l.doc.clone(),
+                tell,
+            })
+            .await;
+        l.release();
+    }
 }
 
 impl Drop for HeldLease {
@@ -109,6 +174,11 @@ where
     h.registry.do_send(DocClosing {
         id: h.id.clone(),
         addr: h.addr.clone(),
+    });
+    // Its pending change is the next owner's to tell (from the cluster's cursor).
+    h.writer.do_send(EventsDisown {
+        doc: h.id.clone(),
+        tell: false,
     });
     if let Some(l) = lease {
         l.release();
@@ -172,6 +242,7 @@ fn renew_once<A: LeaseHolder>(act: &mut A, ctx: &mut Context<A>) {
             Ok(revision) => {
                 l.revision = revision;
                 l.renewed = started;
+                l.clock.renewed(started);
             }
             Err(LeaseError::Lost(_)) => act.step_down("another node took the lease", ctx),
             Err(e) => warn!(error = %e, "lease renewal failed; retrying"),

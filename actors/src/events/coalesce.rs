@@ -118,12 +118,22 @@ impl Coalescer {
 
     /// The changes due at `now_ms`, in no particular order across documents.
     pub fn due(&mut self, now_ms: u64) -> Vec<Change> {
+        self.due_if(now_ms, |_| true)
+    }
+
+    /// The changes due at `now_ms` of the documents `ready` accepts; the others stay pending
+    /// (cluster mode: a document whose lease is not fresh keeps its change until its owner
+    /// renews the lease or steps down).
+    pub fn due_if(&mut self, now_ms: u64, ready: impl Fn(&str) -> bool) -> Vec<Change> {
         let interval = self.interval_ms;
         let mut out = Vec::new();
-        self.docs.retain(|_, s| {
+        self.docs.retain(|doc, s| {
             let open = s
                 .last_ms
                 .is_none_or(|t| now_ms.saturating_sub(t) >= interval);
+            if open && s.pending.is_some() && !ready(doc) {
+                return true;
+            }
             if open {
                 if let Some(c) = s.pending.take() {
                     s.extra.clear();
@@ -227,6 +237,27 @@ mod tests {
         assert!(c.due(400).is_empty());
         let next = c.due(510);
         assert_eq!((next[0].from, next[0].to), (6, 7));
+    }
+
+    #[test]
+    fn a_document_not_ready_keeps_its_change() {
+        let mut c = Coalescer::new(100);
+        let (a, b) = (id("a"), id("b"));
+        c.note(&a, DocKind::Text, 1, None);
+        c.note(&b, DocKind::Text, 1, None);
+        let got = c.due_if(0, |d| d == "b");
+        assert_eq!(got.len(), 1);
+        assert_eq!(&*got[0].doc, "b");
+        // Held, not forgotten, and it keeps growing; once ready it comes whole.
+        c.note(&a, DocKind::Text, 2, None);
+        assert!(c.due_if(500, |d| d != "a").is_empty());
+        assert_eq!(c.tracked(), 1, "b is forgotten, a is held");
+        let a_change = c.due(600).pop().expect("a's change once ready");
+        assert_eq!((a_change.from, a_change.to), (1, 2));
+        // A held change is still taken whole by a deletion or a step-down.
+        c.note(&a, DocKind::Text, 3, None);
+        assert!(c.due_if(800, |_| false).is_empty());
+        assert_eq!(c.take("a").map(|x| (x.from, x.to)), Some((3, 3)));
     }
 
     #[test]

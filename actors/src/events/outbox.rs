@@ -24,6 +24,7 @@
 
 use std::collections::HashSet;
 
+use coedit_protocol::DocKind;
 use serde::{Deserialize, Serialize};
 
 use super::{split_storage_id, Event, EventData, EventType, EventsError, Revs};
@@ -188,10 +189,13 @@ pub struct CatchUp {
 /// told); later, emits `document.changed` (and `document.created` from revision 1) for every
 /// document whose stored revision is past its cursor: changes that became durable but were not
 /// yet told when the process stopped. With `tell` false (no sink takes document changes),
-/// cursors only follow the documents. With `shared` (cluster mode: other nodes write the same
-/// documents and tell their own revisions), nothing is told either: a revision past this
-/// node's cursor may be another node's, and telling it again would duplicate that node's
-/// event (and re-tell every document another node created). Flushes what it wrote.
+/// cursors only follow the documents. Flushes what it wrote.
+///
+/// With `shared` (cluster mode: the cursors are the cluster's, one per document, and other
+/// nodes tell their own revisions), it tells nothing and moves no cursor: a revision past a
+/// cursor may be a live node's change not yet told, and the node that next takes the
+/// document's lease tells what is left ([`recovered_data`], `docs/EVENTS.md`). The first start
+/// only sets the cursor of documents that have none (history from before events is not told).
 pub fn catch_up(
     store: &dyn Store,
     now_ms: u64,
@@ -216,61 +220,48 @@ pub fn catch_up(
             )
         }
     };
+    if shared {
+        if first {
+            for doc in store.documents()? {
+                if cursor_of(store, &doc)?.is_none() {
+                    let last = store.last_rev(&doc)?;
+                    store.events_put(&cursor_key(&doc), &last.to_be_bytes())?;
+                    baselined += 1;
+                }
+            }
+        }
+        store.flush()?;
+        return Ok(CatchUp {
+            state: st,
+            recovered,
+            baselined,
+        });
+    }
     let mut live = HashSet::new();
     for doc in store.documents()? {
         let last = store.last_rev(&doc)?;
-        let cursor = store
-            .events_get(&cursor_key(&doc))?
-            .and_then(|v| u64_value(&v))
-            .unwrap_or(0);
+        let cursor = cursor_of(store, &doc)?.unwrap_or(0);
         live.insert(doc.clone());
         if last == cursor {
             continue;
         }
-        if first || !tell || shared || last < cursor {
-            // First start (history is not told), changes not told, a store other nodes write
-            // too, or a store accepted as rolled back.
+        if first || !tell || last < cursor {
+            // First start (history is not told), changes not told, or a store accepted as
+            // rolled back.
             store.events_put(&cursor_key(&doc), &last.to_be_bytes())?;
             baselined += 1;
             continue;
         }
-        let kind = store.kind(&doc)?.map(|k| k.to_string());
-        let (tenant, name) = split_storage_id(&doc);
-        let push = |kind_ev: EventType, revs: Revs, st: &mut OutboxState| {
+        let kind = store.kind(&doc)?;
+        let data = recovered_data(&doc, kind, cursor, last);
+        let n = data.len();
+        for (i, (t, d)) in data.into_iter().enumerate() {
             st.last_seq += 1;
-            Event::new(
-                &st.prefix,
-                st.last_seq,
-                kind_ev,
-                now_ms,
-                EventData {
-                    tenant: tenant.clone(),
-                    document: Some(name.clone()),
-                    kind: kind.clone(),
-                    revs: Some(revs),
-                    authors: (kind_ev == EventType::Changed).then(Vec::new),
-                    recovered: true,
-                    ..EventData::default()
-                },
-            )
-        };
-        let mut evs = Vec::new();
-        if cursor == 0 {
-            evs.push(push(EventType::Created, Revs { from: 1, to: 1 }, &mut st));
+            let ev = Event::new(&st.prefix, st.last_seq, t, now_ms, d);
+            let cursor = (i + 1 == n).then_some((doc.as_str(), last));
+            apply(store, &event_writes(&ev, cursor))?;
+            recovered.push(ev);
         }
-        evs.push(push(
-            EventType::Changed,
-            Revs {
-                from: cursor + 1,
-                to: last,
-            },
-            &mut st,
-        ));
-        for (i, ev) in evs.iter().enumerate() {
-            let cursor = (i + 1 == evs.len()).then_some((doc.as_str(), last));
-            apply(store, &event_writes(ev, cursor))?;
-        }
-        recovered.extend(evs);
     }
     // Cursors of documents that are gone (deleted with the process stopping in between).
     for (k, _) in store.events_range(&[CURSOR], &[CURSOR + 1], usize::MAX)? {
@@ -285,6 +276,59 @@ pub fn catch_up(
         recovered,
         baselined,
     })
+}
+
+/// Document `doc`'s event cursor: the last revision told (`None`: never set).
+pub fn cursor_of(store: &dyn Store, doc: &str) -> Result<Option<u64>, EventsError> {
+    Ok(store
+        .events_get(&cursor_key(doc))?
+        .and_then(|v| u64_value(&v)))
+}
+
+/// Sets document `doc`'s event cursor to `rev` without telling anything.
+pub fn cursor_put(doc: &str, rev: u64) -> TreeWrite {
+    TreeWrite::Put(cursor_key(doc), rev.to_be_bytes().to_vec())
+}
+
+/// The events telling revisions `cursor + 1 ..= last` of `doc` that became durable and were
+/// never told (their authors unknown, so `recovered`): `document.created` too when the cursor
+/// is 0. The caller numbers them and moves the cursor to `last` with the last one.
+pub fn recovered_data(
+    doc: &str,
+    kind: Option<DocKind>,
+    cursor: u64,
+    last: u64,
+) -> Vec<(EventType, EventData)> {
+    let (tenant, name) = split_storage_id(doc);
+    let data = |t: EventType, revs: Revs| EventData {
+        tenant: tenant.clone(),
+        document: Some(name.clone()),
+        kind: kind.map(|k| k.to_string()),
+        revs: Some(revs),
+        authors: (t == EventType::Changed).then(Vec::new),
+        recovered: true,
+        ..EventData::default()
+    };
+    let mut out = Vec::new();
+    if cursor >= last {
+        return out;
+    }
+    if cursor == 0 {
+        let t = EventType::Created;
+        out.push((t, data(t, Revs { from: 1, to: 1 })));
+    }
+    let t = EventType::Changed;
+    out.push((
+        t,
+        data(
+            t,
+            Revs {
+                from: cursor + 1,
+                to: last,
+            },
+        ),
+    ));
+    out
 }
 
 /// Events after `after`, at most `max`, in order. A record that does not decode is an error
@@ -541,36 +585,71 @@ mod tests {
 
     /// Invariant: a restart tells the changes that became durable untold (a document past its
     /// cursor, a new document from revision 1), except on a store other nodes write too
-    /// (cluster mode), where such revisions may be theirs: the cursors follow, nothing is told.
+    /// (cluster mode), where such revisions may be a live node's: nothing is told and no
+    /// cursor moves (the next owner of each document tells them); the first start there only
+    /// sets the cursors of documents that have none.
     #[test]
     fn catch_up_tells_untold_changes_except_on_a_shared_store() {
         let store = MemoryStore::new();
         write(&store, "a", 1..=2);
-        let first = catch_up(&store, 1, true, false).expect("first start");
+        let first = catch_up(&store, 1, true, true).expect("first cluster start");
         assert!(first.recovered.is_empty(), "history is not told");
+        assert_eq!(first.baselined, 1);
+        assert_eq!(cursor_of(&store, "a").expect("cursor"), Some(2));
         write(&store, "a", 3..=4);
         write(&store, "b", 1..=2);
         let shared = catch_up(&store, 2, true, true).expect("cluster restart");
         assert!(shared.recovered.is_empty(), "{:?}", shared.recovered);
-        assert_eq!(shared.baselined, 2);
-        let again = catch_up(&store, 3, true, false).expect("restart");
-        assert!(again.recovered.is_empty(), "the cursors followed");
-        // The same on a store of its own: told, "b" as created.
-        write(&store, "a", 5..=5);
+        assert_eq!(shared.baselined, 0);
+        assert_eq!(
+            cursor_of(&store, "a").expect("cursor"),
+            Some(2),
+            "not moved"
+        );
+        assert_eq!(cursor_of(&store, "b").expect("cursor"), None, "not set");
+        // What the next owner of each tells.
+        let revs = |v: Vec<(EventType, EventData)>| -> Vec<(EventType, u64, u64, bool)> {
+            v.into_iter()
+                .map(|(t, d)| {
+                    let r = d.revs.expect("revs");
+                    (t, r.from, r.to, d.recovered)
+                })
+                .collect()
+        };
+        assert_eq!(
+            revs(recovered_data("b", Some(DocKind::Text), 0, 2)),
+            vec![
+                (EventType::Created, 1, 1, true),
+                (EventType::Changed, 1, 2, true)
+            ]
+        );
+        assert_eq!(
+            revs(recovered_data("a", Some(DocKind::Text), 2, 4)),
+            vec![(EventType::Changed, 3, 4, true)]
+        );
+        assert!(recovered_data("a", None, 4, 4).is_empty());
+        assert!(recovered_data("a", None, 5, 4).is_empty());
+        // A store of its own tells them at its restart ("b" and "c" as created).
         write(&store, "c", 1..=1);
         let own = catch_up(&store, 4, true, false).expect("restart");
-        let kinds: Vec<(EventType, Option<String>)> = own
+        let mut kinds: Vec<(EventType, Option<String>)> = own
             .recovered
             .iter()
             .map(|e| (e.kind, e.doc.as_deref().map(String::from)))
             .collect();
+        kinds.sort_by(|x, y| (&x.1, x.0).cmp(&(&y.1, y.0)));
         assert_eq!(
             kinds,
             vec![
                 (EventType::Changed, Some("a".into())),
+                (EventType::Created, Some("b".into())),
+                (EventType::Changed, Some("b".into())),
                 (EventType::Created, Some("c".into())),
                 (EventType::Changed, Some("c".into())),
             ]
         );
+        assert_eq!(cursor_of(&store, "b").expect("cursor"), Some(2));
+        let again = catch_up(&store, 5, true, false).expect("restart");
+        assert!(again.recovered.is_empty(), "the cursors followed");
     }
 }

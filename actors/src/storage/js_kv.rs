@@ -6,7 +6,9 @@
 //! with the configured replicas. Keys are hex so that any byte string is a valid KV key:
 //! `{hex doc}.r{hex revision}` in `ops` and `snapshots` (so one document's keys share a subject
 //! prefix and are listed alone), `n{hex node}.{hex key}` in the node's own `audit` and `events`
-//! spaces (each node keeps its own audit chain and outbox), `k.{hex key}` in `meta` and `keys`.
+//! spaces (each node keeps its own audit chain and outbox), except the documents' event cursors,
+//! one per document for the cluster: `c.{hex key}` in `events` ([`SHARED_EVENTS_PREFIX`]);
+//! `k.{hex key}` in `meta` and `keys`.
 //!
 //! Invariants:
 //! - Writes are buffered in the process and become durable together at [`Kv::flush`], which
@@ -137,6 +139,23 @@ fn node_tree(t: Tree) -> bool {
     matches!(t, Tree::Audit | Tree::Events)
 }
 
+/// First byte of the `events` keys the nodes share instead of keeping their own: the
+/// documents' event cursors (`events::outbox`), one per document for the whole cluster (a
+/// document's owner tells its changes; its next owner starts where the cursor stands).
+pub const SHARED_EVENTS_PREFIX: u8 = b'C';
+/// KV key token of the shared `events` keys: `c.{hex key}`.
+const SHARED_TOKEN: &str = "c";
+
+/// Whether `key` of `tree` is shared by every node.
+fn shared_key(tree: Tree, key: &[u8]) -> bool {
+    tree == Tree::Events && key.first() == Some(&SHARED_EVENTS_PREFIX)
+}
+
+/// Whether the range `[from, to)` of `tree` lies within the shared keys.
+fn shared_range(tree: Tree, from: &[u8], to: &[u8]) -> bool {
+    shared_key(tree, from) && (shared_key(tree, to) || to == [SHARED_EVENTS_PREFIX + 1])
+}
+
 fn nats_err(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("NATS JetStream, {what}: {e}"))
 }
@@ -248,6 +267,8 @@ impl JsKv {
                 Some(i) => format!("{}.r{}", hex::encode(&key[..i]), hex::encode(&key[i + 1..])),
                 None => format!("x.{}", hex::encode(key)),
             }
+        } else if shared_key(tree, key) {
+            format!("{SHARED_TOKEN}.{}", hex::encode(key))
         } else if node_tree(tree) {
             format!("{}.{}", self.node_token, hex::encode(key))
         } else {
@@ -267,9 +288,13 @@ impl JsKv {
             k.extend(hex::decode(tail.strip_prefix('r')?).ok()?);
             Some(k)
         } else if node_tree(tree) {
-            (head == self.node_token)
-                .then(|| hex::decode(tail).ok())
-                .flatten()
+            let key = hex::decode(tail).ok()?;
+            let mine = if head == SHARED_TOKEN {
+                shared_key(tree, &key)
+            } else {
+                head == self.node_token && !shared_key(tree, &key)
+            };
+            mine.then_some(key)
         } else {
             (head == "k").then(|| hex::decode(tail).ok()).flatten()
         }
@@ -286,6 +311,8 @@ impl JsKv {
                 }
                 _ => "*".to_string(),
             }
+        } else if shared_range(tree, from, to) {
+            SHARED_TOKEN.to_string()
         } else if node_tree(tree) {
             self.node_token.clone()
         } else {

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use coedit_protocol::DocKind;
 
+use super::owned::Ownership;
 use super::*;
 use crate::dispatcher::EventsDurable;
 use crate::events::coalesce::{Change, Coalescer};
@@ -34,6 +35,9 @@ pub struct EventsSetup {
     pub state: OutboxState,
     /// The dispatcher.
     pub dispatcher: Recipient<EventsDurable>,
+    /// Cluster mode: the cursors are the cluster's and a node tells the changes of the
+    /// documents it owns (`store_actor/owned.rs`).
+    pub shared: bool,
 }
 
 /// An op written and not yet known durable.
@@ -47,12 +51,14 @@ struct PendingOp {
 
 /// The store writer's change-event state.
 pub(super) struct EventsWriter {
-    coalescer: Coalescer,
+    pub(super) coalescer: Coalescer,
+    /// Cluster mode: the documents this node owns.
+    pub(super) owned: Option<Ownership>,
     prefix: String,
     last_seq: u64,
     wanted: HashSet<EventType>,
     /// Whether document changes are told (created or changed wanted).
-    changes: bool,
+    pub(super) changes: bool,
     /// Ops written, waiting for their flush, in write order.
     ops: VecDeque<PendingOp>,
     /// Events written, waiting for their flush, in write order.
@@ -76,22 +82,27 @@ impl EventsWriter {
             written: VecDeque::new(),
             dispatcher: s.dispatcher,
             sessions: HashMap::new(),
+            owned: s.shared.then(Ownership::default),
         }
     }
 
-    fn wants(&self, t: EventType) -> bool {
+    pub(super) fn wants(&self, t: EventType) -> bool {
         self.wanted.contains(&t)
     }
 
     /// A new event of kind `t` (its sequence number taken).
-    fn event(&mut self, t: EventType, now: u64, data: EventData) -> Arc<Event> {
+    pub(super) fn event(&mut self, t: EventType, now: u64, data: EventData) -> Arc<Event> {
         self.last_seq += 1;
         metrics().events_written.inc();
         Arc::new(Event::new(&self.prefix, self.last_seq, t, now, data))
     }
 
     /// The events of a change and their writes (the cursor with the last one).
-    fn change_events(&mut self, c: Change, now: u64) -> (Vec<TreeWrite>, Vec<Arc<Event>>) {
+    pub(super) fn change_events(
+        &mut self,
+        c: Change,
+        now: u64,
+    ) -> (Vec<TreeWrite>, Vec<Arc<Event>>) {
         let (tenant, name) = split_storage_id(&c.doc);
         let base = EventData {
             tenant,
@@ -181,6 +192,13 @@ impl StoreActor {
                 if fenced.get(&o.doc).is_some_and(|from| o.rev >= *from) {
                     continue;
                 }
+                // Cluster mode: only the owner tells, and not what its catch-up told.
+                if e.owned
+                    .as_ref()
+                    .is_some_and(|own| !own.takes(&o.doc, o.rev))
+                {
+                    continue;
+                }
                 e.coalescer.note(&o.doc, o.kind, o.rev, o.subject.as_ref());
             }
         }
@@ -203,10 +221,10 @@ impl StoreActor {
         };
         let mut writes = Vec::new();
         let mut evs = Vec::new();
-        let changes = if all {
-            e.coalescer.drain()
-        } else {
-            e.coalescer.due(now)
+        let changes = match (&e.owned, all) {
+            (_, true) => e.coalescer.drain(),
+            (Some(own), false) => e.coalescer.due_if(now, |d| own.ready(d)),
+            (None, false) => e.coalescer.due(now),
         };
         for c in changes {
             let (w, v) = e.change_events(c, now);
@@ -216,7 +234,7 @@ impl StoreActor {
         self.write_events(writes, evs, ctx);
     }
 
-    fn write_events(
+    pub(super) fn write_events(
         &mut self,
         writes: Vec<TreeWrite>,
         evs: Vec<Arc<Event>>,
@@ -277,6 +295,9 @@ impl StoreActor {
         }
         if e.changes {
             writes.push(outbox::cursor_delete(doc));
+        }
+        if let Some(own) = e.owned.as_mut() {
+            own.forget(doc);
         }
         e.written.extend(evs.into_iter().map(|ev| (wseq, ev)));
         writes

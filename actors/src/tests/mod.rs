@@ -14,7 +14,8 @@
 //! [`document`] (DocActor, per message),
 //! [`document_stream`] (DocActor: durability, fan-out, slow consumers, lifecycle),
 //! [`document_sim`] (DocActor: a seeded randomized run),
-//! [`store_actor`] (StoreActor and the write pool), [`registry`] (the open lifecycle).
+//! [`store_actor`] (StoreActor and the write pool), [`events_owned`] (cluster mode: change
+//! events told by the owner, catch-up on taking a document), [`registry`] (the open lifecycle).
 //!
 //! Determinism: nothing here depends on timing. Waits poll a condition that must become true
 //! (never "sleep and hope"); the clock only moves through [`TestClock::advance`].
@@ -22,6 +23,7 @@
 mod document;
 mod document_sim;
 mod document_stream;
+mod events_owned;
 mod gated_store;
 mod guard;
 mod recorder;
@@ -157,6 +159,8 @@ pub(crate) struct RigOptions {
     pub(crate) parallel_loads: usize,
     /// Change events: every kind, told to this recipient as they become durable.
     pub(crate) events: Option<Recipient<crate::dispatcher::EventsDurable>>,
+    /// Change events as in cluster mode: a document's changes are told while it is owned.
+    pub(crate) shared_events: bool,
 }
 
 impl Default for RigOptions {
@@ -171,6 +175,7 @@ impl Default for RigOptions {
             group_commit: Duration::ZERO,
             parallel_loads: crate::registry::DEFAULT_PARALLEL_LOADS,
             events: None,
+            shared_events: false,
         }
     }
 }
@@ -249,6 +254,7 @@ impl Rig {
                     last_seq: 0,
                 },
                 dispatcher,
+                shared: opts.shared_events,
             });
         }
         let writer = writer.start();

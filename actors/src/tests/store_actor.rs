@@ -24,7 +24,7 @@ const RELAXED_INTERVAL: Duration = Duration::from_millis(200);
 
 /// One `Durable` a document heard, with what was true when it arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Heard {
+pub(super) struct Heard {
     rev: u64,
     /// The manifest's acknowledged revision of the document then.
     manifest_rev: Option<u64>,
@@ -35,7 +35,7 @@ struct Heard {
 }
 
 /// Stands in for a document actor: records every `Durable` it is sent.
-struct DurableLog {
+pub(super) struct DurableLog {
     doc: String,
     manifest: Arc<Manifest>,
     store: Arc<GatedStore>,
@@ -64,7 +64,7 @@ impl Handler<Durable> for DurableLog {
 }
 
 /// A [`DurableLog`] for `doc` and what it heard.
-fn durable_log(rig: &Rig, doc: &str) -> (Addr<DurableLog>, Arc<Mutex<Vec<Heard>>>) {
+pub(super) fn durable_log(rig: &Rig, doc: &str) -> (Addr<DurableLog>, Arc<Mutex<Vec<Heard>>>) {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let addr = DurableLog {
         doc: doc.to_string(),
@@ -86,7 +86,7 @@ fn op_at(rev: u64) -> Op {
 }
 
 /// An append of revision `rev` of `doc`, reporting to `to`.
-fn append(doc: &str, rev: u64, subject: Option<&str>, to: &Addr<DurableLog>) -> Append {
+pub(super) fn append(doc: &str, rev: u64, subject: Option<&str>, to: &Addr<DurableLog>) -> Append {
     Append {
         doc: Arc::from(doc),
         record: LogRecord {
@@ -563,7 +563,7 @@ async fn write_pool_applies_a_batch_in_order_and_hands_the_chain_back() {
 }
 
 /// Collects the change events the store writer hands to the dispatcher.
-struct EventsSeen(Arc<Mutex<Vec<Arc<crate::events::Event>>>>);
+pub(super) struct EventsSeen(pub(super) Arc<Mutex<Vec<Arc<crate::events::Event>>>>);
 
 impl Actor for EventsSeen {
     type Context = Context<Self>;

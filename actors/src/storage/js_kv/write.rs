@@ -1,6 +1,6 @@
 //! The JetStream backend's write path: one flush's writes as they go to JetStream
 //! ([`write_all`]: op records in revision order per document, stopping at the first refusal;
-//! then everything else), and the conditional create that makes the fence ([`create_one`]).
+//! then everything else; the shared event cursors last), and the conditional create that makes the fence ([`create_one`]).
 //! The invariants are the backend's (`js_kv.rs`).
 
 use super::*;
@@ -47,7 +47,7 @@ fn rev_of(raw: &[u8]) -> Option<u64> {
 /// failed one leaves it for the next try). Documents already `fenced` write nothing more.
 /// Then everything else, in parallel, except a document's snapshots while any of its ops are
 /// still to be sent (and never for a fenced document: its snapshot would describe a history
-/// the store does not have).
+/// the store does not have), and the shared event cursors, written once all else is stored.
 pub(super) async fn write_all(
     writes: Vec<Outgoing>,
     fenced: HashSet<String>,
@@ -113,16 +113,31 @@ pub(super) async fn write_all(
         .filter(|w| w.tree != Tree::Snapshots || !dead.contains(&doc_of(&w.raw)))
         .partition(|w| w.tree != Tree::Snapshots || !waiting.contains(&doc_of(&w.raw)));
     retry.extend(later);
-    let failed: Vec<Outgoing> = futures_util::stream::iter(now.into_iter().map(|w| async move {
+    // The shared event cursors last, once the event records they follow are stored: a crash
+    // between leaves an event told twice (the next owner tells from the older cursor), never
+    // a cursor past an event that was not stored.
+    let (now, cursors): (Vec<Outgoing>, Vec<Outgoing>) =
+        now.into_iter().partition(|w| !shared_key(w.tree, &w.raw));
+    let failed = write_parallel(now).await;
+    if failed.is_empty() {
+        retry.extend(write_parallel(cursors).await);
+    } else {
+        retry.extend(failed);
+        retry.extend(cursors);
+    }
+    (retry, refused)
+}
+
+/// Writes `writes` in parallel; returns those that failed.
+async fn write_parallel(writes: Vec<Outgoing>) -> Vec<Outgoing> {
+    futures_util::stream::iter(writes.into_iter().map(|w| async move {
         let r = write_one(&w).await;
         (w, r)
     }))
     .buffer_unordered(READS_AT_ONCE)
     .filter_map(|(w, r)| async move { r.is_err().then_some(w) })
     .collect()
-    .await;
-    retry.extend(failed);
-    (retry, refused)
+    .await
 }
 
 /// Writes one buffered write (see [`Kv::flush`]).
