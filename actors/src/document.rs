@@ -1,10 +1,10 @@
 //! The document actor: owns one `Document` and everyone subscribed to it.
 //!
-//! This file holds the actor's state, fan-out, durability bookkeeping, joins and lifecycle
-//! (it stays above 600 lines because they share the subscriber table and the flush state);
+//! This file holds the actor's state, durability bookkeeping and joins;
 //! its other messages are in `document/`: `submit` (`Submit`), `presence`
 //! (`SetPresence`), `reads` (`GetText`, `GetOps`, `GetVersions`), `remote` (cluster mode:
-//! requests from sessions on other nodes).
+//! requests from sessions on other nodes), `lifecycle` (idle unload, snapshots, `Shutdown`,
+//! stepping down), `fanout` (answers and fan-out rounds).
 //!
 //! Invariants:
 //! - Submits are serialized by the actor's mailbox; each accepted op is applied at once (later
@@ -65,10 +65,13 @@ use crate::storage::{LogRecord, Store};
 use crate::store_actor::{Append, FlushNow, PutSnapshot, StoreActor, Unfence};
 use crate::SessionId;
 
+mod fanout;
+mod lifecycle;
 mod presence;
 mod reads;
 mod remote;
 mod submit;
+pub use lifecycle::Shutdown;
 pub use presence::SetPresence;
 pub use reads::{DocText, GetOps, GetText, GetVersions};
 pub use submit::{Applied, Submit};
@@ -291,157 +294,6 @@ impl DocActor {
         Ok(())
     }
 
-    /// Sends one frame to one subscriber; a full queue disconnects it.
-    fn send_to(&mut self, session: SessionId, frame: Frame) {
-        self.send_all(session, std::iter::once(frame));
-    }
-
-    /// Sends the frames of one answer to one subscriber, all queued or none; a full queue
-    /// disconnects it.
-    fn send_all(&mut self, session: SessionId, frames: impl IntoIterator<Item = Frame>) {
-        let Some(sub) = self.subs.get(&session) else {
-            return;
-        };
-        let mut count = 0;
-        let mut bytes = 0;
-        let frames = frames.into_iter().inspect(|f| {
-            count += 1;
-            bytes += f.len() as u64;
-        });
-        match sub.out.try_send_all(frames) {
-            Ok(()) => {
-                let m = metrics();
-                m.fanout_frames.inc_by(count);
-                m.fanout_bytes.inc_by(bytes);
-            }
-            Err(Refused::Full) => {
-                warn!(parent: &self.span, session, "slow consumer disconnected");
-                metrics().slow_consumers.inc();
-                if let Some(sub) = self.subs.remove(&session) {
-                    sub.out.force(Frame::Close(
-                        CLOSE_TRY_AGAIN,
-                        "slow consumer: rejoin with your revision".into(),
-                    ));
-                    self.unsubscribed(sub);
-                }
-            }
-            Err(Refused::Closed) => {
-                if let Some(sub) = self.subs.remove(&session) {
-                    self.unsubscribed(sub);
-                }
-            }
-        }
-    }
-
-    /// Schedules a fan-out if a subscriber was cut (slow consumer, gone) outside a flush and
-    /// its cleared caret waits to be sent.
-    fn flush_cut_presence(&mut self, ctx: &mut Context<Self>) {
-        if !self.pending_presence.is_empty() {
-            self.schedule_flush(ctx);
-        }
-    }
-
-    /// Sends a message to one subscriber in its format.
-    fn reply(&mut self, session: SessionId, msg: &ServerMsg) {
-        if let Some(format) = self.subs.get(&session).map(|s| s.format) {
-            self.send_to(session, Frame::encode(msg, format));
-        }
-    }
-
-    /// Sends `msgs` to every subscriber as one mailbox message each, every message encoded at
-    /// most once per format.
-    fn broadcast(&mut self, msgs: &[ServerMsg]) {
-        if msgs.is_empty() {
-            return;
-        }
-        let (mut bin, mut text): (Option<Vec<Frame>>, Option<Vec<Frame>>) = (None, None);
-        let targets: Vec<(SessionId, Format)> =
-            self.subs.iter().map(|(id, s)| (*id, s.format)).collect();
-        for (id, format) in targets {
-            let slot = match format {
-                Format::MsgPack => &mut bin,
-                Format::Json => &mut text,
-            };
-            let frames = slot
-                .get_or_insert_with(|| msgs.iter().map(|m| Frame::encode(m, format)).collect())
-                .clone();
-            self.send_all(id, frames);
-        }
-    }
-
-    /// The fan-out tick now: the configured tick, stretched by the number of subscribers
-    /// (`fanout_tick_per_subscriber` each) so that a round's cost, which grows with the
-    /// subscribers, is paid less often on a crowded document. Zero stays zero (no coalescing).
-    fn fanout_tick(&self) -> Duration {
-        let tick = self.config.fanout_tick;
-        if tick.is_zero() {
-            return tick;
-        }
-        let crowd = self.config.fanout_tick_per_subscriber * self.subs.len() as u32;
-        tick.max(crowd).min(MAX_FANOUT_TICK)
-    }
-
-    /// Sends pending ops and presence at most once per fan-out tick: at once if the last
-    /// flush was a tick ago or more (no added latency under light load), else at the end of
-    /// the tick (one message per subscriber per tick under heavy load).
-    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flush_scheduled {
-            return;
-        }
-        let since = self.last_flush.elapsed();
-        let tick = self.fanout_tick();
-        if since >= tick {
-            self.flush();
-        } else {
-            self.flush_scheduled = true;
-            ctx.run_later(tick - since, |a, _| a.flush());
-        }
-    }
-
-    /// Sends every durable op and presence change not yet sent: ops first, then presence, in
-    /// one message per subscriber.
-    fn flush(&mut self) {
-        self.flush_scheduled = false;
-        if !self.pending_ops.is_empty() || !self.pending_presence.is_empty() {
-            self.last_flush = Instant::now();
-        }
-        let mut msgs = Vec::new();
-        if !self.pending_ops.is_empty() {
-            let pending = std::mem::take(&mut self.pending_ops);
-            for ops in chunk_ops(pending, OPS_MESSAGE_BUDGET) {
-                msgs.push(ServerMsg::Ops {
-                    doc: self.name.to_string(),
-                    ops,
-                    access: None,
-                });
-            }
-        }
-        // A subscriber cut as a slow consumer during this broadcast queues its cleared caret:
-        // send that too (each round can only cut more subscribers, so this ends).
-        loop {
-            if !self.pending_presence.is_empty() {
-                let peers = self
-                    .pending_presence
-                    .drain()
-                    .map(|(client, (sel, user))| PeerPresence {
-                        client: client.to_string(),
-                        sel,
-                        user: user.as_deref().cloned(),
-                    })
-                    .collect();
-                msgs.push(ServerMsg::Presence {
-                    doc: self.name.to_string(),
-                    rev: self.doc.rev(),
-                    peers,
-                });
-            }
-            if msgs.is_empty() {
-                break;
-            }
-            self.broadcast(&std::mem::take(&mut msgs));
-        }
-    }
-
     /// Marks everything up to `rev` durable: sends those ops, then releases every waiter whose
     /// revision is durable.
     fn made_durable(&mut self, rev: u64, ctx: &mut Context<Self>) {
@@ -509,81 +361,6 @@ impl DocActor {
         if self.subs.is_empty() {
             self.schedule_idle_check(ctx);
         }
-    }
-
-    fn schedule_idle_check(&mut self, ctx: &mut Context<Self>) {
-        let generation = self.idle_generation;
-        ctx.run_later(self.config.idle_timeout, move |a, ctx| {
-            if a.subs.is_empty() && a.idle_generation == generation && !a.closing {
-                a.unload(ctx);
-            }
-        });
-    }
-
-    /// Writes a snapshot if there are ops since the last one.
-    fn snapshot(&mut self) {
-        let rev = self.doc.rev();
-        if rev == self.snapshot_rev {
-            return;
-        }
-        self.snapshot_rev = rev;
-        let compact_at = self.config.retain_ops.map(|k| rev.saturating_sub(k));
-        self.writer.do_send(PutSnapshot {
-            doc: self.id.clone(),
-            snapshot: self.doc.snapshot().into(),
-            compact_at,
-        });
-    }
-
-    /// Snapshots and resolves once everything is durable, after sending every op to the
-    /// subscribers and running `then`; then stops the actor.
-    fn save_and_stop(
-        &mut self,
-        then: impl FnOnce(&mut Self) + 'static,
-    ) -> impl ActorFuture<Self, Output = ()> + 'static {
-        self.closing = true;
-        self.snapshot();
-        self.writer
-            .send(FlushNow)
-            .into_actor(self)
-            .then(move |res, act, ctx| {
-                if act.store.is_fenced(&act.id) {
-                    // Not durable after all: nothing more is acknowledged; sessions resume
-                    // on the node that wrote first.
-                    act.undurable.clear();
-                    act.ack_waiters.clear();
-                    act.writer.do_send(Unfence {
-                        doc: act.id.clone(),
-                    });
-                } else if res.is_ok() {
-                    act.made_durable(act.doc.rev(), ctx);
-                }
-                act.flush();
-                then(act);
-                let tell = !act.store.is_fenced(&act.id);
-                owner::give_up(act.writer.clone(), act.lease.take(), tell).into_actor(act)
-            })
-            .map(|(), _, ctx| ctx.stop())
-    }
-
-    /// Saves the document and stops.
-    /// The registry hears `DocClosing` first (before this actor refuses anything), so requests
-    /// wait for the unload instead of racing it.
-    fn unload(&mut self, ctx: &mut Context<Self>) {
-        debug!(parent: &self.span, rev = self.doc.rev(), "unloading idle document");
-        let (id, name, addr) = (self.id.clone(), self.name.clone(), ctx.address());
-        self.registry.do_send(DocClosing {
-            id: id.clone(),
-            addr: DocAddr::Text(addr.clone()),
-        });
-        let fut = self.save_and_stop(move |act| {
-            act.registry.do_send(DocClosed {
-                id,
-                name,
-                addr: DocAddr::Text(addr),
-            });
-        });
-        ctx.wait(fut);
     }
 
     /// The retained ops after `from` up to `to`, from memory or the store.
@@ -799,70 +576,5 @@ impl Handler<Leave> for DocActor {
     /// Removes the subscriber and schedules the idle check when it was the last.
     fn handle(&mut self, m: Leave, ctx: &mut Context<Self>) {
         self.remove_subscriber(m.session, ctx);
-    }
-}
-
-/// Save now and stop (server shutdown): subscribers are told to reconnect (close 1012), a
-/// snapshot is written and flushed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-impl Handler<Shutdown> for DocActor {
-    type Result = ResponseActFuture<Self, ()>;
-
-    /// Snapshots and flushes; once durable, sends every op, closes every subscriber with 1012,
-    /// answers and stops.
-    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
-        if self.closing {
-            return Box::pin(actix::fut::ready(()));
-        }
-        Box::pin(self.save_and_stop(|act| {
-            for (_, sub) in act.subs.drain() {
-                sub.out.force(Frame::Close(
-                    CLOSE_RESTART,
-                    "server restarting: reconnect and rejoin with your revision".into(),
-                ));
-            }
-        }))
-    }
-}
-
-impl LeaseHolder for DocActor {
-    fn lease_mut(&mut self) -> Option<&mut HeldLease> {
-        self.lease.as_mut()
-    }
-
-    fn doc_id(&self) -> Arc<str> {
-        self.id.clone()
-    }
-
-    /// Stops ordering the document: every subscriber (local or remote) is told to reconnect
-    /// (1012), nothing not yet durable is acknowledged, no snapshot is written; once the store
-    /// writer flushed everything this actor sent, the document may be written again
-    /// (`Unfence`) and the registry forgets the actor.
-    fn step_down(&mut self, why: &str, ctx: &mut Context<Self>) {
-        if self.closing {
-            return;
-        }
-        warn!(parent: &self.span, why, rev = self.doc.rev(), durable = self.durable_rev, "stepping down");
-        self.closing = true;
-        for (_, sub) in self.subs.drain() {
-            sub.out.force(Frame::Close(
-                CLOSE_RESTART,
-                "this document moved to another server: reconnect and resume".into(),
-            ));
-        }
-        self.undurable.clear();
-        self.pending_ops.clear();
-        self.ack_waiters.clear();
-        let handover = owner::Handover {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            addr: DocAddr::Text(ctx.address()),
-            writer: self.writer.clone(),
-            registry: self.registry.clone(),
-        };
-        owner::hand_over(handover, self.lease.take(), ctx);
     }
 }

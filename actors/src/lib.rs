@@ -15,9 +15,11 @@
 //!   `YDocument`, applies updates, relays them once durable, relays awareness, unloads when
 //!   idle.
 //! - [`session`]: the `WsSession` actor, one per WebSocket, on the worker that accepted it (the
-//!   only file that uses actix-web-actors), and `CloseAll`, which closes every session at once.
+//!   only module, with its folder `session/`, that uses actix-web-actors), the Yjs
+//!   `YSession`, and `CloseAll`, which closes every session at once.
 //! - [`store_actor`]: the `StoreActor` (one, on its own arbiter): orders every write, batches
-//!   them for the write pool with their group-commit flush, then tells documents `Durable`.
+//!   them for the write pool with their group-commit flush, then tells documents `Durable`;
+//!   writes change events (in cluster mode, for the documents this node owns).
 //! - [`write_pool`]: the `WritePool` (a `SyncArbiter` of one thread): applies the store
 //!   actor's batches in order (`apply_batch`: encodes and seals records, extends and signs the
 //!   audit chain, writes into the store's buffers), then flushes and records what the flush

@@ -1,8 +1,8 @@
 //! The WebSocket session actor: one per connection. The only module that uses
 //! actix-web-actors, so that moving to actix-ws touches nothing else (with `session/auth.rs`:
-//! `hello`, `auth` and the expiry timer, which are methods of the same actor; and
-//! `session/yjs.rs`, the session of the two Yjs protocols). Above 600 lines because the frame
-//! handling, joins, ops and the outbound stream share the session's state.
+//! `hello`, `auth`, the expiry timer and each request's authorization, which are methods of
+//! the same actor; `session/text.rs`, text-document joins and ops; and `session/yjs.rs`, the
+//! session of the two Yjs protocols).
 //!
 //! Invariants:
 //! - Each frame is decoded once, at this boundary, into a validated `ClientMsg`; everything
@@ -71,6 +71,7 @@ pub const PRE_AUTH_MAX_BYTES: usize = 64 * 1024;
 use crate::SessionId;
 
 mod auth;
+mod text;
 pub mod yjs;
 
 /// Default interval between server pings.
@@ -337,92 +338,6 @@ impl WsSession {
         }
     }
 
-    /// Resolves and authorizes a document reference for this session's claims; on refusal,
-    /// audits it and reports it to the client.
-    fn authorize(
-        &self,
-        doc: &str,
-        action: Action,
-        seq: Option<u64>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) -> Option<Resolved> {
-        match self.guard.authorize(self.claims.as_ref(), doc, action) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                self.refuse(&e, action_name(action), Some(doc), seq, format, ctx);
-                None
-            }
-        }
-    }
-
-    /// Takes one op token from the bucket (refilled for the time since the last op).
-    fn take_op_token(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        let burst = self.config.op_burst.max(1.0);
-        self.op_tokens = (self.op_tokens + elapsed * self.config.max_ops_per_s).min(burst);
-        if self.op_tokens >= 1.0 {
-            self.op_tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The joined name a message's document reference stands for, once `action` is allowed.
-    /// Without authentication the reference is the name (nothing to resolve or allocate on the
-    /// path of every op).
-    fn authorized_name<'a>(
-        &self,
-        doc: &'a str,
-        action: Action,
-        seq: Option<u64>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) -> Option<Cow<'a, str>> {
-        if self.claims.is_none() {
-            return Some(Cow::Borrowed(doc));
-        }
-        self.authorize(doc, action, seq, format, ctx)
-            .map(|r| Cow::Owned(r.name))
-    }
-
-    /// Audits and reports a refusal (closing the connection where the code says so).
-    fn refuse(
-        &self,
-        e: &AuthError,
-        action: &str,
-        doc: Option<&str>,
-        seq: Option<u64>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        self.audit_refusal(e, action, doc);
-        Self::fail(
-            ctx,
-            format,
-            e.code(),
-            e.to_string(),
-            doc.map(str::to_string),
-            seq,
-        );
-    }
-
-    /// Audits a refusal.
-    fn audit_refusal(&self, e: &AuthError, action: &str, doc: Option<&str>) {
-        debug!(parent: &self.span, error = %e, action, "refused");
-        let refusal = Refusal {
-            source: self.peer,
-            session: Some(self.id),
-            claims: self.claims.as_ref(),
-            action,
-            doc,
-        };
-        self.guard.refused(refusal, e);
-    }
-
     /// The name under which a reference was joined (`tenant:name` → `name` for the session's
     /// own tenant).
     fn joined_name<'a>(&self, doc: &'a str) -> &'a str {
@@ -547,137 +462,6 @@ impl WsSession {
                 }
             }
             ClientMsg::Hello { .. } | ClientMsg::Ping { .. } => {}
-        }
-    }
-
-    fn not_joined(
-        ctx: &mut ws::WebsocketContext<Self>,
-        format: Format,
-        doc: String,
-        seq: Option<u64>,
-    ) {
-        let msg = format!("document {doc:?} is not joined on this connection");
-        Self::fail(ctx, format, ErrorCode::NotJoined, msg, Some(doc), seq);
-    }
-
-    fn on_join(
-        &mut self,
-        client: ClientId,
-        doc: String,
-        rev: Option<u64>,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let Some(resolved) = self.authorize(&doc, Action::Read, None, format, ctx) else {
-            return;
-        };
-        // Opening a document that does not exist creates it: editors and owners only.
-        let create = resolved.role >= Role::Editor;
-        let doc = resolved.name.clone();
-        if !self.docs.contains_key(&doc) && self.docs.len() >= self.config.max_docs {
-            let msg = format!(
-                "a session may join at most {} documents",
-                self.config.max_docs
-            );
-            return Self::fail(
-                ctx,
-                format,
-                ErrorCode::TooManyDocuments,
-                msg,
-                Some(doc),
-                None,
-            );
-        }
-        let registry = self.registry.clone();
-        let session = self.id;
-        let max_bytes = self.config.max_outbound_bytes;
-        let out = self
-            .outbox
-            .get_or_insert_with(|| Outbox::new(ctx.address().recipient(), max_bytes))
-            .clone();
-        let (id, name) = (resolved.id.clone(), resolved.name.clone());
-        let access = Access {
-            role: resolved.role,
-            sub: self.claims.as_ref().map(|c| c.sub.clone()),
-        };
-        let user = self.user.clone();
-        let open = OpenDoc {
-            kind: coedit_protocol::DocKind::Text,
-            id: id.clone(),
-            name: name.clone(),
-            create,
-        };
-        let join = async move {
-            let make = || Join {
-                session,
-                client: client.clone(),
-                rev,
-                format,
-                out: out.clone(),
-                access: access.clone(),
-                user: user.clone(),
-            };
-            call_doc::<crate::DocActor, _, _>(&registry, open, make)
-                .await
-                .map(|(addr, ())| addr)
-        };
-        ctx.wait(join.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(addr) => {
-                act.guard.audit(AuditEvent::Join {
-                    session: act.id,
-                    doc: resolved.id,
-                    role: act.claims.as_ref().map(|_| resolved.role.to_string()),
-                });
-                act.docs.insert(doc, addr);
-            }
-            Err(ActorError::Auth(e)) => act.refuse(&e, "join", Some(&doc), None, format, ctx),
-            Err(e) => Self::fail(ctx, format, e.code(), e.to_string(), Some(doc), None),
-        }));
-    }
-
-    fn on_op(
-        &mut self,
-        client: ClientId,
-        m: OpMsg,
-        format: Format,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let Some(name) = self.authorized_name(&m.doc, Action::Write, Some(m.seq), format, ctx)
-        else {
-            return;
-        };
-        let Some(addr) = self.docs.get(name.as_ref()).cloned() else {
-            return Self::not_joined(ctx, format, m.doc, Some(m.seq));
-        };
-        if !self.take_op_token() {
-            metrics().rate_limited.inc();
-            let msg = format!(
-                "more than {} ops per second (burst {}): op not applied, resend it later",
-                self.config.max_ops_per_s, self.config.op_burst
-            );
-            let code = ErrorCode::RateLimited;
-            return Self::fail(ctx, format, code, msg, Some(m.doc), Some(m.seq));
-        }
-        let reach = m.reach();
-        match m.checked_op() {
-            Ok(op) => addr.do_send(Submit {
-                reach,
-                subject: self.subject.clone(),
-                session: Some(self.id),
-                client,
-                seq: m.seq,
-                base_rev: m.rev,
-                op,
-                t: m.t,
-            }),
-            Err(e) => Self::fail(
-                ctx,
-                format,
-                e.code(),
-                e.to_string(),
-                Some(m.doc),
-                Some(m.seq),
-            ),
         }
     }
 }

@@ -1,12 +1,99 @@
 //! The session's authentication: `hello` (the token checked off the session's thread, the
 //! client id bound to the subject, the display metadata), `auth` (a new token on a live
 //! session: same subject and tenant, joined documents re-authorized), and the expiry timer
-//! that closes a session whose token ran out.
+//! that closes a session whose token ran out; and the authorization of each request against
+//! the session's claims (with its audit on refusal) and the op rate limit.
 
 use super::*;
 use crate::errors::CLOSE_TRY_AGAIN;
 
 impl WsSession {
+    /// Resolves and authorizes a document reference for this session's claims; on refusal,
+    /// audits it and reports it to the client.
+    pub(super) fn authorize(
+        &self,
+        doc: &str,
+        action: Action,
+        seq: Option<u64>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Option<Resolved> {
+        match self.guard.authorize(self.claims.as_ref(), doc, action) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.refuse(&e, action_name(action), Some(doc), seq, format, ctx);
+                None
+            }
+        }
+    }
+
+    /// Takes one op token from the bucket (refilled for the time since the last op).
+    pub(super) fn take_op_token(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        let burst = self.config.op_burst.max(1.0);
+        self.op_tokens = (self.op_tokens + elapsed * self.config.max_ops_per_s).min(burst);
+        if self.op_tokens >= 1.0 {
+            self.op_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The joined name a message's document reference stands for, once `action` is allowed.
+    /// Without authentication the reference is the name (nothing to resolve or allocate on the
+    /// path of every op).
+    pub(super) fn authorized_name<'a>(
+        &self,
+        doc: &'a str,
+        action: Action,
+        seq: Option<u64>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Option<Cow<'a, str>> {
+        if self.claims.is_none() {
+            return Some(Cow::Borrowed(doc));
+        }
+        self.authorize(doc, action, seq, format, ctx)
+            .map(|r| Cow::Owned(r.name))
+    }
+
+    /// Audits and reports a refusal (closing the connection where the code says so).
+    pub(super) fn refuse(
+        &self,
+        e: &AuthError,
+        action: &str,
+        doc: Option<&str>,
+        seq: Option<u64>,
+        format: Format,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        self.audit_refusal(e, action, doc);
+        Self::fail(
+            ctx,
+            format,
+            e.code(),
+            e.to_string(),
+            doc.map(str::to_string),
+            seq,
+        );
+    }
+
+    /// Audits a refusal.
+    pub(super) fn audit_refusal(&self, e: &AuthError, action: &str, doc: Option<&str>) {
+        debug!(parent: &self.span, error = %e, action, "refused");
+        let refusal = Refusal {
+            source: self.peer,
+            session: Some(self.id),
+            claims: self.claims.as_ref(),
+            action,
+            doc,
+        };
+        self.guard.refused(refusal, e);
+    }
+
     pub(super) fn on_hello(
         &mut self,
         client: Option<String>,

@@ -10,6 +10,9 @@
 //! one per document for the cluster: `c.{hex key}` in `events` ([`SHARED_EVENTS_PREFIX`]);
 //! `k.{hex key}` in `meta` and `keys`.
 //!
+//! Its read path (listings, value reads, retries) is in `js_kv/read.rs`, its write path (a
+//! flush's writes in order, the conditional create) in `js_kv/write.rs`.
+//!
 //! Invariants:
 //! - Writes are buffered in the process and become durable together at [`Kv::flush`], which
 //!   returns once JetStream acknowledged every one (stored on the bucket's quorum). Reads see
@@ -34,6 +37,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::kv::{tree_index, TREES};
 use super::*;
 
+mod read;
 mod write;
 use write::{random_tag, write_all, Outgoing};
 
@@ -232,34 +236,6 @@ impl JsKv {
         })
     }
 
-    /// Every live KV key of `tree`'s bucket, as stored (`keys()` skips deleted ones, reading
-    /// headers, not values).
-    ///
-    /// A listing reads through an ephemeral consumer, which the NATS meta leader places on one
-    /// of the stream's peers, an unreachable one included (a server down: measured, about one
-    /// creation in three then waits for the request timeout): the creation is given
-    /// [`KEYS_TRY_TIMEOUT`] and asked again, within the call's [`NATS_CALL_TIMEOUT`].
-    fn kv_keys(&self, tree: Tree) -> Result<Vec<String>, StoreError> {
-        self.read_retrying("listing keys", || {
-            let bucket = self.buckets[tree_index(tree)].clone();
-            async move {
-                let keys = loop {
-                    match tokio::time::timeout(KEYS_TRY_TIMEOUT, bucket.keys()).await {
-                        Ok(Ok(keys)) => break keys,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "listing keys: trying again"),
-                        Err(_) => {
-                            tracing::debug!("listing keys: no consumer in time; trying again")
-                        }
-                    }
-                    tokio::time::sleep(KEYS_RETRY_PAUSE).await;
-                };
-                keys.try_collect::<Vec<String>>()
-                    .await
-                    .map_err(|e| nats_err("listing keys", e))
-            }
-        })
-    }
-
     /// The KV key of a store key.
     fn encode(&self, tree: Tree, key: &[u8]) -> String {
         if doc_tree(tree) {
@@ -329,125 +305,6 @@ impl JsKv {
         }
         Ok(self.flushing.lock().map_err(backend)?.get(&k).cloned())
     }
-
-    /// The keys of `tree` in `[from, to)` that may hold a value, ascending: those JetStream has
-    /// a subject for (a deleted key's marker included) and those buffered, with their KV keys.
-    fn candidates(
-        &self,
-        tree: Tree,
-        from: &[u8],
-        to: &[u8],
-    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        let filter = self.filter(tree, from, to);
-        let stream_name = format!("KV_{}", self.names[tree_index(tree)]);
-        let prefix = format!("$KV.{}.", self.names[tree_index(tree)]);
-        let subjects: Vec<String> = self.read_retrying("listing keys", || {
-            let (js, stream_name, filter) = (self.js.clone(), stream_name.clone(), filter.clone());
-            async move {
-                let stream = js
-                    .get_stream(&stream_name)
-                    .await
-                    .map_err(|e| nats_err("stream", e))?;
-                let info = stream
-                    .info_with_subjects(filter)
-                    .await
-                    .map_err(|e| nats_err("listing keys", e))?;
-                info.map_ok(|(s, _)| s)
-                    .try_collect::<Vec<String>>()
-                    .await
-                    .map_err(|e| nats_err("listing keys", e))
-            }
-        })?;
-        let mut keys: BTreeMap<Vec<u8>, String> = subjects
-            .iter()
-            .filter_map(|s| s.strip_prefix(&prefix))
-            .filter_map(|kv_key| {
-                let k = self.decode(tree, kv_key)?;
-                (k.as_slice() >= from && k.as_slice() < to).then(|| (k, kv_key.to_string()))
-            })
-            .collect();
-        let t = tree_index(tree);
-        for map in [&self.flushing, &self.pending] {
-            for (mt, k) in map.lock().map_err(backend)?.keys() {
-                if *mt == t && k.as_slice() >= from && k.as_slice() < to {
-                    keys.entry(k.clone())
-                        .or_insert_with(|| self.encode(tree, k));
-                }
-            }
-        }
-        Ok(keys.into_iter().collect())
-    }
-
-    /// The values of `keys` (buffered first), `None` for deleted ones, in order.
-    fn values(
-        &self,
-        tree: Tree,
-        keys: &[(Vec<u8>, String)],
-    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let mut out: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
-        let mut remote = Vec::new();
-        for (i, (k, kv_key)) in keys.iter().enumerate() {
-            let b = self.buffered(tree, k)?;
-            if b.is_none() {
-                remote.push((i, kv_key.clone()));
-            }
-            out.push(b);
-        }
-        let fetched: Vec<(usize, Option<Vec<u8>>)> = self.read_retrying("reading", || {
-            let (bucket, remote) = (self.buckets[tree_index(tree)].clone(), remote.clone());
-            async move {
-                futures_util::stream::iter(remote.into_iter().map(|(i, k)| {
-                    let bucket = bucket.clone();
-                    async move { bucket.get(k).await.map(|v| (i, v.map(|b| b.to_vec()))) }
-                }))
-                .buffered(READS_AT_ONCE)
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| nats_err("reading", e))
-            }
-        })?;
-        for (i, v) in fetched {
-            out[i] = Some(v);
-        }
-        Ok(out.into_iter().map(Option::flatten).collect())
-    }
-
-    /// Every pair of `tree` in `[from, to)`, ascending, buffered writes included.
-    fn list(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>, StoreError> {
-        let keys = self.candidates(tree, from, to)?;
-        let values = self.values(tree, &keys)?;
-        Ok(keys
-            .into_iter()
-            .zip(values)
-            .filter_map(|((k, _), v)| Some((k, v?)))
-            .collect())
-    }
-
-    /// The first (or, `last`, the last) pair of `tree` in `[from, to)`, reading values one key
-    /// at a time from that end until a live one.
-    fn edge(
-        &self,
-        tree: Tree,
-        from: &[u8],
-        to: &[u8],
-        last: bool,
-    ) -> Result<Option<Pair>, StoreError> {
-        let mut keys = self.candidates(tree, from, to)?;
-        if last {
-            keys.reverse();
-        }
-        for chunk in keys.chunks(8) {
-            for ((k, _), v) in chunk.iter().zip(self.values(tree, chunk)?) {
-                if let Some(v) = v {
-                    return Ok(Some((k.clone(), v)));
-                }
-            }
-        }
-        Ok(None)
-    }
 }
 
 impl JsKv {
@@ -459,28 +316,6 @@ impl JsKv {
         match &self.rt {
             Some(rt) => run(rt, fut),
             None => Err(StoreError::Backend("the NATS connection is closed".into())),
-        }
-    }
-}
-
-impl JsKv {
-    /// Runs the read `make` builds, and again while NATS fails it (`StoreError::Backend`: no
-    /// answer, a leader election, a server away), until [`READ_RETRY_FOR`] has passed.
-    fn read_retrying<T, F, Fut>(&self, what: &str, make: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        let deadline = std::time::Instant::now() + READ_RETRY_FOR;
-        loop {
-            match self.run(make()).and_then(|r| r) {
-                Err(StoreError::Backend(e)) if std::time::Instant::now() < deadline => {
-                    tracing::debug!(what, error = %e, "NATS JetStream read failed; trying again");
-                    std::thread::sleep(READ_RETRY_PAUSE);
-                }
-                r => return r,
-            }
         }
     }
 }
