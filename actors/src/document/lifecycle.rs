@@ -46,7 +46,9 @@ impl DocActor {
             .send(FlushNow)
             .into_actor(self)
             .then(move |res, act, ctx| {
-                if act.store.is_fenced(&act.id) {
+                // Asked once: `Unfence` below clears it on the store writer's thread.
+                let fenced = act.store.is_fenced(&act.id);
+                if fenced {
                     // Not durable after all: nothing more is acknowledged; sessions resume
                     // on the node that wrote first.
                     act.undurable.clear();
@@ -59,8 +61,8 @@ impl DocActor {
                 }
                 act.flush();
                 then(act);
-                let tell = !act.store.is_fenced(&act.id);
-                owner::give_up(act.writer.clone(), act.lease.take(), tell).into_actor(act)
+                // Fenced, its untold revisions are the next owner's (it loaded past them).
+                owner::give_up(act.writer.clone(), act.lease.take(), !fenced).into_actor(act)
             })
             .map(|(), _, ctx| ctx.stop())
     }

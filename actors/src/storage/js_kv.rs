@@ -373,13 +373,7 @@ impl Kv for JsKv {
         let k = self.encode(tree, key);
         self.read_retrying("reading", || {
             let (bucket, k) = (self.buckets[tree_index(tree)].clone(), k.clone());
-            async move {
-                bucket
-                    .get(k)
-                    .await
-                    .map(|v| v.map(|b| b.to_vec()))
-                    .map_err(|e| nats_err("reading", e))
-            }
+            async move { read::leader_get(&bucket, &k).await }
         })
     }
 

@@ -59,7 +59,9 @@ impl YDocActor {
             .send(FlushNow)
             .into_actor(self)
             .then(move |res, act, _ctx| {
-                if act.store.is_fenced(&act.id) {
+                // Asked once: `Unfence` below clears it on the store writer's thread.
+                let fenced = act.store.is_fenced(&act.id);
+                if fenced {
                     // Not durable after all: nothing more is answered.
                     act.undurable.clear();
                     act.waiters.clear();
@@ -71,8 +73,8 @@ impl YDocActor {
                 }
                 act.flush();
                 then(act);
-                let tell = !act.store.is_fenced(&act.id);
-                owner::give_up(act.writer.clone(), act.lease.take(), tell).into_actor(act)
+                // Fenced, its untold revisions are the next owner's (it loaded past them).
+                owner::give_up(act.writer.clone(), act.lease.take(), !fenced).into_actor(act)
             })
             .map(|(), _, ctx| ctx.stop())
     }

@@ -1,6 +1,6 @@
 //! The JetStream backend's read path: key listings (through an ephemeral consumer, retried
 //! while its creation stalls on a dead server), range listings by subject filter merged with
-//! the buffered writes, value reads in parallel, and [`JsKv::read_retrying`], which asks a read
+//! the buffered writes, value reads in parallel from the stream leader ([`leader_get`]), and [`JsKv::read_retrying`], which asks a read
 //! again through a leader election. The invariants are the backend's (`js_kv.rs`): reads see
 //! buffered and flushing writes first.
 
@@ -106,12 +106,11 @@ impl JsKv {
             async move {
                 futures_util::stream::iter(remote.into_iter().map(|(i, k)| {
                     let bucket = bucket.clone();
-                    async move { bucket.get(k).await.map(|v| (i, v.map(|b| b.to_vec()))) }
+                    async move { leader_get(&bucket, &k).await.map(|v| (i, v)) }
                 }))
                 .buffered(READS_AT_ONCE)
                 .try_collect::<Vec<_>>()
                 .await
-                .map_err(|e| nats_err("reading", e))
             }
         })?;
         for (i, v) in fetched {
@@ -172,5 +171,34 @@ impl JsKv {
                 r => return r,
             }
         }
+    }
+}
+
+/// A key's value as the stream's leader has it (`STREAM.MSG.GET`), `None` if it has none or a
+/// deletion marker. Not the KV `get`: that is a direct get (the buckets allow it), answered by
+/// any replica, and a follower that has not applied the latest writes answers without them —
+/// a node loading a document so missed its last acknowledged record (the cluster test, after a
+/// nats-server was killed: a new owner loaded revision 69 of 70 and the log read back lacked
+/// the acknowledged revision 70).
+pub(super) async fn leader_get(
+    bucket: &kv::Store,
+    kv_key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let subject = format!("{}{}", bucket.prefix, kv_key);
+    match bucket
+        .stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+    {
+        Ok(m) => {
+            let deleted = matches!(
+                m.headers.get("KV-Operation").map(|h| h.as_str()),
+                Some("DEL" | "PURGE")
+            );
+            Ok((!deleted).then(|| m.payload.to_vec()))
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(nats_err("reading", e)),
     }
 }
