@@ -191,14 +191,16 @@ pub(super) async fn leader_get(
         .get_last_raw_message_by_subject(&subject)
         .await
     {
-        Ok(m) => {
-            let deleted = matches!(
-                m.headers.get("KV-Operation").map(|h| h.as_str()),
-                Some("DEL" | "PURGE")
-            );
-            Ok((!deleted).then(|| m.payload.to_vec()))
-        }
+        Ok(m) => Ok((!is_deletion(&m)).then(|| m.payload.to_vec())),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(nats_err("reading", e)),
     }
+}
+
+/// Whether a key's last message is a deletion marker (`KV-Operation: DEL` or `PURGE`).
+pub(super) fn is_deletion(m: &async_nats::jetstream::message::StreamMessage) -> bool {
+    matches!(
+        m.headers.get("KV-Operation").map(|h| h.as_str()),
+        Some("DEL" | "PURGE")
+    )
 }

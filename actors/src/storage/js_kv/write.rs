@@ -197,11 +197,7 @@ async fn create_one(w: &Outgoing, v: &[u8]) -> Result<(), StoreError> {
         if there.headers.get("Nats-Msg-Id").map(|h| h.as_str()) == Some(w.id.as_str()) {
             return Ok(());
         }
-        let deleted = matches!(
-            there.headers.get("KV-Operation").map(|h| h.as_str()),
-            Some("DEL" | "PURGE")
-        );
-        if !deleted {
+        if !super::read::is_deletion(&there) {
             return Err(StoreError::Fenced {
                 doc: String::from_utf8_lossy(w.raw.split(|&b| b == 0).next().unwrap_or(&[]))
                     .into_owned(),
